@@ -1,1 +1,505 @@
-//! TODO
+//! The sending side of a read transfer as a deterministic state machine.
+//!
+//! A [`Transfer`] is handed the client's datagrams and the current time and
+//! answers with datagrams to send ([`Transfer::poll_transmit`]) and the time
+//! it next needs waking ([`Transfer::deadline`]). It owns no socket and reads
+//! no clock, so tests drive it through loss, duplication and reordering
+//! without sleeping.
+//!
+//! Behaviour worth knowing:
+//! - the first block is read when the transfer is created, so a read failure
+//!   becomes an ERROR answer instead of an OACK followed by silence;
+//! - block numbers roll over from 65535 to 0;
+//! - only an ACK that acknowledges something new moves the window; duplicate
+//!   and old ACKs are ignored (no Sorcerer's Apprentice syndrome), and only
+//!   the timer retransmits, with exponential back-off;
+//! - an ACK for a block inside the window (the RFC 7440 signal that the
+//!   client missed what followed) restarts the window after that block;
+//! - a client ERROR ends the transfer at once, with nothing sent back.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::body::Body;
+use crate::tftp::options::Negotiated;
+use crate::tftp::packet::{ErrorCode, Packet, OP_DATA};
+
+/// Back-off doubles the time-out once, no more: the client's repeated ACKs
+/// for a window we already have are (rightly) ignored, so the timer is the
+/// only way out of a lost window, and a phone's own patience is short.
+const MAX_BACKOFF_SHIFT: u32 = 1;
+
+/// How a transfer ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every block was acknowledged.
+    Completed,
+    /// The client sent an ERROR (for example code 8 refusing our OACK).
+    ClientError { code: u16, message: String },
+    /// The retry budget ran out without an answer.
+    TimedOut,
+    /// The body could not be read part way through.
+    ReadFailed(String),
+}
+
+/// Counters a driver may log when the transfer ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub packets_sent: u64,
+    pub retransmissions: u64,
+}
+
+/// One read transfer, from the first packet to the last acknowledgement.
+#[derive(Debug)]
+pub struct Transfer {
+    body: Body,
+    block_size: usize,
+    window: u64,
+    timeout: Duration,
+    max_retries: u32,
+    /// Number of the final block (always shorter than `block_size`).
+    last_block: u64,
+    /// The encoded OACK, kept while we wait for the client's ACK 0.
+    pending_oack: Option<Vec<u8>>,
+    /// Block 1, read up front (see the module doc).
+    first_block: Vec<u8>,
+    /// Highest block acknowledged (0 before any).
+    acked: u64,
+    /// Highest block sent in the current window.
+    sent_up_to: u64,
+    retries: u32,
+    deadline: Option<Instant>,
+    outbox: VecDeque<Vec<u8>>,
+    outcome: Option<Outcome>,
+    stats: Stats,
+}
+
+impl Transfer {
+    /// Starts a transfer of `body` with the negotiated parameters: reads the
+    /// first block, then queues the OACK (when options were accepted) or the
+    /// first window of data.
+    pub fn start(
+        body: Body,
+        negotiated: &Negotiated,
+        max_retries: u32,
+        now: Instant,
+    ) -> io::Result<Transfer> {
+        let block_size = usize::from(negotiated.block_size.max(1));
+        let last_block = body.len() / block_size as u64 + 1;
+        let mut transfer = Transfer {
+            body,
+            block_size,
+            window: u64::from(negotiated.window_size.max(1)),
+            timeout: negotiated.timeout,
+            max_retries,
+            last_block,
+            pending_oack: None,
+            first_block: Vec::new(),
+            acked: 0,
+            sent_up_to: 0,
+            retries: 0,
+            deadline: None,
+            outbox: VecDeque::new(),
+            outcome: None,
+            stats: Stats::default(),
+        };
+        transfer.first_block = transfer.read_block(1)?;
+        if negotiated.oack.is_empty() {
+            transfer.send_window(now);
+        } else {
+            let oack = Packet::Oack(negotiated.oack.clone()).encode();
+            transfer.push(oack.clone());
+            transfer.pending_oack = Some(oack);
+            transfer.arm(now);
+        }
+        Ok(transfer)
+    }
+
+    /// Feeds one datagram received from the client.
+    pub fn handle_datagram(&mut self, datagram: &[u8], now: Instant) {
+        if self.outcome.is_some() {
+            return;
+        }
+        match Packet::decode(datagram) {
+            Ok(Packet::Ack(block)) => self.on_ack(block, now),
+            Ok(Packet::Error { code, message }) => {
+                self.finish(Outcome::ClientError { code, message });
+            }
+            // Anything else on a read transfer's port is noise; answering it
+            // could only feed a loop with a confused peer.
+            _ => {}
+        }
+    }
+
+    /// Wakes the transfer; retransmits if its deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.deadline {
+            Some(deadline) if self.outcome.is_none() && now >= deadline => {}
+            _ => return,
+        }
+        self.retries += 1;
+        if self.retries > self.max_retries {
+            self.finish(Outcome::TimedOut);
+            return;
+        }
+        self.stats.retransmissions += 1;
+        if let Some(oack) = self.pending_oack.clone() {
+            self.push(oack);
+            self.arm(now);
+        } else {
+            self.send_window(now);
+        }
+    }
+
+    /// The next datagram to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
+    }
+
+    /// When [`Transfer::handle_timeout`] must next be called; `None` once
+    /// the transfer has ended.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// How the transfer ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Size of the body being sent.
+    pub fn size(&self) -> u64 {
+        self.body.len()
+    }
+
+    fn on_ack(&mut self, block: u16, now: Instant) {
+        if self.pending_oack.is_some() {
+            if block == 0 {
+                self.pending_oack = None;
+                self.retries = 0;
+                self.send_window(now);
+            }
+            return;
+        }
+        // Map the 16-bit wire number onto the blocks in flight. Anything not
+        // strictly ahead of what is already acknowledged is a duplicate or a
+        // stray and must not trigger a retransmission.
+        let ahead = u64::from(block.wrapping_sub(self.acked as u16));
+        if ahead == 0 || ahead > self.sent_up_to - self.acked {
+            return;
+        }
+        self.acked += ahead;
+        self.retries = 0;
+        if self.acked == self.last_block {
+            self.finish(Outcome::Completed);
+        } else {
+            self.send_window(now);
+        }
+    }
+
+    /// Sends the window that follows the last acknowledged block.
+    fn send_window(&mut self, now: Instant) {
+        let first = self.acked + 1;
+        let last = (self.acked + self.window).min(self.last_block);
+        for block in first..=last {
+            let packet = if block == 1 {
+                Ok(self.first_block.clone())
+            } else {
+                self.read_block(block)
+            };
+            match packet {
+                Ok(packet) => self.push(packet),
+                Err(error) => {
+                    self.push(Packet::error(ErrorCode::NotDefined, "read error"));
+                    self.finish(Outcome::ReadFailed(error.to_string()));
+                    return;
+                }
+            }
+        }
+        self.sent_up_to = last;
+        self.arm(now);
+    }
+
+    /// Encodes DATA for `block` (1-based, unbounded; the wire number wraps).
+    fn read_block(&self, block: u64) -> io::Result<Vec<u8>> {
+        let offset = (block - 1) * self.block_size as u64;
+        let expected = (self.body.len() - offset).min(self.block_size as u64) as usize;
+        let mut packet = Vec::with_capacity(4 + expected);
+        packet.extend_from_slice(&OP_DATA.to_be_bytes());
+        packet.extend_from_slice(&(block as u16).to_be_bytes());
+        packet.resize(4 + expected, 0);
+        let read = self.body.read_at(offset, &mut packet[4..])?;
+        if read != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being served",
+            ));
+        }
+        Ok(packet)
+    }
+
+    fn push(&mut self, datagram: Vec<u8>) {
+        self.stats.packets_sent += 1;
+        self.outbox.push_back(datagram);
+    }
+
+    fn arm(&mut self, now: Instant) {
+        let backoff = 1u32 << self.retries.min(MAX_BACKOFF_SHIFT);
+        self.deadline = Some(now + self.timeout * backoff);
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.deadline = None;
+        self.outcome = Some(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn negotiated(block_size: u16, window_size: u16, oack: bool) -> Negotiated {
+        Negotiated {
+            block_size,
+            window_size,
+            timeout: Duration::from_secs(1),
+            oack: if oack {
+                vec![("blksize".into(), block_size.to_string())]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn body(len: usize) -> Body {
+        Body::Memory(Bytes::from(
+            (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+        ))
+    }
+
+    fn drain(t: &mut Transfer) -> Vec<Packet> {
+        std::iter::from_fn(|| t.poll_transmit())
+            .map(|d| Packet::decode(&d).unwrap())
+            .collect()
+    }
+
+    fn blocks(packets: &[Packet]) -> Vec<u16> {
+        packets
+            .iter()
+            .map(|p| match p {
+                Packet::Data { block, .. } => *block,
+                other => panic!("expected DATA, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn ack(block: u16) -> Vec<u8> {
+        Packet::Ack(block).encode()
+    }
+
+    #[test]
+    fn without_options_the_first_block_goes_out_at_once() {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(1000), &negotiated(512, 1, false), 5, now).unwrap();
+        assert_eq!(blocks(&drain(&mut t)), vec![1]);
+        t.handle_datagram(&ack(1), now);
+        assert_eq!(blocks(&drain(&mut t)), vec![2]);
+        t.handle_datagram(&ack(2), now);
+        assert!(drain(&mut t).is_empty());
+        assert_eq!(t.outcome(), Some(&Outcome::Completed));
+        assert_eq!(t.deadline(), None);
+    }
+
+    #[test]
+    fn an_exact_multiple_ends_with_an_empty_block() {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(512), &negotiated(512, 1, false), 5, now).unwrap();
+        drain(&mut t);
+        t.handle_datagram(&ack(1), now);
+        let packets = drain(&mut t);
+        assert_eq!(
+            packets,
+            vec![Packet::Data {
+                block: 2,
+                data: Bytes::new()
+            }]
+        );
+    }
+
+    #[test]
+    fn data_waits_for_the_ack_of_the_oack() {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(3000), &negotiated(1024, 2, true), 5, now).unwrap();
+        assert!(matches!(drain(&mut t)[..], [Packet::Oack(_)]));
+        t.handle_datagram(&ack(1), now); // not ACK 0: ignored
+        assert!(drain(&mut t).is_empty());
+        t.handle_datagram(&ack(0), now);
+        assert_eq!(blocks(&drain(&mut t)), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_lost_oack_is_retransmitted() {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(10), &negotiated(512, 1, true), 5, now).unwrap();
+        drain(&mut t);
+        t.handle_timeout(now + Duration::from_millis(999));
+        assert!(drain(&mut t).is_empty(), "woken early: nothing to do");
+        t.handle_timeout(now + Duration::from_secs(1));
+        assert!(matches!(drain(&mut t)[..], [Packet::Oack(_)]));
+    }
+
+    #[test]
+    fn duplicate_acks_never_trigger_a_window() {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(10_000), &negotiated(512, 4, false), 5, now).unwrap();
+        assert_eq!(blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
+        t.handle_datagram(&ack(4), now);
+        assert_eq!(blocks(&drain(&mut t)), vec![5, 6, 7, 8]);
+        for old in [4, 4, 3, 1, 0, 9, 100] {
+            t.handle_datagram(&ack(old), now);
+            assert!(drain(&mut t).is_empty(), "ACK {old} must not send anything");
+        }
+    }
+
+    #[test]
+    fn an_ack_inside_the_window_restarts_after_it() {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(10_000), &negotiated(512, 4, false), 5, now).unwrap();
+        drain(&mut t);
+        t.handle_datagram(&ack(2), now);
+        assert_eq!(blocks(&drain(&mut t)), vec![3, 4, 5, 6]);
+        // A reordered, older ACK arriving late changes nothing.
+        t.handle_datagram(&ack(1), now);
+        assert!(drain(&mut t).is_empty());
+    }
+
+    #[test]
+    fn the_window_is_resent_with_backoff_then_abandoned() {
+        let start = Instant::now();
+        let mut t = Transfer::start(body(10_000), &negotiated(512, 2, false), 3, start).unwrap();
+        drain(&mut t);
+        let mut now = start;
+        let mut gaps = Vec::new();
+        for _ in 0..3 {
+            let deadline = t.deadline().unwrap();
+            gaps.push(deadline - now);
+            now = deadline;
+            t.handle_timeout(now);
+            assert_eq!(blocks(&drain(&mut t)), vec![1, 2]);
+        }
+        assert_eq!(
+            gaps,
+            vec![
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(2)
+            ]
+        );
+        t.handle_timeout(t.deadline().unwrap());
+        assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+        assert_eq!(t.deadline(), None);
+        assert_eq!(t.stats().retransmissions, 3);
+    }
+
+    #[test]
+    fn a_client_error_ends_the_transfer_silently() {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(10), &negotiated(512, 1, true), 5, now).unwrap();
+        drain(&mut t);
+        t.handle_datagram(&Packet::error(ErrorCode::OptionRefused, "no"), now);
+        assert_eq!(
+            t.outcome(),
+            Some(&Outcome::ClientError {
+                code: 8,
+                message: "no".into()
+            })
+        );
+        assert_eq!(t.deadline(), None);
+        t.handle_timeout(now + Duration::from_secs(60));
+        assert!(drain(&mut t).is_empty());
+    }
+
+    #[test]
+    fn garbage_from_the_client_is_ignored() {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(10), &negotiated(512, 1, false), 5, now).unwrap();
+        drain(&mut t);
+        for junk in [
+            &b""[..],
+            b"\x00",
+            b"\x00\x03\x00\x01data",
+            b"\x00\x01x\x00octet\x00",
+            b"\xff\xff",
+        ] {
+            t.handle_datagram(junk, now);
+        }
+        assert!(drain(&mut t).is_empty());
+        assert_eq!(t.outcome(), None);
+    }
+
+    #[test]
+    fn block_numbers_roll_over_to_zero() {
+        let now = Instant::now();
+        let len = 65_537 * 8 + 3;
+        let mut t = Transfer::start(body(len), &negotiated(8, 1, false), 5, now).unwrap();
+        let mut last = Vec::new();
+        let mut received = 0usize;
+        loop {
+            let packets = drain(&mut t);
+            if packets.is_empty() {
+                break;
+            }
+            for p in packets {
+                let Packet::Data { block, data } = p else {
+                    panic!()
+                };
+                received += data.len();
+                last.push(block);
+                t.handle_datagram(&ack(block), now);
+            }
+        }
+        assert_eq!(t.outcome(), Some(&Outcome::Completed));
+        assert_eq!(received, len);
+        assert_eq!(&last[65_533..65_538], &[65_534, 65_535, 0, 1, 2]);
+    }
+
+    #[test]
+    fn a_body_that_shrinks_ends_with_an_error_packet() {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &[7u8; 2000]).unwrap();
+        let file = std::sync::Arc::new(file);
+        let body = Body::Disk {
+            file: file.clone(),
+            len: 2000,
+        };
+        let now = Instant::now();
+        let mut t = Transfer::start(body, &negotiated(512, 1, false), 5, now).unwrap();
+        drain(&mut t);
+        file.set_len(600).unwrap();
+        t.handle_datagram(&ack(1), now);
+        t.handle_datagram(&ack(2), now);
+        let packets = drain(&mut t);
+        assert!(matches!(
+            packets.last(),
+            Some(Packet::Error { code: 0, .. })
+        ));
+        assert!(matches!(t.outcome(), Some(Outcome::ReadFailed(_))));
+    }
+
+    #[test]
+    fn a_first_block_that_cannot_be_read_fails_before_anything_is_sent() {
+        let file = tempfile::tempfile().unwrap();
+        // Claims more bytes than the file has: reading block 1 fails.
+        let body = Body::Disk {
+            file: std::sync::Arc::new(file),
+            len: 100,
+        };
+        assert!(Transfer::start(body, &negotiated(512, 1, true), 5, Instant::now()).is_err());
+    }
+}
