@@ -1,1 +1,188 @@
-//! TODO
+//! The local root: files served from the machine itself, found whatever the
+//! case of the name, and never outside the root (symlinks that leave it are
+//! refused).
+//!
+//! The exact path is tried first (one `open`). When that misses, a lower-case
+//! index of the tree answers names asked in another case; the index is
+//! rebuilt on a miss at most once per [`INDEX_REFRESH`], so a file dropped
+//! into the root is found within that time without a rescan per request
+//! during a boot storm.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::body::Body;
+
+/// Minimum time between two rebuilds of the case-insensitive index.
+pub const INDEX_REFRESH: Duration = Duration::from_secs(1);
+/// Bound on the entries indexed (a root is a few thousand phone files).
+const MAX_INDEXED: usize = 200_000;
+
+/// Why a local file cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("'{0}' resolves outside the root")]
+    OutsideRoot(String),
+    #[error("'{0}' is not a regular file")]
+    NotAFile(String),
+    #[error("cannot read '{name}': {source}")]
+    Io { name: String, source: io::Error },
+}
+
+/// A directory of files served as-is.
+#[derive(Debug)]
+pub struct LocalRoot {
+    root: PathBuf,
+    index: Mutex<Index>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    built: Option<Instant>,
+    /// Lower-case relative path → relative path as stored.
+    names: HashMap<String, String>,
+}
+
+impl LocalRoot {
+    /// Opens `root` (resolving it once, so later checks compare real paths).
+    pub fn new(root: &Path) -> io::Result<LocalRoot> {
+        let root = root.canonicalize()?;
+        if !root.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a directory"));
+        }
+        Ok(LocalRoot { root, index: Mutex::new(Index::default()) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Opens a normalised name (see [`crate::name::normalise`]).
+    /// `Ok(None)` means no such file.
+    pub fn open(&self, name: &str) -> Result<Option<Body>, LocalError> {
+        if let Some(body) = self.open_exact(name)? {
+            return Ok(Some(body));
+        }
+        match self.find_other_case(name) {
+            Some(stored) => self.open_exact(&stored),
+            None => Ok(None),
+        }
+    }
+
+    fn open_exact(&self, name: &str) -> Result<Option<Body>, LocalError> {
+        let path = self.root.join(name);
+        let real = match path.canonicalize() {
+            Ok(real) => real,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(source) => return Err(LocalError::Io { name: name.to_owned(), source }),
+        };
+        if !real.starts_with(&self.root) {
+            return Err(LocalError::OutsideRoot(name.to_owned()));
+        }
+        // O_NONBLOCK: a FIFO planted in the root must not hang the server.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&real)
+            .map_err(|source| LocalError::Io { name: name.to_owned(), source })?;
+        let meta = file.metadata().map_err(|source| LocalError::Io { name: name.to_owned(), source })?;
+        if !meta.is_file() {
+            return Err(LocalError::NotAFile(name.to_owned()));
+        }
+        Ok(Some(Body::Disk { file: Arc::new(file), len: meta.len() }))
+    }
+
+    fn find_other_case(&self, name: &str) -> Option<String> {
+        let wanted = name.to_ascii_lowercase();
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stored) = index.names.get(&wanted) {
+            return Some(stored.clone());
+        }
+        if index.built.is_some_and(|at| at.elapsed() < INDEX_REFRESH) {
+            return None;
+        }
+        index.names = build_index(&self.root);
+        index.built = Some(Instant::now());
+        index.names.get(&wanted).cloned()
+    }
+}
+
+fn is_missing(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+fn build_index(root: &Path) -> HashMap<String, String> {
+    let mut names = HashMap::new();
+    let mut pending = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            if names.len() >= MAX_INDEXED {
+                return names;
+            }
+            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let relative = format!("{prefix}{file_name}");
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push((entry.path(), format!("{relative}/"))),
+                Ok(_) => {}
+                Err(_) => continue,
+            }
+            names.entry(relative.to_ascii_lowercase()).or_insert(relative);
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_with(files: &[(&str, &[u8])]) -> (tempfile::TempDir, LocalRoot) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        let root = LocalRoot::new(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    fn read(body: Body) -> Vec<u8> {
+        body.to_bytes().unwrap().to_vec()
+    }
+
+    #[test]
+    fn names_are_found_in_any_case() {
+        let (_dir, root) = root_with(&[("SEP001122334455.cnf.xml", b"cfg"), ("Desktops/320x212x12/List.xml", b"l")]);
+        assert_eq!(read(root.open("SEP001122334455.cnf.xml").unwrap().unwrap()), b"cfg");
+        assert_eq!(read(root.open("sep001122334455.CNF.XML").unwrap().unwrap()), b"cfg");
+        assert_eq!(read(root.open("desktops/320X212X12/list.xml").unwrap().unwrap()), b"l");
+        assert!(root.open("missing.xml").unwrap().is_none());
+    }
+
+    #[test]
+    fn symlinks_leaving_the_root_are_refused() {
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        let (dir, root) = root_with(&[("inside.txt", b"ok")]);
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("escape")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("inside.txt"), dir.path().join("alias")).unwrap();
+        assert!(matches!(root.open("escape"), Err(LocalError::OutsideRoot(_))));
+        assert_eq!(read(root.open("alias").unwrap().unwrap()), b"ok");
+    }
+
+    #[test]
+    fn directories_and_fifos_are_not_files() {
+        let (dir, root) = root_with(&[("sub/file", b"x")]);
+        assert!(matches!(root.open("sub"), Err(LocalError::NotAFile(_))));
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(matches!(root.open("pipe"), Err(LocalError::NotAFile(_))));
+    }
+}
