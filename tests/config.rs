@@ -1,0 +1,1069 @@
+//! Configuration parsing and validation: located errors, defaults, the
+//! example file, the `render` round trip, address normalisation, values.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tftproxy::config::{
+    format_duration, format_size, normalize_address, parse_duration, parse_size, Config,
+    ConfigError, LogFormat, OnUnreachable, Strategy,
+};
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+fn parse_ok(text: &str) -> Config {
+    match parse(text) {
+        Ok(c) => c,
+        Err(e) => panic!("config should be valid, got: {e}\n---\n{text}"),
+    }
+}
+
+/// (what is tested, config text, expected key, expected line, message fragment)
+type BadCase = (&'static str, String, &'static str, usize, &'static str);
+
+fn bad_cases() -> Vec<BadCase> {
+    let s = |x: &str| x.to_string();
+    let long_id = "a".repeat(51);
+    let long_description = "d".repeat(129);
+    vec![
+        (
+            "block size too big",
+            s("[tftp]\nmax_block_size = 70000\n"),
+            "tftp.max_block_size",
+            2,
+            "must be between 512 and 65464, got 70000",
+        ),
+        (
+            "block size too small",
+            s("# comment\n\n[tftp]\nmax_block_size = 511\n"),
+            "tftp.max_block_size",
+            4,
+            "must be between 512 and 65464, got 511",
+        ),
+        (
+            "window too big",
+            s("[tftp]\nmax_window_size = 65\n"),
+            "tftp.max_window_size",
+            2,
+            "must be between 1 and 64, got 65",
+        ),
+        (
+            "window zero",
+            s("[tftp]\nmax_window_size = 0\n"),
+            "tftp.max_window_size",
+            2,
+            "between 1 and 64",
+        ),
+        (
+            "no transfers",
+            s("[tftp]\nmax_transfers = 0\n"),
+            "tftp.max_transfers",
+            2,
+            "must be between 1 and 100000, got 0",
+        ),
+        (
+            "too many transfers",
+            s("[tftp]\nmax_retries = 3\nmax_transfers = 100001\n"),
+            "tftp.max_transfers",
+            3,
+            "got 100001",
+        ),
+        (
+            "privileged port range",
+            s("[tftp]\nport_range = \"1000-2000\"\n"),
+            "tftp.port_range",
+            2,
+            "1024 <= LO <= HI",
+        ),
+        (
+            "reversed port range",
+            s("[tftp]\nport_range = \"5000-4000\"\n"),
+            "tftp.port_range",
+            2,
+            "got \"5000-4000\"",
+        ),
+        (
+            "port range without HI",
+            s("[tftp]\nport_range = \"49152\"\n"),
+            "tftp.port_range",
+            2,
+            "must be \"LO-HI\"",
+        ),
+        (
+            "empty listen",
+            s("[tftp]\nlisten = []\n"),
+            "tftp.listen",
+            2,
+            "at least one address",
+        ),
+        (
+            "bad listen address",
+            s("[tftp]\nlisten = [\"0.0.0.0:69\", \"nonsense\"]\n"),
+            "tftp.listen[2]",
+            2,
+            "must be an IP address and port",
+        ),
+        (
+            "listen address without port, multi-line array",
+            s("[tftp]\nlisten = [\n  \"0.0.0.0:69\",\n  \"0.0.0.0\",\n]\n"),
+            "tftp.listen[2]",
+            4,
+            "got \"0.0.0.0\"",
+        ),
+        (
+            "listen address twice",
+            s("[tftp]\nlisten = [\"0.0.0.0:69\", \"0.0.0.0:69\"]\n"),
+            "tftp.listen[2]",
+            2,
+            "listed twice",
+        ),
+        (
+            "listen element of wrong type",
+            s("[tftp]\nlisten = [69]\n"),
+            "tftp.listen[1]",
+            2,
+            "expected a string",
+        ),
+        (
+            "root missing",
+            s("[tftp]\nroot = \"/nonexistent/tftproxy-test-root\"\n"),
+            "tftp.root",
+            2,
+            "cannot be used",
+        ),
+        (
+            "root is a file",
+            s("[tftp]\nroot = \"Cargo.toml\"\n"),
+            "tftp.root",
+            2,
+            "is not a directory",
+        ),
+        (
+            "retransmit too short",
+            s("[tftp]\nretransmit_timeout = \"50ms\"\n"),
+            "tftp.retransmit_timeout",
+            2,
+            "must be between 100ms and 1m, got 50ms",
+        ),
+        (
+            "duration without unit",
+            s("[tftp]\nretransmit_timeout = \"5\"\n"),
+            "tftp.retransmit_timeout",
+            2,
+            "must be a duration like",
+        ),
+        (
+            "duration as integer",
+            s("[tftp]\nshutdown_grace = 5\n"),
+            "tftp.shutdown_grace",
+            2,
+            "expected a duration string",
+        ),
+        (
+            "too many retries",
+            s("[tftp]\nmax_retries = 21\n"),
+            "tftp.max_retries",
+            2,
+            "between 1 and 20",
+        ),
+        (
+            "unknown key",
+            s("[tftp]\nlisten = [\"0.0.0.0:69\"]\nblocksize = 1428\n"),
+            "tftp.blocksize",
+            3,
+            "unknown key `blocksize`",
+        ),
+        (
+            "unknown section",
+            s("[tftp]\nmax_retries = 5\n\n[tfpt]\nmax_retries = 5\n"),
+            "tfpt",
+            4,
+            "unknown key `tfpt`",
+        ),
+        (
+            "syntax error: missing value",
+            s("[tftp]\nmax_retries = 5\nmax_block_size =\n"),
+            "tftp.max_block_size",
+            3,
+            "invalid TOML",
+        ),
+        (
+            "syntax error: duplicate key",
+            s("[cache]\nttl = \"1m\"\nttl = \"2m\"\n"),
+            "cache.ttl",
+            3,
+            "invalid TOML",
+        ),
+        (
+            "integer of wrong type",
+            s("[tftp]\nmax_retries = \"5\"\n"),
+            "tftp.max_retries",
+            2,
+            "expected an integer",
+        ),
+        (
+            "size without number",
+            s("[cache]\nmax_bytes = \"lots\"\n"),
+            "cache.max_bytes",
+            2,
+            "must be a size like",
+        ),
+        (
+            "negative size",
+            s("[cache]\nmax_bytes = -1\n"),
+            "cache.max_bytes",
+            2,
+            "must not be negative",
+        ),
+        (
+            "zero file size",
+            s("[cache]\nmax_file_size = 0\n"),
+            "cache.max_file_size",
+            2,
+            "must be greater than 0",
+        ),
+        (
+            "dotted keys at the top level are located",
+            s("# tftproxy\ntftp.max_retries = 3\ntftp.max_block_size = 100\n"),
+            "tftp.max_block_size",
+            3,
+            "got 100",
+        ),
+        (
+            "unknown top-level key",
+            s("verbose = true\n[tftp]\n"),
+            "verbose",
+            1,
+            "unknown key `verbose`",
+        ),
+        (
+            "CRLF line endings",
+            s("[remote]\r\nport = 6970\r\nstrategy = \"fastest\"\r\n"),
+            "remote.strategy",
+            3,
+            "got \"fastest\"",
+        ),
+        (
+            "ttl of wrong type",
+            s("[cache]\nttl = true\n"),
+            "cache.ttl",
+            2,
+            "expected a duration string",
+        ),
+        (
+            "too many homes",
+            s("[cache]\nmax_homes = 0\n"),
+            "cache.max_homes",
+            2,
+            "between 1 and 100000000",
+        ),
+        (
+            "unknown strategy",
+            s("[remote]\nstrategy = \"random\"\n"),
+            "remote.strategy",
+            2,
+            "must be \"parallel\" or \"sequential\", got \"random\"",
+        ),
+        (
+            "unknown on_unreachable",
+            s("[remote]\non_unreachable = \"ignore\"\n"),
+            "remote.on_unreachable",
+            2,
+            "must be \"retry-later\" or \"not-found\"",
+        ),
+        (
+            "remote port zero",
+            s("[remote]\nport = 0\n"),
+            "remote.port",
+            2,
+            "between 1 and 65535",
+        ),
+        (
+            "boolean of wrong type",
+            s("[remote]\nprefer_home_cluster = \"yes\"\n"),
+            "remote.prefer_home_cluster",
+            2,
+            "expected true or false",
+        ),
+        (
+            "zero timeout",
+            s("[remote]\nconnect_timeout = \"0s\"\n"),
+            "remote.connect_timeout",
+            2,
+            "must be between 1ms and 1h",
+        ),
+        ("log format", s("[log]\nformat = \"xml\"\n"), "log.format", 2, "\"text\" or \"json\""),
+        ("empty log level", s("[log]\nlevel = \"\"\n"), "log.level", 2, "tracing filter"),
+        (
+            "http listen as one bad string",
+            s("[http]\nlisten = \"bad\"\n"),
+            "http.listen[1]",
+            2,
+            "IP address and port",
+        ),
+        (
+            "fetch_wait too long",
+            s("[http]\nfetch_wait = \"2m\"\n"),
+            "http.fetch_wait",
+            2,
+            "must be between 0s and 1m",
+        ),
+        (
+            "admin listen is a name",
+            s("[admin]\nlisten = \"localhost:9669\"\n"),
+            "admin.listen",
+            2,
+            "must be an IP address and port",
+        ),
+        (
+            "cluster without id",
+            s("[[cluster]]\naddresses = [\"192.0.2.1\"]\n"),
+            "cluster[1].id",
+            1,
+            "is required",
+        ),
+        (
+            "cluster id with a space",
+            s("[[cluster]]\nid = \"bad id\"\naddresses = [\"192.0.2.1\"]\n"),
+            "cluster[1].id",
+            2,
+            "1-50 characters of A-Z a-z 0-9 . -",
+        ),
+        (
+            "cluster id too long",
+            format!("[[cluster]]\nid = \"{long_id}\"\naddresses = [\"192.0.2.1\"]\n"),
+            "cluster[1].id",
+            2,
+            "1-50 characters",
+        ),
+        (
+            "duplicate cluster id",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\"]\n\n\
+               [[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.2\"]\n"),
+            "cluster[2].id",
+            6,
+            "duplicate cluster id \"a\" (also cluster[1].id)",
+        ),
+        (
+            "description too long",
+            format!(
+                "[[cluster]]\nid = \"a\"\ndescription = \"{long_description}\"\n\
+                 addresses = [\"192.0.2.1\"]\n"
+            ),
+            "cluster[1].description",
+            3,
+            "at most 128 characters, got 129",
+        ),
+        (
+            "fqdn with underscore",
+            s("[[cluster]]\nid = \"a\"\nfqdn = \"cucm_a.example.com\"\naddresses = [\"192.0.2.1\"]\n"),
+            "cluster[1].fqdn",
+            3,
+            "A-Z a-z 0-9 . - * and space",
+        ),
+        (
+            "enabled cluster without addresses key: header line",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\"]\n\n[[cluster]]\nid = \"b\"\n"),
+            "cluster[2].addresses",
+            5,
+            "needs 1 to 3 addresses",
+        ),
+        (
+            "empty address list",
+            s("[[cluster]]\nid = \"a\"\naddresses = []\n"),
+            "cluster[1].addresses",
+            3,
+            "got 0",
+        ),
+        (
+            "four addresses",
+            s("[[cluster]]\nid = \"a\"\n\
+               addresses = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\", \"192.0.2.4\"]\n"),
+            "cluster[1].addresses",
+            3,
+            "got 4",
+        ),
+        (
+            "address with a path",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"http://192.0.2.1/tftp\"]\n"),
+            "cluster[1].addresses[1]",
+            3,
+            "without path, query or fragment",
+        ),
+        (
+            "address with a query",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"http://192.0.2.1:6970?x=1\"]\n"),
+            "cluster[1].addresses[1]",
+            3,
+            "without path, query or fragment",
+        ),
+        (
+            "address with another scheme",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\", \"ftp://192.0.2.2\"]\n"),
+            "cluster[1].addresses[2]",
+            3,
+            "unsupported scheme",
+        ),
+        (
+            "bad IPv4 address",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.300\"]\n"),
+            "cluster[1].addresses[1]",
+            3,
+            "not a valid IPv4 address",
+        ),
+        (
+            "port out of range",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"[2001:db8::1]:99999\"]\n"),
+            "cluster[1].addresses[1]",
+            3,
+            "port must be a number between 1 and 65535",
+        ),
+        (
+            "IPv6 in URL without brackets",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"http://2001:db8::1\"]\n"),
+            "cluster[1].addresses[1]",
+            3,
+            "in brackets",
+        ),
+        (
+            "address with user information",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"http://admin@192.0.2.1\"]\n"),
+            "cluster[1].addresses[1]",
+            3,
+            "user information",
+        ),
+        (
+            "unspecified address",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"0.0.0.0\"]\n"),
+            "cluster[1].addresses[1]",
+            3,
+            "not the address of a server",
+        ),
+        (
+            "same address in two clusters after normalisation",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.10\"]\n\n\
+               [[cluster]]\nid = \"b\"\naddresses = [\"192.0.2.11\", \"HTTP://192.0.2.10:6970/\"]\n"),
+            "cluster[2].addresses[2]",
+            7,
+            "http://192.0.2.10:6970 is already an address of cluster[1].addresses[1]",
+        ),
+        (
+            "same address twice in one cluster",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"Cucm-A.example.com\", \"cucm-a.example.com:6970\"]\n"),
+            "cluster[1].addresses[2]",
+            3,
+            "listed twice in this cluster",
+        ),
+        (
+            "loop: loopback address to a wildcard listener",
+            s("[http]\nlisten = [\"0.0.0.0:6970\"]\n\n\
+               [[cluster]]\nid = \"self\"\naddresses = [\"127.0.0.1\"]\n"),
+            "cluster[1].addresses[1]",
+            6,
+            "own [http] listen address 0.0.0.0:6970",
+        ),
+        (
+            "loop: localhost to a loopback listener",
+            s("[http]\nlisten = [\"127.0.0.1:8080\"]\n\n\
+               [[cluster]]\nid = \"self\"\naddresses = [\"192.0.2.1\", \"http://localhost:8080\"]\n"),
+            "cluster[1].addresses[2]",
+            6,
+            "a request loop",
+        ),
+        (
+            "loop: same IP and port",
+            s("[http]\nlisten = [\"[::]:6970\", \"192.0.2.5:6971\"]\n\n\
+               [[cluster]]\nid = \"self\"\naddresses = [\"192.0.2.5:6971\"]\n"),
+            "cluster[1].addresses[1]",
+            6,
+            "a request loop",
+        ),
+        (
+            "single [cluster] table",
+            s("[cluster]\nid = \"a\"\n"),
+            "cluster",
+            1,
+            "double brackets",
+        ),
+        (
+            "unknown key in a cluster",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\"]\n\n\
+               [[cluster]]\nid = \"b\"\nadresses = [\"192.0.2.2\"]\n"),
+            "cluster[2].adresses",
+            7,
+            "unknown key `adresses`",
+        ),
+        (
+            "inline-table clusters are located too",
+            s("cluster = [\n  { id = \"a\", addresses = [\"192.0.2.1\"] },\n  \
+               { id = \"b\", addresses = [\"192.0.2.2:0\"] },\n]\n"),
+            "cluster[2].addresses[1]",
+            3,
+            "port must be a number",
+        ),
+        (
+            "address of wrong type",
+            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\", 6970]\n"),
+            "cluster[1].addresses[2]",
+            3,
+            "expected a string",
+        ),
+    ]
+}
+
+#[test]
+fn bad_configs_name_key_line_and_what_is_allowed() {
+    let cases = bad_cases();
+    assert!(cases.len() >= 20);
+    let mut failures = Vec::new();
+    for (what, text, key, line, fragment) in &cases {
+        match parse(text) {
+            Ok(_) => failures.push(format!("{what}: accepted\n{text}")),
+            Err(ConfigError::Invalid {
+                path,
+                line: l,
+                key: k,
+                message,
+            }) => {
+                assert_eq!(path, Path::new("test.toml"));
+                if k != *key || l != *line || !message.contains(fragment) {
+                    failures.push(format!(
+                        "{what}:\n  expected {line}: {key}: …{fragment}…\n  got      {l}: {k}: {message}"
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{what}: unexpected error {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn error_display_names_file_line_key() {
+    let err = Config::parse(
+        "[tftp]\n\nmax_block_size = 70000\n",
+        Path::new("config/x.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config/x.toml:3: tftp.max_block_size: must be between 512 and 65464, got 70000"
+    );
+}
+
+#[test]
+fn load_of_missing_file_is_a_read_error() {
+    let err = Config::load(Path::new("/nonexistent/tftproxy.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    assert!(err
+        .to_string()
+        .starts_with("/nonexistent/tftproxy.toml: cannot read"));
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = parse_ok("");
+    assert_eq!(c, Config::default());
+    assert_eq!(
+        c.tftp.listen,
+        vec!["0.0.0.0:69".parse().unwrap(), "[::]:69".parse().unwrap()]
+    );
+    assert_eq!(c.tftp.max_transfers, 2000);
+    assert_eq!(c.tftp.max_block_size, 1468);
+    assert_eq!(c.tftp.max_window_size, 16);
+    assert_eq!(c.tftp.port_range, None);
+    assert_eq!(c.tftp.retransmit_timeout, Duration::from_secs(1));
+    assert_eq!(c.tftp.max_retries, 5);
+    assert_eq!(c.tftp.shutdown_grace, Duration::from_secs(10));
+    assert!(c.http.is_none() && c.admin.is_none());
+    assert_eq!(c.cache.max_bytes, 512 << 20);
+    assert_eq!(c.cache.max_file_size, 128 << 20);
+    assert_eq!(c.cache.ttl, Duration::from_secs(1800));
+    assert_eq!(c.cache.negative_ttl, Duration::from_secs(30));
+    assert_eq!(c.cache.device_ttl, Duration::from_secs(5));
+    assert_eq!(c.cache.max_homes, 100_000);
+    assert_eq!(c.remote.port, 6970);
+    assert_eq!(c.remote.strategy, Strategy::Parallel);
+    assert_eq!(c.remote.on_unreachable, OnUnreachable::RetryLater);
+    assert!(c.remote.prefer_home_cluster);
+    assert!(c.clusters.is_empty());
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.format, LogFormat::Text);
+}
+
+#[test]
+fn empty_sections_take_section_defaults() {
+    let c = parse_ok("[tftp]\n[http]\n[admin]\n[cache]\n[remote]\n[log]\n");
+    let http = c.http.unwrap();
+    assert_eq!(http.listen, vec!["0.0.0.0:6970".parse().unwrap()]);
+    assert_eq!(http.fetch_wait, Duration::from_secs(3));
+    assert_eq!(http.max_connections, 1024);
+    assert_eq!(c.admin.unwrap().listen, "127.0.0.1:9669".parse().unwrap());
+}
+
+#[test]
+fn every_key_is_read() {
+    let c = parse_ok(
+        r#"
+[tftp]
+listen = "127.0.0.1:6969"
+root = "config/root"
+max_transfers = 100000
+max_block_size = 65464
+max_window_size = 64
+port_range = "1024-65535"
+retransmit_timeout = "100ms"
+max_retries = 20
+shutdown_grace = "0s"
+
+[http]
+listen = ["[::1]:8080"]
+fetch_wait = "500ms"
+max_connections = 7
+
+[admin]
+listen = "[::1]:9669"
+
+[cache]
+max_bytes = 1048576
+max_file_size = "64KiB"
+ttl = "1h 30m"
+negative_ttl = "0s"
+device_ttl = "2m"
+max_homes = 1
+
+[remote]
+port = 80
+connect_timeout = "250ms"
+request_timeout = "1m"
+strategy = "sequential"
+on_unreachable = "not-found"
+prefer_home_cluster = false
+
+[log]
+level = "info,tftproxy=debug"
+format = "json"
+"#,
+    );
+    assert_eq!(c.tftp.listen, vec!["127.0.0.1:6969".parse().unwrap()]);
+    assert_eq!(c.tftp.root.as_deref(), Some(Path::new("config/root")));
+    assert_eq!(c.tftp.max_transfers, 100_000);
+    assert_eq!(c.tftp.max_block_size, 65464);
+    assert_eq!(c.tftp.max_window_size, 64);
+    assert_eq!(c.tftp.port_range, Some(1024..=65535));
+    assert_eq!(c.tftp.retransmit_timeout, Duration::from_millis(100));
+    assert_eq!(c.tftp.max_retries, 20);
+    assert_eq!(c.tftp.shutdown_grace, Duration::ZERO);
+    let http = c.http.as_ref().unwrap();
+    assert_eq!(http.listen, vec!["[::1]:8080".parse().unwrap()]);
+    assert_eq!(http.fetch_wait, Duration::from_millis(500));
+    assert_eq!(http.max_connections, 7);
+    assert_eq!(
+        c.admin.as_ref().unwrap().listen,
+        "[::1]:9669".parse().unwrap()
+    );
+    assert_eq!(c.cache.max_bytes, 1 << 20);
+    assert_eq!(c.cache.max_file_size, 64 << 10);
+    assert_eq!(c.cache.ttl, Duration::from_secs(5400));
+    assert_eq!(c.cache.negative_ttl, Duration::ZERO);
+    assert_eq!(c.cache.device_ttl, Duration::from_secs(120));
+    assert_eq!(c.cache.max_homes, 1);
+    assert_eq!(c.remote.port, 80);
+    assert_eq!(c.remote.connect_timeout, Duration::from_millis(250));
+    assert_eq!(c.remote.request_timeout, Duration::from_secs(60));
+    assert_eq!(c.remote.strategy, Strategy::Sequential);
+    assert_eq!(c.remote.on_unreachable, OnUnreachable::NotFound);
+    assert!(!c.remote.prefer_home_cluster);
+    assert_eq!(c.log.level, "info,tftproxy=debug");
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(parse_ok(&c.render()), c);
+}
+
+#[test]
+fn example_config_loads() {
+    let c = Config::load(Path::new("config/example.toml")).unwrap();
+    assert_eq!(
+        c.tftp.listen,
+        vec![
+            "127.0.0.1:6969".parse().unwrap(),
+            "[::1]:6969".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.tftp.root.as_deref(), Some(Path::new("config/root")));
+    assert_eq!(
+        c.http.as_ref().unwrap().listen,
+        vec!["127.0.0.1:6970".parse().unwrap()]
+    );
+    assert_eq!(
+        c.admin.as_ref().unwrap().listen,
+        "127.0.0.1:9669".parse().unwrap()
+    );
+    // Nothing outside loopback is contacted.
+    for cluster in c.enabled_clusters() {
+        for a in &cluster.addresses {
+            assert!(a.contains("127.0.0.1") || a.contains("[::1]") || a.contains("localhost"));
+        }
+    }
+    assert_eq!(parse_ok(&c.render()), c);
+}
+
+#[test]
+fn example_documents_every_key_it_checks() {
+    let text = std::fs::read_to_string("config/example.toml").unwrap();
+    for key in [
+        "listen",
+        "root",
+        "max_transfers",
+        "max_block_size",
+        "max_window_size",
+        "port_range",
+        "retransmit_timeout",
+        "max_retries",
+        "shutdown_grace",
+        "fetch_wait",
+        "max_connections",
+        "max_bytes",
+        "max_file_size",
+        "ttl",
+        "negative_ttl",
+        "device_ttl",
+        "max_homes",
+        "port",
+        "connect_timeout",
+        "request_timeout",
+        "strategy",
+        "on_unreachable",
+        "prefer_home_cluster",
+        "level",
+        "format",
+        "id",
+        "description",
+        "fqdn",
+        "enabled",
+        "addresses",
+    ] {
+        assert!(
+            text.contains(&format!("{key} = ")),
+            "example.toml lacks {key}"
+        );
+    }
+}
+
+/// The commented-out cluster in example.toml, uncommented, is valid.
+#[test]
+fn example_cluster_block_is_valid_when_uncommented() {
+    let text = std::fs::read_to_string("config/example.toml").unwrap();
+    let (before, block) = text.split_once("# --- example cluster ---\n").unwrap();
+    let mut uncommented = before.to_string();
+    for line in block.lines() {
+        uncommented.push_str(
+            line.strip_prefix("# ")
+                .or(line.strip_prefix('#'))
+                .unwrap_or(line),
+        );
+        uncommented.push('\n');
+    }
+    let c = Config::parse(&uncommented, Path::new("example+cluster.toml")).unwrap();
+    assert_eq!(c.clusters.len(), 1);
+    let cl = &c.clusters[0];
+    assert_eq!(cl.id, "cluster-a");
+    assert_eq!(cl.fqdn, "cucm-a.example.com");
+    assert!(cl.enabled);
+    assert_eq!(
+        cl.addresses,
+        [
+            "http://192.0.2.10:6970",
+            "http://192.0.2.11:6970",
+            "https://cucm-a.example.com:6972"
+        ]
+    );
+    assert_eq!(parse_ok(&c.render()), c);
+}
+
+#[test]
+fn render_round_trips_a_full_config() {
+    let text = r#"
+[tftp]
+listen = ["0.0.0.0:69", "[::]:69"]
+root = "config/root"
+port_range = "49152-49407"
+retransmit_timeout = "1500ms"
+
+[http]
+listen = ["0.0.0.0:6970", "[::]:6970"]
+
+[admin]
+listen = "127.0.0.1:9669"
+
+[cache]
+max_bytes = "1GiB"
+max_file_size = 1000
+ttl = "1h 30m 500ms"
+
+[remote]
+port = 8080
+
+[log]
+level = "warn"
+format = "json"
+
+[[cluster]]
+id = "cluster-a"
+description = "Building \"A\" \\ east"
+fqdn = "*.a.example.com"
+addresses = ["192.0.2.10", "192.0.2.11:7000", "https://CUCM-A.example.com"]
+
+[[cluster]]
+id = "cluster-b.v6"
+addresses = ["2001:db8::1", "[2001:db8:0::2]:6970", "http://cucm-b.example.com/"]
+
+[[cluster]]
+id = "old"
+enabled = false
+addresses = ["192.0.2.10"]
+
+[[cluster]]
+id = "empty"
+enabled = false
+"#;
+    let c = parse_ok(text);
+    assert_eq!(c.clusters.len(), 4);
+    assert_eq!(c.enabled_clusters().count(), 2);
+    assert_eq!(
+        c.clusters[0].addresses,
+        [
+            "http://192.0.2.10:8080",
+            "http://192.0.2.11:7000",
+            "https://cucm-a.example.com:6972"
+        ]
+    );
+    assert_eq!(
+        c.clusters[1].addresses,
+        [
+            "http://[2001:db8::1]:8080",
+            "http://[2001:db8::2]:6970",
+            "http://cucm-b.example.com:8080"
+        ]
+    );
+    assert_eq!(c.clusters[2].addresses, ["http://192.0.2.10:8080"]);
+    assert!(c.clusters[3].addresses.is_empty());
+    assert_eq!(c.cache.ttl, Duration::from_millis(5_400_500));
+    assert_eq!(c.cache.max_file_size, 1000);
+
+    let rendered = c.render();
+    let again = parse_ok(&rendered);
+    assert_eq!(again, c, "render:\n{rendered}");
+    // Rendering is stable.
+    assert_eq!(again.render(), rendered);
+    // Human forms, not raw numbers.
+    assert!(rendered.contains("max_bytes = \"1GiB\""), "{rendered}");
+    assert!(rendered.contains("ttl = \"1h 30m 500ms\""), "{rendered}");
+    assert!(rendered.contains("negative_ttl = \"30s\""), "{rendered}");
+    assert!(
+        rendered.contains("port_range = \"49152-49407\""),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn render_round_trips_defaults() {
+    let c = Config::default();
+    let rendered = c.render();
+    assert!(rendered.contains("ttl = \"30m\""), "{rendered}");
+    assert!(rendered.contains("max_bytes = \"512MiB\""), "{rendered}");
+    assert_eq!(parse_ok(&rendered), c);
+}
+
+#[test]
+fn address_normalisation() {
+    let cases = [
+        ("192.0.2.10", "http://192.0.2.10:6970"),
+        ("192.0.2.11:7000", "http://192.0.2.11:7000"),
+        ("2001:db8::1", "http://[2001:db8::1]:6970"),
+        ("2001:DB8:0:0::1", "http://[2001:db8::1]:6970"),
+        ("[2001:db8::1]", "http://[2001:db8::1]:6970"),
+        ("[2001:db8::1]:7000", "http://[2001:db8::1]:7000"),
+        ("cucm-a.example.com", "http://cucm-a.example.com:6970"),
+        ("CUCM-A.Example.COM.:6971", "http://cucm-a.example.com:6971"),
+        (
+            "http://cucm-a.example.com",
+            "http://cucm-a.example.com:6970",
+        ),
+        (
+            "http://cucm-a.example.com/",
+            "http://cucm-a.example.com:6970",
+        ),
+        ("HTTP://192.0.2.10:80", "http://192.0.2.10:80"),
+        (
+            "https://cucm-a.example.com",
+            "https://cucm-a.example.com:6972",
+        ),
+        (
+            "https://cucm-a.example.com:6972",
+            "https://cucm-a.example.com:6972",
+        ),
+        (
+            "https://cucm-a.example.com:443/",
+            "https://cucm-a.example.com:443",
+        ),
+        ("https://[2001:db8::1]", "https://[2001:db8::1]:6972"),
+        ("  192.0.2.10  ", "http://192.0.2.10:6970"),
+    ];
+    for (written, url) in cases {
+        assert_eq!(
+            normalize_address(written, 6970).as_deref(),
+            Ok(url),
+            "{written}"
+        );
+    }
+    for bad in [
+        "",
+        "http://",
+        "192.0.2.10:",
+        "192.0.2.10:0",
+        "192.0.2.10:x",
+        "host name",
+        "-bad.example.com",
+        "http://h/p",
+        "http://h#f",
+        "ftp://h",
+        "h/p",
+        "[2001:db8::1",
+        "[2001:db8::zz]:1",
+        "[2001:db8::1]7000",
+        "http://2001:db8::1",
+        "a_b.example.com",
+        "224.0.0.1",
+        "::",
+    ] {
+        assert!(
+            normalize_address(bad, 6970).is_err(),
+            "{bad:?} should be refused"
+        );
+    }
+}
+
+#[test]
+fn disabled_cluster_may_share_an_address_and_have_none() {
+    let c = parse_ok(
+        "[[cluster]]\nid = \"new\"\naddresses = [\"192.0.2.10\"]\n\n\
+         [[cluster]]\nid = \"old\"\nenabled = false\naddresses = [\"192.0.2.10\"]\n\n\
+         [[cluster]]\nid = \"spare\"\nenabled = false\n",
+    );
+    let ids: Vec<_> = c.enabled_clusters().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["new"]);
+    assert_eq!(c.clusters.len(), 3);
+}
+
+#[test]
+fn cluster_on_our_own_port_but_another_host_is_no_loop() {
+    let c = parse_ok(
+        "[http]\nlisten = [\"0.0.0.0:6970\"]\n\n\
+         [[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.10\", \"127.0.0.1:6971\", \"localhost:6971\"]\n",
+    );
+    assert_eq!(c.clusters[0].addresses.len(), 3);
+    // Without an HTTP front end there is nothing to loop to.
+    parse_ok("[[cluster]]\nid = \"a\"\naddresses = [\"127.0.0.1:6970\"]\n");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+    assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+    assert!(parse_duration("5").is_err());
+    assert!(parse_duration("").is_err());
+    assert!(parse_duration("soon").is_err());
+    for d in [
+        0, 1, 500, 1000, 1500, 60_000, 1_800_000, 5_400_500, 86_400_000,
+    ] {
+        let d = Duration::from_millis(d);
+        assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+    }
+    assert_eq!(format_duration(Duration::from_secs(1800)), "30m");
+    assert_eq!(format_duration(Duration::ZERO), "0s");
+    let c = parse_ok("[cache]\nttl = \"45s\"\nnegative_ttl = \"250ms\"\ndevice_ttl = \"1h\"\n");
+    assert_eq!(c.cache.ttl, Duration::from_secs(45));
+    assert_eq!(c.cache.negative_ttl, Duration::from_millis(250));
+    assert_eq!(c.cache.device_ttl, Duration::from_secs(3600));
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+    assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+    assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+    assert_eq!(parse_size("1048576"), Ok(1 << 20));
+    assert_eq!(parse_size("512MB"), Ok(512_000_000));
+    assert!(parse_size("lots").is_err());
+    assert!(parse_size("-1").is_err());
+    assert_eq!(format_size(512 << 20), "512MiB");
+    assert_eq!(format_size(1 << 30), "1GiB");
+    assert_eq!(format_size(64 << 10), "64KiB");
+    assert_eq!(format_size(1000), "1000");
+    assert_eq!(format_size(0), "0");
+    for n in [0, 1, 1000, 1024, 1536, 512 << 20, 3 << 30, 5 << 40] {
+        assert_eq!(parse_size(&format_size(n)), Ok(n));
+    }
+    let c = parse_ok("[cache]\nmax_bytes = \"1GiB\"\nmax_file_size = 1048576\n");
+    assert_eq!(c.cache.max_bytes, 1 << 30);
+    assert_eq!(c.cache.max_file_size, 1 << 20);
+    let c = parse_ok("[cache]\nmax_bytes = \"64KiB\"\nmax_file_size = \"512MiB\"\n");
+    assert_eq!(c.cache.max_bytes, 64 << 10);
+    assert_eq!(c.cache.max_file_size, 512 << 20);
+}
+
+#[test]
+fn sample_root_files() {
+    let root = Path::new("config/root");
+    for name in [
+        "SEP001122334455.cnf.xml",
+        "XMLDefault.cnf.xml",
+        "Ringlist.xml",
+        "AppDialRules.xml",
+        "OS79XX.TXT",
+    ] {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        assert!(!text.is_empty(), "{name}");
+    }
+    let sep = std::fs::read_to_string(root.join("SEP001122334455.cnf.xml")).unwrap();
+    assert!(
+        sep.len() > 2048 && sep.contains("<device"),
+        "a few KB of device config"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("OS79XX.TXT"))
+            .unwrap()
+            .trim(),
+        "P0030801SR02"
+    );
+
+    // The firmware sample: 2 MiB from a reproducible generator —
+    // SHA-256 in counter mode, as it was made with
+    // python3 -c "import hashlib; open('cmterm-88xx-sip.14-2-1.loads','wb').write(b''.join(
+    //   hashlib.sha256(b'tftproxy-sample-firmware:'+i.to_bytes(8,'big')).digest()
+    //   for i in range(65536)))"
+    use sha2::{Digest, Sha256};
+    let firmware = std::fs::read(root.join("cmterm-88xx-sip.14-2-1.loads")).unwrap();
+    assert_eq!(firmware.len(), 2_097_152);
+    let mut expected = Vec::with_capacity(firmware.len());
+    for i in 0u64..65536 {
+        let mut h = Sha256::new();
+        h.update(b"tftproxy-sample-firmware:");
+        h.update(i.to_be_bytes());
+        expected.extend_from_slice(&h.finalize());
+    }
+    assert!(
+        firmware == expected,
+        "firmware sample differs from its generator"
+    );
+}
