@@ -37,7 +37,9 @@ impl Body {
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Body::Memory(bytes) => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
                 let n = buf.len().min(bytes.len() - start);
                 buf[..n].copy_from_slice(&bytes[start..start + n]);
                 Ok(n)
@@ -96,7 +98,10 @@ mod tests {
     fn disk_reads_match_memory_reads() {
         let mut tmp = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut tmp, b"0123456789").unwrap();
-        let body = Body::Disk { file: Arc::new(tmp), len: 10 };
+        let body = Body::Disk {
+            file: Arc::new(tmp),
+            len: 10,
+        };
         let mut buf = [0u8; 4];
         assert_eq!(body.read_at(8, &mut buf).unwrap(), 2);
         assert_eq!(&buf[..2], b"89");

@@ -53,9 +53,15 @@ impl LocalRoot {
     pub fn new(root: &Path) -> io::Result<LocalRoot> {
         let root = root.canonicalize()?;
         if !root.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a directory",
+            ));
         }
-        Ok(LocalRoot { root, index: Mutex::new(Index::default()) })
+        Ok(LocalRoot {
+            root,
+            index: Mutex::new(Index::default()),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -79,7 +85,12 @@ impl LocalRoot {
         let real = match path.canonicalize() {
             Ok(real) => real,
             Err(e) if is_missing(&e) => return Ok(None),
-            Err(source) => return Err(LocalError::Io { name: name.to_owned(), source }),
+            Err(source) => {
+                return Err(LocalError::Io {
+                    name: name.to_owned(),
+                    source,
+                })
+            }
         };
         if !real.starts_with(&self.root) {
             return Err(LocalError::OutsideRoot(name.to_owned()));
@@ -89,12 +100,21 @@ impl LocalRoot {
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
             .open(&real)
-            .map_err(|source| LocalError::Io { name: name.to_owned(), source })?;
-        let meta = file.metadata().map_err(|source| LocalError::Io { name: name.to_owned(), source })?;
+            .map_err(|source| LocalError::Io {
+                name: name.to_owned(),
+                source,
+            })?;
+        let meta = file.metadata().map_err(|source| LocalError::Io {
+            name: name.to_owned(),
+            source,
+        })?;
         if !meta.is_file() {
             return Err(LocalError::NotAFile(name.to_owned()));
         }
-        Ok(Some(Body::Disk { file: Arc::new(file), len: meta.len() }))
+        Ok(Some(Body::Disk {
+            file: Arc::new(file),
+            len: meta.len(),
+        }))
     }
 
     fn find_other_case(&self, name: &str) -> Option<String> {
@@ -113,26 +133,35 @@ impl LocalRoot {
 }
 
 fn is_missing(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 fn build_index(root: &Path) -> HashMap<String, String> {
     let mut names = HashMap::new();
     let mut pending = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if names.len() >= MAX_INDEXED {
                 return names;
             }
-            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
             let relative = format!("{prefix}{file_name}");
             match entry.file_type() {
                 Ok(t) if t.is_dir() => pending.push((entry.path(), format!("{relative}/"))),
                 Ok(_) => {}
                 Err(_) => continue,
             }
-            names.entry(relative.to_ascii_lowercase()).or_insert(relative);
+            names
+                .entry(relative.to_ascii_lowercase())
+                .or_insert(relative);
         }
     }
     names
@@ -159,10 +188,22 @@ mod tests {
 
     #[test]
     fn names_are_found_in_any_case() {
-        let (_dir, root) = root_with(&[("SEP001122334455.cnf.xml", b"cfg"), ("Desktops/320x212x12/List.xml", b"l")]);
-        assert_eq!(read(root.open("SEP001122334455.cnf.xml").unwrap().unwrap()), b"cfg");
-        assert_eq!(read(root.open("sep001122334455.CNF.XML").unwrap().unwrap()), b"cfg");
-        assert_eq!(read(root.open("desktops/320X212X12/list.xml").unwrap().unwrap()), b"l");
+        let (_dir, root) = root_with(&[
+            ("SEP001122334455.cnf.xml", b"cfg"),
+            ("Desktops/320x212x12/List.xml", b"l"),
+        ]);
+        assert_eq!(
+            read(root.open("SEP001122334455.cnf.xml").unwrap().unwrap()),
+            b"cfg"
+        );
+        assert_eq!(
+            read(root.open("sep001122334455.CNF.XML").unwrap().unwrap()),
+            b"cfg"
+        );
+        assert_eq!(
+            read(root.open("desktops/320X212X12/list.xml").unwrap().unwrap()),
+            b"l"
+        );
         assert!(root.open("missing.xml").unwrap().is_none());
     }
 
@@ -171,8 +212,12 @@ mod tests {
         let outside = tempfile::NamedTempFile::new().unwrap();
         let (dir, root) = root_with(&[("inside.txt", b"ok")]);
         std::os::unix::fs::symlink(outside.path(), dir.path().join("escape")).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("inside.txt"), dir.path().join("alias")).unwrap();
-        assert!(matches!(root.open("escape"), Err(LocalError::OutsideRoot(_))));
+        std::os::unix::fs::symlink(dir.path().join("inside.txt"), dir.path().join("alias"))
+            .unwrap();
+        assert!(matches!(
+            root.open("escape"),
+            Err(LocalError::OutsideRoot(_))
+        ));
         assert_eq!(read(root.open("alias").unwrap().unwrap()), b"ok");
     }
 

@@ -1,1 +1,223 @@
-fn main() {}
+//! The `tftproxy` command: a thin shell over the library.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tftproxy::config::{Config, LogFormat};
+use tftproxy::tftp::client::{self, GetOptions};
+use tftproxy::tftp::packet::Mode;
+
+const DEFAULT_CONFIG: &str = "/etc/tftproxy/tftproxy.toml";
+
+/// A proxy TFTP server for IP-phone fleets spanning several call-control
+/// clusters: serves local files, caches, and fetches the rest from the
+/// phone's home cluster over HTTP.
+#[derive(Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (TFTP, HTTP and admin fronts) until SIGTERM; SIGHUP
+    /// reloads the configuration.
+    Serve {
+        /// Configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Log format (overrides `[log] format`).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
+    /// Validate a configuration file and print the effective configuration;
+    /// exits 1 with the error otherwise.
+    Check {
+        /// Configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Download a file over TFTP, for diagnosis: prints size, time and the
+    /// options the server acknowledged.
+    Get {
+        /// Server as HOST or HOST:PORT (port 69 by default; IPv6 as [ADDR]:PORT).
+        server: String,
+        /// File name to ask for.
+        name: String,
+        /// Write the file here ("-" for standard output); by default it is
+        /// only counted.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Ask for this block size (RFC 2348).
+        #[arg(long)]
+        blksize: Option<u16>,
+        /// Ask for this window size (RFC 7440).
+        #[arg(long)]
+        windowsize: Option<u16>,
+        /// Ask for the transfer size (RFC 2349).
+        #[arg(long)]
+        tsize: bool,
+        /// Retransmit time-out in seconds (also sent as the timeout option).
+        #[arg(long)]
+        timeout: Option<u8>,
+        /// Use netascii mode instead of octet.
+        #[arg(long)]
+        netascii: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("tftproxy: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            config: path,
+            log_format,
+        } => {
+            let config = Config::load(&path)?;
+            let format = match log_format {
+                Some(LogFormatArg::Json) => LogFormat::Json,
+                Some(LogFormatArg::Text) => LogFormat::Text,
+                None => config.log.format,
+            };
+            init_logging(&config.log.level, format);
+            runtime()?.block_on(tftproxy::daemon::run(path, config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config: path } => match Config::load(&path) {
+            Ok(config) => {
+                print!("{}", config.render());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Get {
+            server,
+            name,
+            output,
+            blksize,
+            windowsize,
+            tsize,
+            timeout,
+            netascii,
+        } => {
+            let server = parse_server(&server)?;
+            let options = GetOptions {
+                block_size: blksize,
+                window_size: windowsize,
+                tsize,
+                timeout_option: timeout,
+                retransmit: Duration::from_secs(u64::from(timeout.unwrap_or(1))),
+                mode: if netascii {
+                    Mode::Netascii
+                } else {
+                    Mode::Octet
+                },
+                ..GetOptions::default()
+            };
+            let download = runtime()?.block_on(client::get(server, &name, &options));
+            let download = match download {
+                Ok(download) => download,
+                Err(error) => {
+                    eprintln!("{name}: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            match output.as_deref() {
+                Some(path) if path.as_os_str() == "-" => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&download.data)?;
+                }
+                Some(path) => std::fs::write(path, &download.data)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => {}
+            }
+            let secs = download.elapsed.as_secs_f64();
+            let options: Vec<String> = download
+                .negotiated
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            eprintln!(
+                "{name}: {} bytes in {:.3} s ({:.1} KiB/s); options: {}",
+                download.data.len(),
+                secs,
+                download.data.len() as f64 / 1024.0 / secs.max(1e-9),
+                if options.is_empty() {
+                    "none".to_owned()
+                } else {
+                    options.join(" ")
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; port 69 by default.
+fn parse_server(text: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = text
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+    {
+        return Ok(SocketAddr::new(ip, 69));
+    }
+    let with_port = if text.contains(':') {
+        text.to_owned()
+    } else {
+        format!("{text}:69")
+    };
+    with_port
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve server {text:?}"))?
+        .next()
+        .with_context(|| format!("server {text:?} has no address"))
+}
+
+/// Logs to standard error. Under systemd (journald adds its own timestamps)
+/// lines carry no time and no colours.
+fn init_logging(level: &str, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match (format, under_journald) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().with_ansi(false).init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
+}

@@ -128,7 +128,9 @@ pub struct HomeLabels {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
 }
 
 /// Every metric the daemon exports.
@@ -190,25 +192,61 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("requests", "Read requests by front end and result", metrics.requests.clone());
-        r.register("sent_bytes", "File bytes sent to phones", metrics.bytes_sent.clone());
-        r.register("active_transfers", "TFTP transfers in progress", metrics.active_transfers.clone());
+        r.register(
+            "requests",
+            "Read requests by front end and result",
+            metrics.requests.clone(),
+        );
+        r.register(
+            "sent_bytes",
+            "File bytes sent to phones",
+            metrics.bytes_sent.clone(),
+        );
+        r.register(
+            "active_transfers",
+            "TFTP transfers in progress",
+            metrics.active_transfers.clone(),
+        );
         r.register(
             "busy_rejections",
             "Requests refused because max_transfers was reached",
             metrics.busy_rejections.clone(),
         );
-        r.register("transfers", "Finished TFTP transfers by outcome", metrics.transfers.clone());
-        r.register("retransmissions", "TFTP packets sent again after a time-out", metrics.retransmissions.clone());
+        r.register(
+            "transfers",
+            "Finished TFTP transfers by outcome",
+            metrics.transfers.clone(),
+        );
+        r.register(
+            "retransmissions",
+            "TFTP packets sent again after a time-out",
+            metrics.retransmissions.clone(),
+        );
         r.register(
             "malformed_packets",
             "Datagrams on a TFTP listener that were not valid requests",
             metrics.malformed_packets.clone(),
         );
-        r.register("cache_hits", "Lookups answered by a cache", metrics.cache_hits.clone());
-        r.register("cache_misses", "Lookups a cache could not answer", metrics.cache_misses.clone());
-        r.register("cache_entries", "Entries held by each cache", metrics.cache_entries.clone());
-        r.register("cache_content_bytes", "Bytes held by the content cache", metrics.cache_bytes.clone());
+        r.register(
+            "cache_hits",
+            "Lookups answered by a cache",
+            metrics.cache_hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Lookups a cache could not answer",
+            metrics.cache_misses.clone(),
+        );
+        r.register(
+            "cache_entries",
+            "Entries held by each cache",
+            metrics.cache_entries.clone(),
+        );
+        r.register(
+            "cache_content_bytes",
+            "Bytes held by the content cache",
+            metrics.cache_bytes.clone(),
+        );
         r.register(
             "upstream_requests",
             "HTTP requests to cluster addresses by outcome",
@@ -219,14 +257,27 @@ impl Metrics {
             "Time for a cluster address to answer",
             metrics.upstream_latency.clone(),
         );
-        r.register("home_entries", "Learned home-cluster entries", metrics.home_entries.clone());
-        r.register("config_reloads", "Configuration reloads by result", metrics.config_reloads.clone());
-        Metrics { registry, ..metrics }
+        r.register(
+            "home_entries",
+            "Learned home-cluster entries",
+            metrics.home_entries.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            metrics.config_reloads.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
     }
 
     /// Counts one answered request.
     pub fn request(&self, front: Front, result: RequestResult) {
-        self.requests.get_or_create(&RequestLabels { front, result }).inc();
+        self.requests
+            .get_or_create(&RequestLabels { front, result })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -249,7 +300,10 @@ mod tests {
         m.request(Front::Tftp, RequestResult::NotFound);
         m.active_transfers.set(3);
         let text = m.encode();
-        assert!(text.contains("tftproxy_requests_total{front=\"tftp\",result=\"not_found\"} 2"), "{text}");
+        assert!(
+            text.contains("tftproxy_requests_total{front=\"tftp\",result=\"not_found\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("tftproxy_active_transfers 3"), "{text}");
     }
 }

@@ -85,7 +85,10 @@ pub fn classify(name: &str) -> Classified {
             || is_uuid_file(stem, "sk")
             || is_uuid_file(stem, "dr")
             || (lower.contains('/') && !lower.starts_with("desktops/")));
-    Classified { device, cluster_specific }
+    Classified {
+        device,
+        cluster_specific,
+    }
 }
 
 fn is_hex12(s: &str) -> bool {
@@ -93,13 +96,17 @@ fn is_hex12(s: &str) -> bool {
 }
 
 fn mac_key(prefix: &str, hex: &str) -> Option<String> {
-    (is_hex12(hex) && hex != "000000000000").then(|| format!("{prefix}{}", hex.to_ascii_uppercase()))
+    (is_hex12(hex) && hex != "000000000000")
+        .then(|| format!("{prefix}{}", hex.to_ascii_uppercase()))
 }
 
 /// `SK<uuid>…` / `DR<uuid>…`: a prefix followed by a UUID-like run.
 fn is_uuid_file(stem: &str, prefix: &str) -> bool {
     stem.strip_prefix(prefix).is_some_and(|rest| {
-        let id: String = rest.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+        let id: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == '-')
+            .collect();
         id.len() >= 32
     })
 }
@@ -109,7 +116,10 @@ fn device_key(stem: &str) -> Option<String> {
     // Cisco: configuration and per-device trust lists.
     for suffix in [".cnf.xml", ".cnf"] {
         if let Some(rest) = stem.strip_suffix(suffix) {
-            if let Some(hex) = rest.strip_prefix("sep").or_else(|| rest.strip_prefix("sip")) {
+            if let Some(hex) = rest
+                .strip_prefix("sep")
+                .or_else(|| rest.strip_prefix("sip"))
+            {
                 if let Some(key) = mac_key("SEP", hex) {
                     return Some(key);
                 }
@@ -117,11 +127,17 @@ fn device_key(stem: &str) -> Option<String> {
         }
     }
     for prefix in ["ctlsep", "itlsep", "ext_itlsep"] {
-        if let Some(hex) = stem.strip_prefix(prefix).and_then(|r| r.strip_suffix(".tlv")) {
+        if let Some(hex) = stem
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(".tlv"))
+        {
             return mac_key("SEP", hex);
         }
     }
-    if let Some(hex) = stem.strip_prefix("ata").and_then(|r| r.strip_suffix(".cnf.xml")) {
+    if let Some(hex) = stem
+        .strip_prefix("ata")
+        .and_then(|r| r.strip_suffix(".cnf.xml"))
+    {
         return mac_key("ATA", hex);
     }
     // 7902/7905/7912: ff/ld/gk + MAC, optionally with an extension.
@@ -139,7 +155,9 @@ fn device_key(stem: &str) -> Option<String> {
             if name.starts_with(prefix)
                 && name.len() > prefix.len()
                 && name.len() <= 15
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
                 return Some(name.to_ascii_uppercase());
             }
@@ -160,7 +178,10 @@ fn device_key(stem: &str) -> Option<String> {
         }
     }
     // Snom snom<model>-<MAC>.htm.
-    if let Some(rest) = stem.strip_prefix("snom").and_then(|r| r.strip_suffix(".htm")) {
+    if let Some(rest) = stem
+        .strip_prefix("snom")
+        .and_then(|r| r.strip_suffix(".htm"))
+    {
         if let Some((_, hex)) = rest.rsplit_once('-') {
             return mac_key("", hex);
         }
@@ -175,7 +196,10 @@ mod tests {
     #[test]
     fn phone_spellings_normalise_to_one_name() {
         assert_eq!(normalise("/mk-sip.jar").unwrap(), "mk-sip.jar");
-        assert_eq!(normalise("Desktops\\320x212x12\\List.xml").unwrap(), "Desktops/320x212x12/List.xml");
+        assert_eq!(
+            normalise("Desktops\\320x212x12\\List.xml").unwrap(),
+            "Desktops/320x212x12/List.xml"
+        );
         assert_eq!(normalise("./a//b").unwrap(), "a/b");
         assert_eq!(normalise("/etc/passwd").unwrap(), "etc/passwd");
     }
@@ -250,7 +274,14 @@ mod tests {
             "Desktops/320x212x12/List.xml",
             "SEP0011.cnf.xml",
         ] {
-            assert_eq!(classify(name), Classified { device: None, cluster_specific: false }, "{name}");
+            assert_eq!(
+                classify(name),
+                Classified {
+                    device: None,
+                    cluster_specific: false
+                },
+                "{name}"
+            );
         }
     }
 }
