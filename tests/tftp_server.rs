@@ -473,3 +473,71 @@ async fn a_hundred_transfers_through_a_lossy_path_complete_byte_exact() {
         assert!(data == content, "{name} {options:?} corrupt");
     }
 }
+
+#[tokio::test]
+async fn transfers_use_ports_inside_port_range() {
+    let server = Server::start(&[("f", pattern(100, 1))], |c| {
+        c.tftp.port_range = Some(50_100..=50_109)
+    })
+    .await;
+    for _ in 0..5 {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rrq = Packet::Rrq(Request {
+            filename: "f".into(),
+            mode: Mode::Octet,
+            options: vec![],
+        });
+        socket.send_to(&rrq.encode(), server.v4()).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let (_, from) = socket.recv_from(&mut buf).await.unwrap();
+        assert!((50_100..=50_109).contains(&from.port()), "{from}");
+        socket
+            .send_to(&Packet::Ack(1).encode(), from)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_client_error_after_the_oack_ends_the_transfer_at_once() {
+    let server = Server::start(&[("f", pattern(10_000, 1))], |c| {
+        c.tftp.retransmit_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rrq = Packet::Rrq(Request {
+        filename: "f".into(),
+        mode: Mode::Octet,
+        options: vec![("blksize".into(), "1468".into())],
+    });
+    socket.send_to(&rrq.encode(), server.v4()).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+    assert!(matches!(
+        Packet::decode(&buf[..n]).unwrap(),
+        Packet::Oack(_)
+    ));
+    socket
+        .send_to(
+            &Packet::Error {
+                code: 8,
+                message: "refused".into(),
+            }
+            .encode(),
+            from,
+        )
+        .await
+        .unwrap();
+    // With a 100 ms retransmit time-out, a server that ignored the ERROR
+    // would have repeated its OACK several times within a second.
+    let quiet = tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut buf)).await;
+    assert!(
+        quiet.is_err(),
+        "server kept sending after the client's ERROR"
+    );
+    assert!(server
+        .daemon
+        .metrics()
+        .encode()
+        .contains("tftproxy_transfers_total{outcome=\"client_error\"} 1"));
+}
