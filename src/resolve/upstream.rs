@@ -409,6 +409,52 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Asks every address of a cluster at once and waits for all of them
+    /// (for `tftproxy locate`: each replica's own answer). The verdict is the
+    /// one [`Upstream::fetch_cluster`] would reach walking the same answers
+    /// in order (see [`cluster_verdict`]). Failures are not logged here.
+    pub async fn fetch_every_address(&self, addresses: &[String], name: &str) -> ClusterReport {
+        let reports = futures::future::join_all(
+            addresses
+                .iter()
+                .map(|base_url| self.fetch_address(base_url, name)),
+        )
+        .await;
+        let addresses: Vec<(String, AddressReport)> =
+            addresses.iter().cloned().zip(reports).collect();
+        ClusterReport {
+            verdict: cluster_verdict(&addresses),
+            addresses,
+        }
+    }
+}
+
+/// The cluster verdict for address answers listed in the cluster's order:
+/// the first Found or NotFound decides; otherwise Busy if any address said
+/// 503, else Unreachable.
+pub fn cluster_verdict(addresses: &[(String, AddressReport)]) -> ClusterVerdict {
+    let mut busy = false;
+    for (index, (_, report)) in addresses.iter().enumerate() {
+        match &report.outcome {
+            AddressOutcome::Found(body) => {
+                return ClusterVerdict::Found {
+                    body: body.clone(),
+                    address: index,
+                }
+            }
+            AddressOutcome::NotFound => return ClusterVerdict::NotFound,
+            AddressOutcome::Busy => busy = true,
+            AddressOutcome::Failed(_) => {}
+        }
+    }
+    if busy {
+        ClusterVerdict::Busy
+    } else {
+        ClusterVerdict::Unreachable
+    }
+}
+
 /// `{base_url}/{name}` with each of the name's `/`-separated segments
 /// percent-encoded (everything but RFC 3986 unreserved characters), so that
 /// spaces, `?`, `#`, `%`, `\` and non-ASCII reach the server intact. Leading
@@ -585,6 +631,44 @@ mod tests {
             FailReason::TooLarge { limit: 1024 }.to_string(),
             "file larger than the 1024-byte limit (cache.max_file_size)"
         );
+    }
+
+    #[test]
+    fn verdict_of_listed_answers() {
+        let report = |outcome| {
+            (
+                "http://h".to_string(),
+                AddressReport {
+                    outcome,
+                    elapsed: Duration::ZERO,
+                    status: None,
+                },
+            )
+        };
+        let failed = || AddressOutcome::Failed(FailReason::Status(500));
+        assert_eq!(
+            cluster_verdict(&[report(failed()), report(AddressOutcome::NotFound)]),
+            ClusterVerdict::NotFound
+        );
+        assert_eq!(
+            cluster_verdict(&[
+                report(AddressOutcome::Busy),
+                report(AddressOutcome::Found(Bytes::from_static(b"x")))
+            ]),
+            ClusterVerdict::Found {
+                body: Bytes::from_static(b"x"),
+                address: 1
+            }
+        );
+        assert_eq!(
+            cluster_verdict(&[report(failed()), report(AddressOutcome::Busy)]),
+            ClusterVerdict::Busy
+        );
+        assert_eq!(
+            cluster_verdict(&[report(failed())]),
+            ClusterVerdict::Unreachable
+        );
+        assert_eq!(cluster_verdict(&[]), ClusterVerdict::Unreachable);
     }
 
     #[test]

@@ -1,0 +1,411 @@
+//! The location and content caches (DESIGN.md "Caches").
+//!
+//! - **location**: which cluster holds a name, or "nowhere". Two scopes share
+//!   one table: [`Scope::All`] is the answer of the cross-cluster rule (the
+//!   table Cisco keeps), [`Scope::Cluster`] what one cluster alone said when
+//!   it was asked alone (home cluster first, device refresh), so a negative
+//!   answer from a home cluster is not asked again for `negative_ttl`.
+//!   Positive entries live `cache.ttl`, negative ones `cache.negative_ttl`;
+//!   Busy and Unreachable are never stored.
+//! - **content**: (cluster, name) → bytes, weighed by their size and evicted
+//!   least-recently-used first under `cache.max_bytes`. Entries live
+//!   `max(cache.ttl, cache.device_ttl)`; a device file is *fresh* only for
+//!   `cache.device_ttl` after its fetch, and the older copy is what
+//!   stale-if-error serves when its cluster cannot be asked.
+//!
+//! Both are `moka::sync` caches: a weigher, per-entry expiry and an LRU
+//! policy are exactly what these tables need.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::policy::{EvictionPolicy, Expiry};
+use moka::sync::Cache;
+
+use crate::config::CacheConfig;
+
+/// Which question a location entry answers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Scope {
+    /// "Which cluster answers this name" (the cross-cluster rule).
+    All,
+    /// "Does this cluster have this name" (it was asked alone).
+    Cluster(Arc<str>),
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct LocationKey {
+    pub scope: Scope,
+    pub name: Arc<str>,
+}
+
+/// Where a name is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Cluster(Arc<str>),
+    Nowhere,
+}
+
+/// A cached file body and when it was fetched.
+#[derive(Clone, Debug)]
+pub struct ContentEntry {
+    pub body: Bytes,
+    pub fetched: Instant,
+}
+
+impl ContentEntry {
+    pub fn age(&self) -> Duration {
+        self.fetched.elapsed()
+    }
+}
+
+/// (cluster id, normalised name).
+pub type ContentKey = (Arc<str>, Arc<str>);
+
+/// The per-entry lifetime of location entries.
+struct LocationExpiry {
+    positive: Duration,
+    negative: Duration,
+}
+
+impl LocationExpiry {
+    fn lifetime(&self, value: &Location) -> Duration {
+        match value {
+            Location::Cluster(_) => self.positive,
+            Location::Nowhere => self.negative,
+        }
+    }
+}
+
+impl Expiry<LocationKey, Location> for LocationExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &LocationKey,
+        value: &Location,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &LocationKey,
+        value: &Location,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+}
+
+/// The settings a cache set was built with (a reload with other values
+/// starts fresh caches).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub max_bytes: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub device_ttl: Duration,
+}
+
+impl From<&CacheConfig> for CacheSettings {
+    fn from(c: &CacheConfig) -> Self {
+        CacheSettings {
+            max_bytes: c.max_bytes,
+            ttl: c.ttl,
+            negative_ttl: c.negative_ttl,
+            device_ttl: c.device_ttl,
+        }
+    }
+}
+
+/// The location and content caches of one daemon (shared across reloads
+/// with compatible settings).
+pub struct Caches {
+    settings: CacheSettings,
+    location: Cache<LocationKey, Location>,
+    content: Cache<ContentKey, ContentEntry>,
+}
+
+/// What the content cache holds for a key.
+#[derive(Clone, Debug)]
+pub enum Cached {
+    /// Within its freshness lifetime: serve it.
+    Fresh(ContentEntry),
+    /// A device file older than `device_ttl`: ask its cluster again, serve
+    /// this only if that cluster cannot answer.
+    Stale(ContentEntry),
+}
+
+impl Caches {
+    pub fn new(settings: CacheSettings) -> Caches {
+        let location = Cache::builder()
+            // Bounded so a scan of random names cannot grow it forever; an
+            // entry is a name and a cluster id.
+            .max_capacity(1_000_000)
+            .expire_after(LocationExpiry {
+                positive: settings.ttl,
+                negative: settings.negative_ttl,
+            })
+            .build();
+        let content = Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|key: &ContentKey, entry: &ContentEntry| {
+                let weight = entry.body.len() + key.0.len() + key.1.len();
+                u32::try_from(weight).unwrap_or(u32::MAX)
+            })
+            .eviction_policy(EvictionPolicy::lru())
+            .time_to_live(settings.ttl.max(settings.device_ttl))
+            .build();
+        Caches {
+            settings,
+            location,
+            content,
+        }
+    }
+
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    // ---- location ------------------------------------------------------------
+
+    pub fn location(&self, scope: Scope, name: &Arc<str>) -> Option<Location> {
+        self.location.get(&LocationKey {
+            scope,
+            name: name.clone(),
+        })
+    }
+
+    pub fn set_location(&self, scope: Scope, name: &Arc<str>, location: Location) {
+        self.location.insert(
+            LocationKey {
+                scope,
+                name: name.clone(),
+            },
+            location,
+        );
+    }
+
+    pub fn forget_location(&self, scope: Scope, name: &Arc<str>) {
+        self.location.invalidate(&LocationKey {
+            scope,
+            name: name.clone(),
+        });
+    }
+
+    // ---- content -------------------------------------------------------------
+
+    /// The cached body of `name` from `cluster`, fresh or stale.
+    /// `device` says whether `name` is a device file (fresh `device_ttl`).
+    pub fn content(&self, cluster: &Arc<str>, name: &Arc<str>, device: bool) -> Option<Cached> {
+        let entry = self.content.get(&(cluster.clone(), name.clone()))?;
+        if device && entry.age() >= self.settings.device_ttl {
+            Some(Cached::Stale(entry))
+        } else if !device && entry.age() >= self.settings.ttl {
+            // Only reachable when device_ttl > ttl stretched the lifetime.
+            None
+        } else {
+            Some(Cached::Fresh(entry))
+        }
+    }
+
+    pub fn put_content(&self, cluster: &Arc<str>, name: &Arc<str>, body: Bytes) {
+        self.content.insert(
+            (cluster.clone(), name.clone()),
+            ContentEntry {
+                body,
+                fetched: Instant::now(),
+            },
+        );
+    }
+
+    pub fn forget_content(&self, cluster: &Arc<str>, name: &Arc<str>) {
+        self.content.invalidate(&(cluster.clone(), name.clone()));
+    }
+
+    // ---- maintenance -----------------------------------------------------------
+
+    /// Drops every entry about `name` (compared without regard to case), in
+    /// both caches; `None` drops everything. Returns how many entries went.
+    pub fn purge(&self, name: Option<&str>) -> usize {
+        let mut dropped = 0;
+        for (key, _) in self.location.iter() {
+            if purged(name, &key.name) {
+                self.location.invalidate(&*key);
+                dropped += 1;
+            }
+        }
+        for (key, _) in self.content.iter() {
+            if purged(name, &key.1) {
+                self.content.invalidate(&*key);
+                dropped += 1;
+            }
+        }
+        if name.is_none() {
+            self.location.invalidate_all();
+            self.content.invalidate_all();
+        }
+        self.run_pending_tasks();
+        dropped
+    }
+
+    /// Keeps only what a new cluster set can use: content and per-cluster
+    /// locations of clusters in `keep`; cross-cluster locations only when
+    /// `keep_all_scope` (the enabled clusters and their order did not change,
+    /// so "highest-priority Found" and "nowhere" still hold).
+    pub fn retain_clusters(&self, keep: &[Arc<str>], keep_all_scope: bool) {
+        let kept = |id: &Arc<str>| keep.iter().any(|k| k == id);
+        for (key, value) in self.location.iter() {
+            let keep_entry = match (&key.scope, &value) {
+                (Scope::All, Location::Cluster(id)) => keep_all_scope && kept(id),
+                (Scope::All, Location::Nowhere) => keep_all_scope,
+                (Scope::Cluster(id), _) => kept(id),
+            };
+            if !keep_entry {
+                self.location.invalidate(&*key);
+            }
+        }
+        for (key, _) in self.content.iter() {
+            if !kept(&key.0) {
+                self.content.invalidate(&*key);
+            }
+        }
+        self.run_pending_tasks();
+    }
+
+    pub fn run_pending_tasks(&self) {
+        self.location.run_pending_tasks();
+        self.content.run_pending_tasks();
+    }
+
+    pub fn location_entries(&self) -> u64 {
+        self.location.entry_count()
+    }
+
+    pub fn content_entries(&self) -> u64 {
+        self.content.entry_count()
+    }
+
+    pub fn content_bytes(&self) -> u64 {
+        self.content.weighted_size()
+    }
+}
+
+/// Whether `purge(name)` drops an entry about `entry_name`.
+fn purged(name: Option<&str>, entry_name: &str) -> bool {
+    match name {
+        Some(name) => entry_name.eq_ignore_ascii_case(name),
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> CacheSettings {
+        CacheSettings {
+            max_bytes: 1 << 20,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_millis(100),
+            device_ttl: Duration::from_millis(100),
+        }
+    }
+
+    fn s(text: &str) -> Arc<str> {
+        Arc::from(text)
+    }
+
+    #[test]
+    fn negative_locations_expire_after_negative_ttl() {
+        let caches = Caches::new(settings());
+        caches.set_location(Scope::All, &s("a"), Location::Nowhere);
+        caches.set_location(Scope::All, &s("b"), Location::Cluster(s("c1")));
+        assert_eq!(
+            caches.location(Scope::All, &s("a")),
+            Some(Location::Nowhere)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(caches.location(Scope::All, &s("a")), None);
+        assert_eq!(
+            caches.location(Scope::All, &s("b")),
+            Some(Location::Cluster(s("c1")))
+        );
+    }
+
+    #[test]
+    fn device_content_goes_stale_but_stays() {
+        let caches = Caches::new(settings());
+        caches.put_content(&s("c1"), &s("SEP1.cnf.xml"), Bytes::from_static(b"x"));
+        caches.put_content(&s("c1"), &s("common"), Bytes::from_static(b"y"));
+        assert!(matches!(
+            caches.content(&s("c1"), &s("SEP1.cnf.xml"), true),
+            Some(Cached::Fresh(_))
+        ));
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(matches!(
+            caches.content(&s("c1"), &s("SEP1.cnf.xml"), true),
+            Some(Cached::Stale(_))
+        ));
+        assert!(matches!(
+            caches.content(&s("c1"), &s("common"), false),
+            Some(Cached::Fresh(_))
+        ));
+    }
+
+    #[test]
+    fn content_is_bounded_by_bytes() {
+        let caches = Caches::new(CacheSettings {
+            max_bytes: 10_000,
+            ..settings()
+        });
+        for i in 0..10 {
+            caches.put_content(
+                &s("c"),
+                &Arc::from(format!("f{i}")),
+                Bytes::from(vec![0u8; 3000]),
+            );
+            caches.run_pending_tasks();
+        }
+        assert!(
+            caches.content_bytes() <= 10_000,
+            "{}",
+            caches.content_bytes()
+        );
+        assert!(caches.content_entries() <= 3);
+        // The most recent survives (LRU, not admission-filtered).
+        assert!(caches.content(&s("c"), &s("f9"), false).is_some());
+    }
+
+    #[test]
+    fn purge_one_name_or_all() {
+        let caches = Caches::new(settings());
+        caches.set_location(Scope::All, &s("a"), Location::Cluster(s("c1")));
+        caches.put_content(&s("c1"), &s("a"), Bytes::from_static(b"x"));
+        caches.set_location(Scope::All, &s("b"), Location::Nowhere);
+        caches.run_pending_tasks();
+        assert_eq!(caches.purge(Some("A")), 2);
+        assert_eq!(caches.location(Scope::All, &s("a")), None);
+        assert!(caches.content(&s("c1"), &s("a"), false).is_none());
+        assert_eq!(caches.purge(None), 1);
+        assert_eq!(caches.location_entries(), 0);
+    }
+
+    #[test]
+    fn retain_clusters_drops_removed_ones() {
+        let caches = Caches::new(settings());
+        caches.put_content(&s("c1"), &s("a"), Bytes::from_static(b"x"));
+        caches.put_content(&s("c2"), &s("a"), Bytes::from_static(b"y"));
+        caches.set_location(Scope::All, &s("a"), Location::Cluster(s("c1")));
+        caches.set_location(Scope::Cluster(s("c2")), &s("b"), Location::Nowhere);
+        caches.retain_clusters(&[s("c1")], true);
+        assert!(caches.content(&s("c1"), &s("a"), false).is_some());
+        assert!(caches.content(&s("c2"), &s("a"), false).is_none());
+        assert!(caches.location(Scope::All, &s("a")).is_some());
+        assert!(caches.location(Scope::Cluster(s("c2")), &s("b")).is_none());
+        caches.retain_clusters(&[s("c1")], false);
+        assert!(caches.location(Scope::All, &s("a")).is_none());
+    }
+}
