@@ -1,1 +1,276 @@
-//! TODO
+//! `tftproxy locate -c FILE NAME`: the text an engineer reads when a phone
+//! does not get its file. [`crate::resolve::Resolver::locate`] asks every
+//! enabled cluster (every address, bypassing the caches); [`render`] prints
+//! each address's answer and time, then what a phone would get and why.
+//!
+//! ```text
+//! SEP001122334455.cnf.xml  (device SEP001122334455)
+//! local root: no such file
+//!
+//! cluster-a  priority 1  → not found
+//!   http://192.0.2.10:6970    404        12 ms  not found
+//! cluster-b  priority 2  → found (12873 bytes, address #2)
+//!   http://192.0.2.20:6970    -        1001 ms  failed: connect timed out after 1s
+//!   http://192.0.2.21:6970    200        35 ms  found (12873 bytes)
+//! cluster-c  disabled (not asked)
+//!
+//! verdict: served from cluster-b (12873 bytes)
+//! why: found on cluster-b (priority 2 of 2); every higher-priority cluster answered first (cluster-a: not found)
+//! ```
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::config::{OnUnreachable, Strategy};
+use crate::resolve::{LocateReport, LocateVerdict};
+
+/// The report as text, one line per address; ends with a newline.
+pub fn render(report: &LocateReport) -> String {
+    let mut out = String::new();
+    let name = report.normalised.as_deref().unwrap_or(&report.name);
+    let _ = write!(out, "{name}");
+    if let Some(class) = &report.classified {
+        match (&class.device, class.cluster_specific) {
+            (Some(device), _) => {
+                let _ = write!(out, "  (device {device})");
+            }
+            (None, true) => out.push_str("  (cluster-specific: signed or trust content)"),
+            (None, false) => out.push_str("  (common file)"),
+        }
+    }
+    if report
+        .normalised
+        .as_deref()
+        .is_some_and(|n| n != report.name)
+    {
+        let _ = write!(out, "\n  asked as {:?}", report.name);
+    }
+    out.push('\n');
+
+    if let LocateVerdict::Denied(reason) = &report.verdict {
+        let _ = writeln!(out, "\nverdict: refused ({reason})");
+        let _ = writeln!(out, "why: {}", report.reason);
+        return out;
+    }
+
+    match (report.local, &report.local_error) {
+        (Some(size), _) => {
+            let _ = writeln!(out, "local root: present ({size} bytes)");
+        }
+        (None, Some(error)) => {
+            let _ = writeln!(out, "local root: {error}");
+        }
+        (None, None) => out.push_str("local root: no such file\n"),
+    }
+    out.push('\n');
+
+    if report.clusters.is_empty() {
+        out.push_str("no cluster configured\n");
+    }
+    let url_width = report
+        .clusters
+        .iter()
+        .filter_map(|c| c.report.as_ref())
+        .flat_map(|r| r.addresses.iter().map(|(url, _)| url.len()))
+        .max()
+        .unwrap_or(0);
+    let mut priority = 0;
+    for cluster in &report.clusters {
+        if !cluster.enabled {
+            let _ = writeln!(out, "{}  disabled (not asked)", cluster.id);
+            continue;
+        }
+        priority += 1;
+        match &cluster.report {
+            None => {
+                let _ = writeln!(out, "{}  priority {priority}  (not asked)", cluster.id);
+            }
+            Some(cluster_report) => {
+                let _ = writeln!(
+                    out,
+                    "{}  priority {priority}  → {}",
+                    cluster.id, cluster_report.verdict
+                );
+                for (url, answer) in &cluster_report.addresses {
+                    let status = answer
+                        .status
+                        .map_or_else(|| "-".to_string(), |s| s.to_string());
+                    let _ = writeln!(
+                        out,
+                        "  {url:<url_width$}  {status:>3}  {:>8}  {}",
+                        millis(answer.elapsed),
+                        answer.outcome
+                    );
+                }
+            }
+        }
+    }
+    out.push('\n');
+
+    let verdict = match &report.verdict {
+        LocateVerdict::Local { size } => format!("served from the local root ({size} bytes)"),
+        LocateVerdict::Cluster { id, size } => format!("served from {id} ({size} bytes)"),
+        LocateVerdict::NotFound => "File not found (TFTP error 1, HTTP 404)".to_string(),
+        LocateVerdict::RetryLater => {
+            "busy, retry later (TFTP error 0, HTTP 503 + Retry-After)".to_string()
+        }
+        LocateVerdict::Denied(reason) => format!("refused ({reason})"),
+    };
+    let _ = writeln!(out, "verdict: {verdict}");
+    let _ = writeln!(out, "why: {}", report.reason);
+    let _ = writeln!(
+        out,
+        "(asked in {}; strategy = \"{}\", on_unreachable = \"{}\")",
+        millis(report.elapsed),
+        match report.strategy {
+            Strategy::Parallel => "parallel",
+            Strategy::Sequential => "sequential",
+        },
+        match report.on_unreachable {
+            OnUnreachable::RetryLater => "retry-later",
+            OnUnreachable::NotFound => "not-found",
+        }
+    );
+    out
+}
+
+fn millis(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::Classified;
+    use crate::resolve::upstream::{
+        AddressOutcome, AddressReport, ClusterReport, ClusterVerdict, FailReason,
+    };
+    use crate::resolve::ClusterLocate;
+    use bytes::Bytes;
+
+    fn answer(outcome: AddressOutcome, status: Option<u16>, ms: u64) -> AddressReport {
+        AddressReport {
+            outcome,
+            elapsed: Duration::from_millis(ms),
+            status,
+        }
+    }
+
+    #[test]
+    fn renders_every_address_and_the_verdict() {
+        let report = LocateReport {
+            name: "/SEP001122334455.cnf.xml".into(),
+            normalised: Some("SEP001122334455.cnf.xml".into()),
+            classified: Some(Classified {
+                device: Some("SEP001122334455".into()),
+                cluster_specific: false,
+            }),
+            local: None,
+            local_error: None,
+            clusters: vec![
+                ClusterLocate {
+                    id: "cluster-a".into(),
+                    enabled: true,
+                    report: Some(ClusterReport {
+                        verdict: ClusterVerdict::NotFound,
+                        addresses: vec![(
+                            "http://192.0.2.10:6970".into(),
+                            answer(AddressOutcome::NotFound, Some(404), 12),
+                        )],
+                    }),
+                },
+                ClusterLocate {
+                    id: "cluster-b".into(),
+                    enabled: true,
+                    report: Some(ClusterReport {
+                        verdict: ClusterVerdict::Found {
+                            body: Bytes::from_static(b"12345"),
+                            address: 1,
+                        },
+                        addresses: vec![
+                            (
+                                "http://192.0.2.20:6970".into(),
+                                answer(
+                                    AddressOutcome::Failed(FailReason::ConnectTimeout {
+                                        after: Duration::from_secs(1),
+                                    }),
+                                    None,
+                                    1001,
+                                ),
+                            ),
+                            (
+                                "http://192.0.2.21:6970".into(),
+                                answer(
+                                    AddressOutcome::Found(Bytes::from_static(b"12345")),
+                                    Some(200),
+                                    35,
+                                ),
+                            ),
+                        ],
+                    }),
+                },
+                ClusterLocate {
+                    id: "cluster-c".into(),
+                    enabled: false,
+                    report: None,
+                },
+            ],
+            strategy: Strategy::Parallel,
+            on_unreachable: OnUnreachable::RetryLater,
+            verdict: LocateVerdict::Cluster {
+                id: "cluster-b".into(),
+                size: 5,
+            },
+            reason: "found on cluster-b (priority 2 of 2)".into(),
+            elapsed: Duration::from_millis(1002),
+        };
+        let text = render(&report);
+        assert!(text.starts_with("SEP001122334455.cnf.xml  (device SEP001122334455)\n"));
+        assert!(
+            text.contains("asked as \"/SEP001122334455.cnf.xml\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("cluster-a  priority 1  → not found"),
+            "{text}"
+        );
+        assert!(
+            text.contains("http://192.0.2.10:6970  404     12 ms  not found"),
+            "{text}"
+        );
+        assert!(
+            text.contains("-   1001 ms  failed: connect timed out after 1s"),
+            "{text}"
+        );
+        assert!(text.contains("200     35 ms  found (5 bytes)"), "{text}");
+        assert!(text.contains("cluster-c  disabled (not asked)"), "{text}");
+        assert!(
+            text.contains("verdict: served from cluster-b (5 bytes)"),
+            "{text}"
+        );
+        assert!(text.contains("why: found on cluster-b"), "{text}");
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn renders_a_refused_name() {
+        let report = LocateReport {
+            name: "../x".into(),
+            normalised: None,
+            classified: None,
+            local: None,
+            local_error: None,
+            clusters: vec![],
+            strategy: Strategy::Parallel,
+            on_unreachable: OnUnreachable::RetryLater,
+            verdict: LocateVerdict::Denied("'..' in file name".into()),
+            reason: "the name is refused".into(),
+            elapsed: Duration::ZERO,
+        };
+        let text = render(&report);
+        assert!(
+            text.contains("verdict: refused ('..' in file name)"),
+            "{text}"
+        );
+    }
+}

@@ -251,16 +251,27 @@ impl Caches {
         dropped
     }
 
-    /// Keeps only what a new cluster set can use: content and per-cluster
-    /// locations of clusters in `keep`; cross-cluster locations only when
-    /// `keep_all_scope` (the enabled clusters and their order did not change,
-    /// so "highest-priority Found" and "nowhere" still hold).
-    pub fn retain_clusters(&self, keep: &[Arc<str>], keep_all_scope: bool) {
-        let kept = |id: &Arc<str>| keep.iter().any(|k| k == id);
+    /// Keeps only what still holds after the enabled clusters changed from
+    /// `old` to `new` (ids in priority order):
+    ///
+    /// - content and per-cluster locations of clusters still in `new`;
+    /// - "found on X" when X is still enabled and the clusters before it are
+    ///   the same, in the same order (X is still the highest-priority Found);
+    /// - "nowhere" when no cluster was added (every cluster said 404).
+    pub fn retain_clusters(&self, old: &[Arc<str>], new: &[Arc<str>]) {
+        let kept = |id: &Arc<str>| new.contains(id);
+        let before = |list: &[Arc<str>], id: &Arc<str>| -> Option<usize> {
+            list.iter().position(|k| k == id)
+        };
+        let same_prefix = |id: &Arc<str>| match (before(old, id), before(new, id)) {
+            (Some(i), Some(j)) => old[..i] == new[..j],
+            _ => false,
+        };
+        let nothing_added = new.iter().all(|id| old.contains(id));
         for (key, value) in self.location.iter() {
             let keep_entry = match (&key.scope, &value) {
-                (Scope::All, Location::Cluster(id)) => keep_all_scope && kept(id),
-                (Scope::All, Location::Nowhere) => keep_all_scope,
+                (Scope::All, Location::Cluster(id)) => same_prefix(id),
+                (Scope::All, Location::Nowhere) => nothing_added,
                 (Scope::Cluster(id), _) => kept(id),
             };
             if !keep_entry {
@@ -394,18 +405,35 @@ mod tests {
     }
 
     #[test]
-    fn retain_clusters_drops_removed_ones() {
+    fn retain_clusters_keeps_what_still_holds() {
         let caches = Caches::new(settings());
-        caches.put_content(&s("c1"), &s("a"), Bytes::from_static(b"x"));
-        caches.put_content(&s("c2"), &s("a"), Bytes::from_static(b"y"));
-        caches.set_location(Scope::All, &s("a"), Location::Cluster(s("c1")));
-        caches.set_location(Scope::Cluster(s("c2")), &s("b"), Location::Nowhere);
-        caches.retain_clusters(&[s("c1")], true);
-        assert!(caches.content(&s("c1"), &s("a"), false).is_some());
-        assert!(caches.content(&s("c2"), &s("a"), false).is_none());
+        let (c1, c2, c3) = (s("c1"), s("c2"), s("c3"));
+        caches.put_content(&c1, &s("a"), Bytes::from_static(b"x"));
+        caches.put_content(&c2, &s("a"), Bytes::from_static(b"y"));
+        caches.set_location(Scope::All, &s("a"), Location::Cluster(c1.clone()));
+        caches.set_location(Scope::All, &s("b"), Location::Cluster(c2.clone()));
+        caches.set_location(Scope::All, &s("n"), Location::Nowhere);
+        caches.set_location(Scope::Cluster(c2.clone()), &s("b"), Location::Nowhere);
+
+        // c2 removed: c1 still first; "nowhere" still true.
+        caches.retain_clusters(&[c1.clone(), c2.clone()], std::slice::from_ref(&c1));
+        assert!(caches.content(&c1, &s("a"), false).is_some());
+        assert!(caches.content(&c2, &s("a"), false).is_none());
         assert!(caches.location(Scope::All, &s("a")).is_some());
-        assert!(caches.location(Scope::Cluster(s("c2")), &s("b")).is_none());
-        caches.retain_clusters(&[s("c1")], false);
+        assert!(caches.location(Scope::All, &s("b")).is_none());
+        assert!(caches.location(Scope::All, &s("n")).is_some());
+        assert!(caches
+            .location(Scope::Cluster(c2.clone()), &s("b"))
+            .is_none());
+
+        // c3 added after c1: c1 still wins, but "nowhere" may be wrong now.
+        caches.retain_clusters(std::slice::from_ref(&c1), &[c1.clone(), c3.clone()]);
+        assert!(caches.location(Scope::All, &s("a")).is_some());
+        assert!(caches.location(Scope::All, &s("n")).is_none());
+
+        // c3 moved before c1: c1 may no longer be the first Found.
+        caches.retain_clusters(&[c1.clone(), c3.clone()], &[c3.clone(), c1.clone()]);
         assert!(caches.location(Scope::All, &s("a")).is_none());
+        assert!(caches.content(&c1, &s("a"), false).is_some());
     }
 }

@@ -369,9 +369,9 @@ impl Resolver {
     ///   may change);
     /// - content and per-cluster location entries of clusters that are still
     ///   configured and enabled are kept, those of the others dropped;
-    /// - cross-cluster location entries ("found on X", "nowhere") are kept
-    ///   only if the enabled clusters and their order are unchanged, since
-    ///   either can change which cluster wins;
+    /// - a cross-cluster location "found on X" is kept when X is still
+    ///   enabled and the clusters before it are unchanged (X still wins);
+    ///   "nowhere" is kept when no cluster was added;
     /// - home entries pointing to clusters still enabled are kept;
     /// - the caches start empty if `[cache]` sizes or lifetimes changed, the
     ///   home tables if `cache.max_homes` changed;
@@ -390,8 +390,7 @@ impl Resolver {
         let old_enabled: Vec<Arc<str>> = old.enabled.iter().map(|c| c.id.clone()).collect();
         let settings = CacheSettings::from(&config.cache);
         let caches = if *old.caches.settings() == settings {
-            old.caches
-                .retain_clusters(&enabled_ids, enabled_ids == old_enabled);
+            old.caches.retain_clusters(&old_enabled, &enabled_ids);
             old.caches.clone()
         } else {
             Arc::new(Caches::new(settings))
@@ -1332,13 +1331,13 @@ mod tests {
         assert!(Arc::ptr_eq(&same.inner.caches, &old.inner.caches));
         assert!(same.inner.caches.location(Scope::All, &n1).is_some());
 
-        // b disabled: its content and homes go, cross-cluster locations too.
+        // b disabled: its content and homes go; a still comes first.
         let fewer =
             Resolver::reconfigure(&config_with(&[("a", true), ("b", false)]), &same).unwrap();
         let c = &fewer.inner.caches;
         assert!(c.content(&a, &n1, false).is_some());
         assert!(c.content(&b, &n1, false).is_none());
-        assert!(c.location(Scope::All, &n1).is_none());
+        assert!(c.location(Scope::All, &n1).is_some());
         assert_eq!(fewer.home_of_device("SEP1").as_deref(), Some("a"));
         assert_eq!(fewer.home_of_device("SEP2"), None);
 
