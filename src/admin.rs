@@ -1,1 +1,276 @@
-//! TODO
+//! The admin front (`[admin] listen`, loopback by default): what an operator
+//! or a monitoring system asks the running daemon.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /metrics` | every metric, Prometheus text (OpenMetrics when the scraper asks for it) |
+//! | `GET /healthz` | `200`, JSON: `status`, version, uptime, active transfers, open HTTP connections |
+//! | `GET /clusters` | JSON: every cluster and address, last status, last error, last latency, up or not |
+//! | `DELETE /cache/<name>` | forgets `<name>` in every cache; JSON `{"name": …, "purged": N}` |
+//! | `DELETE /cache` | empties the caches; JSON `{"purged": N}` |
+//!
+//! Purging is the answer to Cisco's "restart the TFTP service so that phones
+//! stop getting not-found": a negative entry for a phone just added on its
+//! cluster goes away at once.
+//!
+//! The admin API has no authentication: it listens on loopback unless the
+//! configuration says otherwise.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::Router;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::daemon::Daemon;
+use crate::metrics::UpstreamOutcome;
+use crate::resolve::{AddressStatus, ClusterStatus};
+use crate::shutdown::{self, Trigger};
+
+/// Content type of the classic Prometheus text format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the OpenMetrics text format (what the encoder writes;
+/// Prometheus asks for it in `Accept`).
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone)]
+struct AdminState {
+    daemon: Weak<Daemon>,
+    started: Instant,
+}
+
+/// A running admin listener; stops when dropped.
+pub struct AdminServer {
+    /// The address as configured.
+    pub configured: SocketAddr,
+    /// The address actually bound.
+    pub bound: SocketAddr,
+    stop: Trigger,
+}
+
+impl AdminServer {
+    /// Serves the admin API of `daemon` on a listener from
+    /// [`crate::http::bind`].
+    pub fn start(
+        configured: SocketAddr,
+        listener: std::net::TcpListener,
+        daemon: Weak<Daemon>,
+        started: Instant,
+    ) -> std::io::Result<AdminServer> {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let bound = listener.local_addr()?;
+        let (stop, mut shutdown) = shutdown::channel();
+        let app = router(AdminState { daemon, started });
+        tokio::spawn(async move {
+            info!(listen = %bound, "admin listening");
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.recv().await })
+                .await;
+            if let Err(error) = served {
+                warn!(%error, "admin listener failed");
+            }
+            info!(listen = %bound, "admin listener stopped");
+        });
+        Ok(AdminServer {
+            configured,
+            bound,
+            stop,
+        })
+    }
+
+    pub fn stop(&self) {
+        self.stop.fire();
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop.fire();
+    }
+}
+
+fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/clusters", get(clusters))
+        .route("/cache", delete(purge_all))
+        .route("/cache/{*name}", delete(purge_one))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The daemon, unless it is gone (then the handler answers [`stopping`]).
+fn daemon(state: &AdminState) -> Option<Arc<Daemon>> {
+    state.daemon.upgrade()
+}
+
+fn stopping() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping\n").into_response()
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "tftproxy admin\n\
+         GET    /metrics        Prometheus metrics\n\
+         GET    /healthz        liveness and live counts (JSON)\n\
+         GET    /clusters       every cluster and address: last status, error, latency (JSON)\n\
+         DELETE /cache/<name>   forget one name in every cache\n\
+         DELETE /cache          empty the caches\n",
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "no such admin endpoint; GET / lists them\n",
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let Some(daemon) = daemon(&state) else {
+        return stopping();
+    };
+    refresh_gauges(&daemon);
+    let text = daemon.metrics().encode();
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let content_type = if openmetrics {
+        OPENMETRICS_TEXT
+    } else {
+        PROMETHEUS_TEXT
+    };
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+async fn healthz(State(state): State<AdminState>) -> Response {
+    let Some(daemon) = daemon(&state) else {
+        return stopping();
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": state.started.elapsed().as_secs(),
+            "active_transfers": daemon.active_transfers(),
+            "http_connections": daemon.http_connections(),
+        }),
+    )
+}
+
+async fn clusters(State(state): State<AdminState>) -> Response {
+    let Some(daemon) = daemon(&state) else {
+        return stopping();
+    };
+    json_response(StatusCode::OK, &cluster_status(&daemon))
+}
+
+async fn purge_one(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let Some(daemon) = daemon(&state) else {
+        return stopping();
+    };
+    let purged = purge(&daemon, Some(&name));
+    info!(name, purged, "cache purged by the admin API");
+    json_response(StatusCode::OK, &json!({ "name": name, "purged": purged }))
+}
+
+async fn purge_all(State(state): State<AdminState>) -> Response {
+    let Some(daemon) = daemon(&state) else {
+        return stopping();
+    };
+    let purged = purge(&daemon, None);
+    info!(purged, "every cache purged by the admin API");
+    json_response(StatusCode::OK, &json!({ "purged": purged }))
+}
+
+// ---- what the resolver knows ------------------------------------------------
+
+/// Brings the cache and home-table gauges up to date before a scrape.
+fn refresh_gauges(daemon: &Daemon) {
+    daemon.resolver().load().refresh_gauges();
+}
+
+/// Removes `name` (or everything) from the resolver's caches.
+fn purge(daemon: &Daemon, name: Option<&str>) -> usize {
+    let purged = daemon.resolver().load().purge(name);
+    daemon.metrics().cache_purged.inc_by(purged as u64);
+    purged
+}
+
+/// Every configured cluster with what the resolver last saw of it.
+fn cluster_status(daemon: &Daemon) -> serde_json::Value {
+    let clusters: Vec<serde_json::Value> = daemon
+        .resolver()
+        .load()
+        .cluster_status()
+        .iter()
+        .map(cluster_json)
+        .collect();
+    json!({ "clusters": clusters })
+}
+
+fn cluster_json(cluster: &ClusterStatus) -> serde_json::Value {
+    json!({
+        "id": cluster.id,
+        "description": cluster.description,
+        "fqdn": cluster.fqdn,
+        "enabled": cluster.enabled,
+        "up": cluster.up,
+        "addresses": cluster.addresses.iter().map(address_json).collect::<Vec<_>>(),
+    })
+}
+
+fn address_json(address: &AddressStatus) -> serde_json::Value {
+    json!({
+        "address": address.base_url,
+        "up": address.up,
+        "last_outcome": address.last_outcome.map(outcome_name),
+        "last_status": address.last_status,
+        "last_latency_ms": address.last_latency.map(|d| d.as_secs_f64() * 1000.0),
+        "last_checked": address.last_checked.map(rfc3339),
+        "last_error": address.last_error,
+        "last_error_at": address.last_error_at.map(rfc3339),
+    })
+}
+
+fn outcome_name(outcome: UpstreamOutcome) -> &'static str {
+    match outcome {
+        UpstreamOutcome::Found => "found",
+        UpstreamOutcome::NotFound => "not_found",
+        UpstreamOutcome::Busy => "busy",
+        UpstreamOutcome::Failed => "failed",
+    }
+}
+
+/// `2026-01-02T03:04:05.678Z`.
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}

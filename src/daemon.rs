@@ -3,18 +3,21 @@
 //! gracefully on SIGTERM/SIGINT.
 //!
 //! [`Daemon::start`] is what `tftproxy serve` runs and what integration tests
-//! start in-process (with port 0 listeners: [`Daemon::tftp_addrs`] tells the
-//! ports actually bound).
+//! start in-process (with port 0 listeners: [`Daemon::tftp_addrs`],
+//! [`Daemon::http_addrs`] and [`Daemon::admin_addr`] tell the ports actually
+//! bound).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::admin::AdminServer;
+use crate::config::{Config, HttpConfig};
+use crate::http::{self, HttpListener, HttpShared};
 use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::resolve::{Resolver, SharedResolver};
 use crate::shutdown::{self, Trigger};
@@ -37,6 +40,13 @@ pub struct Daemon {
     tftp: Mutex<TftpGeneration>,
     /// Earlier generations whose transfers may still be running.
     retired: Mutex<Vec<Arc<Context>>>,
+    /// Shared by every HTTP listener, across reloads (connection count).
+    http: Arc<HttpShared>,
+    http_listeners: Mutex<Vec<HttpListener>>,
+    admin: Mutex<Option<AdminServer>>,
+    started: Instant,
+    /// Itself, for the admin front (which must not keep the daemon alive).
+    this: std::sync::Weak<Daemon>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,15 +68,49 @@ impl Daemon {
             &config,
             metrics.clone(),
         )?));
+        // Bind every socket before serving on any.
+        let http_bound = bind_http(&config, &[])?;
+        let admin_bound = bind_admin(&config, None)?;
         let tftp = start_tftp(&config, resolver.clone(), metrics.clone())?;
-        let daemon = Arc::new(Daemon {
+        let http = HttpShared::new(http_settings(&config), resolver.clone(), metrics.clone());
+        let http_listeners = start_http(http_bound, &http)?;
+        let daemon = Arc::new_cyclic(|this| Daemon {
             config: Mutex::new(config),
             resolver,
             metrics,
             tftp: Mutex::new(tftp),
             retired: Mutex::new(Vec::new()),
+            http,
+            http_listeners: Mutex::new(http_listeners),
+            admin: Mutex::new(None),
+            started: Instant::now(),
+            this: this.clone(),
         });
+        if let Some((configured, listener)) = admin_bound {
+            let server =
+                AdminServer::start(configured, listener, daemon.this.clone(), daemon.started)
+                    .map_err(|source| StartError::Bind {
+                        addr: configured,
+                        source,
+                    })?;
+            *lock(&daemon.admin) = Some(server);
+        }
         Ok(daemon)
+    }
+
+    /// The HTTP front's addresses actually bound (empty without `[http]`).
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        lock(&self.http_listeners).iter().map(|l| l.bound).collect()
+    }
+
+    /// The admin front's address actually bound (without `[admin]`: none).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        lock(&self.admin).as_ref().map(|a| a.bound)
+    }
+
+    /// HTTP connections open now.
+    pub fn http_connections(&self) -> usize {
+        self.http.connections()
     }
 
     /// The TFTP addresses actually bound (ports resolved).
@@ -112,7 +156,19 @@ impl Daemon {
     }
 
     fn try_reload(&self, new: Config) -> Result<(), String> {
-        let resolver = Resolver::new(&new, self.metrics.clone()).map_err(|e| e.to_string())?;
+        // Caches, home tables and cluster status carry over where they
+        // still apply.
+        let resolver =
+            Resolver::reconfigure(&new, &self.resolver.load()).map_err(|e| e.to_string())?;
+        // New HTTP and admin addresses are bound before anything changes
+        // (and before the old ones are let go).
+        let kept_http: Vec<SocketAddr> = lock(&self.http_listeners)
+            .iter()
+            .map(|l| l.configured)
+            .collect();
+        let http_bound = bind_http(&new, &kept_http).map_err(|e| e.to_string())?;
+        let current_admin = lock(&self.admin).as_ref().map(|a| a.configured);
+        let admin_bound = bind_admin(&new, current_admin).map_err(|e| e.to_string())?;
         let mut tftp = lock(&self.tftp);
         let tftp_changed = lock(&self.config).tftp != new.tftp;
         // Bind the new listeners before letting go of the old ones, so a bad
@@ -147,31 +203,137 @@ impl Daemon {
             lock(&self.retired).push(old.context);
         }
         lock(&self.retired).retain(|c| c.active_transfers() > 0);
+        self.swap_http(&new, http_bound);
+        self.swap_admin(&new, admin_bound);
         *lock(&self.config) = new;
         Ok(())
     }
 
+    /// Applies the new `[http]` section: starts listeners bound by
+    /// [`bind_http`], stops those no longer configured (their connections
+    /// finish the response in flight), updates `fetch_wait` and
+    /// `max_connections`.
+    fn swap_http(&self, new: &Config, bound: Vec<(SocketAddr, std::net::TcpListener)>) {
+        self.http.update(http_settings(new));
+        let wanted: &[SocketAddr] = new.http.as_ref().map_or(&[], |h| &h.listen);
+        let mut listeners = lock(&self.http_listeners);
+        listeners.retain(|l| wanted.contains(&l.configured)); // dropping stops
+        for (configured, listener) in bound {
+            match HttpListener::start(configured, listener, self.http.clone()) {
+                Ok(listener) => listeners.push(listener),
+                Err(error) => error!(listen = %configured, %error, "HTTP listener not started"),
+            }
+        }
+    }
+
+    /// Applies the new `[admin]` section with the listener bound by
+    /// [`bind_admin`] (if the address changed).
+    fn swap_admin(&self, new: &Config, bound: Option<(SocketAddr, std::net::TcpListener)>) {
+        let mut admin = lock(&self.admin);
+        if new.admin.is_none() {
+            *admin = None;
+            return;
+        }
+        let Some((configured, listener)) = bound else {
+            return; // same address: keep serving
+        };
+        match AdminServer::start(configured, listener, self.this.clone(), self.started) {
+            Ok(server) => *admin = Some(server), // the old one stops when dropped
+            Err(error) => error!(listen = %configured, %error, "admin listener not started"),
+        }
+    }
+
     /// Stops accepting requests and waits up to `grace` for transfers to end.
+    /// HTTP connections are counted with transfers; the admin front answers
+    /// until the end.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let (current, retired) = {
             let tftp = lock(&self.tftp);
             tftp.stop.fire();
             (tftp.context.clone(), lock(&self.retired).clone())
         };
-        let mut left = current.drain(grace).await;
+        for listener in lock(&self.http_listeners).iter() {
+            listener.stop();
+        }
+        let (mut left, http_left) = tokio::join!(current.drain(grace), self.http.drain(grace));
         for context in retired {
             left += context.drain(Duration::ZERO).await;
         }
-        left
+        lock(&self.http_listeners).clear();
+        if let Some(admin) = lock(&self.admin).take() {
+            admin.stop();
+        }
+        left + http_left
     }
 
     fn status_line(&self) -> String {
-        format!("{} transfers active", self.active_transfers())
+        format!(
+            "{} transfers active, {} HTTP connections",
+            self.active_transfers(),
+            self.http_connections()
+        )
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The settings the HTTP front uses (defaults when there is no `[http]`:
+/// there are no HTTP listeners then anyway).
+fn http_settings(config: &Config) -> &HttpConfig {
+    static DEFAULT: std::sync::OnceLock<HttpConfig> = std::sync::OnceLock::new();
+    config
+        .http
+        .as_ref()
+        .unwrap_or_else(|| DEFAULT.get_or_init(HttpConfig::default))
+}
+
+/// Binds the configured HTTP addresses not in `keep` (those already served).
+fn bind_http(
+    config: &Config,
+    keep: &[SocketAddr],
+) -> Result<Vec<(SocketAddr, std::net::TcpListener)>, StartError> {
+    let Some(http) = &config.http else {
+        return Ok(Vec::new());
+    };
+    let mut bound = Vec::new();
+    for &addr in &http.listen {
+        if keep.contains(&addr) || bound.iter().any(|(a, _)| *a == addr) {
+            continue;
+        }
+        let listener = http::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        bound.push((addr, listener));
+    }
+    Ok(bound)
+}
+
+fn start_http(
+    bound: Vec<(SocketAddr, std::net::TcpListener)>,
+    shared: &Arc<HttpShared>,
+) -> Result<Vec<HttpListener>, StartError> {
+    bound
+        .into_iter()
+        .map(|(addr, listener)| {
+            HttpListener::start(addr, listener, shared.clone())
+                .map_err(|source| StartError::Bind { addr, source })
+        })
+        .collect()
+}
+
+/// Binds the admin address unless it is `current` (already served).
+fn bind_admin(
+    config: &Config,
+    current: Option<SocketAddr>,
+) -> Result<Option<(SocketAddr, std::net::TcpListener)>, StartError> {
+    match &config.admin {
+        Some(admin) if Some(admin.listen) != current => {
+            let addr = admin.listen;
+            let listener = http::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+            Ok(Some((addr, listener)))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn start_tftp(

@@ -69,6 +69,15 @@ enum Command {
         #[arg(long)]
         netascii: bool,
     },
+    /// Print DHCP option 150 (TFTP server address) for these tftproxy
+    /// addresses: the value in hex and snippets for ISC dhcpd, Kea, dnsmasq,
+    /// Cisco IOS and Windows DHCP.
+    #[command(name = "option150")]
+    Option150 {
+        /// One to four IPv4 addresses, in the order phones should try them.
+        #[arg(required = true, value_name = "IP")]
+        addresses: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,6 +187,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     options.join(" ")
                 },
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Option150 { addresses } => {
+            use tftproxy::option150;
+            let addresses = match option150::parse_addresses(&addresses) {
+                Ok(addresses) => addresses,
+                Err(error) => {
+                    eprintln!("tftproxy option150: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            if let Some(warning) = option150::warning(&addresses) {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", option150::render(&addresses));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -151,6 +151,13 @@ pub struct Metrics {
     pub upstream_latency: Family<ClusterLabels, Histogram, fn() -> Histogram>,
     pub home_entries: Family<HomeLabels, Gauge>,
     pub config_reloads: Family<ReloadLabels, Counter>,
+    /// HTTP front connections open now.
+    pub http_connections: Gauge,
+    /// HTTP requests answered 503 because the resolve did not finish within
+    /// `http.fetch_wait` (the fetch goes on and fills the cache).
+    pub http_fetch_wait_expired: Counter,
+    /// Cache entries removed through the admin API.
+    pub cache_purged: Counter,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -189,6 +196,9 @@ impl Metrics {
             upstream_latency: Family::new_with_constructor(latency_histogram),
             home_entries: Family::default(),
             config_reloads: Family::default(),
+            http_connections: Gauge::default(),
+            http_fetch_wait_expired: Counter::default(),
+            cache_purged: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -266,6 +276,21 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads by result",
             metrics.config_reloads.clone(),
+        );
+        r.register(
+            "http_connections",
+            "HTTP front connections open",
+            metrics.http_connections.clone(),
+        );
+        r.register(
+            "http_fetch_wait_expired",
+            "HTTP requests answered 503 because the answer was not ready within http.fetch_wait",
+            metrics.http_fetch_wait_expired.clone(),
+        );
+        r.register(
+            "cache_purged_entries",
+            "Cache entries removed through the admin API",
+            metrics.cache_purged.clone(),
         );
         Metrics {
             registry,

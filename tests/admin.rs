@@ -1,0 +1,542 @@
+//! The admin front on loopback: Prometheus metrics after a known sequence of
+//! requests (parsed, not grepped), health, cluster status, cache purge.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::http_cluster::{refused_url, HttpCluster};
+use tftproxy::config::{AdminConfig, ClusterConfig, Config, HttpConfig};
+use tftproxy::daemon::Daemon;
+use tftproxy::tftp::client::{get, GetOptions};
+
+struct Server {
+    daemon: Arc<Daemon>,
+    _root: tempfile::TempDir,
+}
+
+fn cluster_config(id: &str, addresses: Vec<String>) -> ClusterConfig {
+    ClusterConfig {
+        id: id.into(),
+        description: format!("{id} description"),
+        fqdn: format!("{id}.example.com"),
+        enabled: true,
+        addresses,
+    }
+}
+
+impl Server {
+    async fn start(
+        files: &[(&str, &[u8])],
+        clusters: Vec<ClusterConfig>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Server {
+        let root = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(root.path().join(name), content).unwrap();
+        }
+        let mut config = Config::default();
+        config.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.tftp.root = Some(root.path().to_path_buf());
+        config.http = Some(HttpConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..HttpConfig::default()
+        });
+        config.admin = Some(AdminConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+        });
+        config.remote.connect_timeout = Duration::from_millis(300);
+        config.remote.request_timeout = Duration::from_secs(3);
+        config.clusters = clusters;
+        tweak(&mut config);
+        let daemon = Daemon::start(config).await.expect("daemon starts");
+        Server {
+            daemon,
+            _root: root,
+        }
+    }
+
+    fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.daemon.admin_addr().unwrap())
+    }
+
+    fn http(&self, name: &str) -> String {
+        format!("http://{}/{name}", self.daemon.http_addrs()[0])
+    }
+
+    fn tftp(&self) -> SocketAddr {
+        self.daemon.tftp_addrs()[0]
+    }
+
+    async fn metrics(&self) -> Samples {
+        let response = client().get(self.admin("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        Samples::parse(&response.text().await.unwrap())
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+type Labels = HashMap<String, String>;
+
+/// The samples of a Prometheus text exposition, by name and label set.
+struct Samples {
+    samples: HashMap<String, Vec<(Labels, f64)>>,
+    text: String,
+}
+
+impl Samples {
+    fn parse(text: &str) -> Samples {
+        let mut samples: HashMap<String, Vec<_>> = HashMap::new();
+        for line in text.lines() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+            let value: f64 = value.parse().expect("numeric value");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let rest = rest.strip_suffix('}').expect("labels close");
+                    let labels = rest
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(|pair| {
+                            let (k, v) = pair.split_once('=').expect("label pair");
+                            (k.to_owned(), v.trim_matches('"').to_owned())
+                        })
+                        .collect();
+                    (name, labels)
+                }
+                None => (series, HashMap::new()),
+            };
+            samples
+                .entry(name.to_owned())
+                .or_default()
+                .push((labels, value));
+        }
+        Samples {
+            samples,
+            text: text.to_owned(),
+        }
+    }
+
+    /// The value of `name` with exactly these labels (0 when absent: a
+    /// counter never incremented is not exported).
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .get(name)
+            .and_then(|list| {
+                list.iter().find(|(l, _)| {
+                    l.len() == labels.len()
+                        && labels
+                            .iter()
+                            .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+                })
+            })
+            .map_or(0.0, |(_, v)| *v)
+    }
+
+    /// Sum of `name` over every series whose labels include these.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples.get(name).map_or(0.0, |list| {
+            list.iter()
+                .filter(|(l, _)| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+                })
+                .map(|(_, v)| v)
+                .sum()
+        })
+    }
+}
+
+#[tokio::test]
+async fn counters_follow_a_known_sequence() {
+    let cluster = HttpCluster::start().await;
+    cluster.put("SEP001122334455.cnf.xml", "<remote/>");
+    let server = Server::start(
+        &[("AppDialRules.xml", b"0123456789")],
+        vec![cluster_config("cluster-a", vec![cluster.base_url()])],
+        |_| {},
+    )
+    .await;
+    let http = client();
+
+    // TFTP: local file served twice (10 bytes each), one miss.
+    for _ in 0..2 {
+        let download = get(server.tftp(), "AppDialRules.xml", &GetOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(download.data, b"0123456789");
+    }
+    let missing = get(server.tftp(), "nothing-here.xml", &GetOptions::default()).await;
+    assert!(missing.is_err());
+    // HTTP: served from the cluster (9 bytes), then from the cache; a miss
+    // (asks the cluster: one upstream not_found); a denied name; a local file.
+    for _ in 0..2 {
+        let response = http
+            .get(server.http("SEP001122334455.cnf.xml"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.bytes().await.unwrap(), "<remote/>");
+    }
+    let response = http
+        .get(server.http("CTLSEP001122334455.tlv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = http.get(server.http("a%01b")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let response = http
+        .get(server.http("AppDialRules.xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.bytes().await.unwrap(), "0123456789");
+
+    let m = server.metrics().await;
+    let requests = "tftproxy_requests_total";
+    assert_eq!(
+        m.get(requests, &[("front", "tftp"), ("result", "served")]),
+        2.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get(requests, &[("front", "tftp"), ("result", "not_found")]),
+        1.0
+    );
+    assert_eq!(
+        m.get(requests, &[("front", "http"), ("result", "served")]),
+        3.0
+    );
+    assert_eq!(
+        m.get(requests, &[("front", "http"), ("result", "not_found")]),
+        1.0
+    );
+    assert_eq!(
+        m.get(requests, &[("front", "http"), ("result", "denied")]),
+        1.0
+    );
+    assert_eq!(
+        m.get(requests, &[("front", "http"), ("result", "busy")]),
+        0.0
+    );
+    assert_eq!(
+        m.get("tftproxy_sent_bytes_total", &[("front", "tftp")]),
+        20.0
+    );
+    assert_eq!(
+        m.get("tftproxy_sent_bytes_total", &[("front", "http")]),
+        9.0 * 2.0 + 10.0
+    );
+    assert_eq!(m.get("tftproxy_active_transfers", &[]), 0.0);
+    assert_eq!(m.get("tftproxy_busy_rejections_total", &[]), 0.0);
+    assert_eq!(
+        m.get("tftproxy_transfers_total", &[("outcome", "completed")]),
+        2.0
+    );
+    // Upstream: the cluster was asked for the cnf (found) and the CTL (not
+    // found) over HTTP, and for nothing-here.xml (not found) over TFTP.
+    let upstream = "tftproxy_upstream_requests_total";
+    assert_eq!(
+        m.sum(upstream, &[("cluster", "cluster-a"), ("outcome", "found")]),
+        1.0
+    );
+    assert_eq!(
+        m.sum(
+            upstream,
+            &[("cluster", "cluster-a"), ("outcome", "not_found")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        m.sum(upstream, &[("address", cluster.base_url().as_str())]),
+        3.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(cluster.requests(), 3);
+    assert_eq!(
+        m.sum(
+            "tftproxy_upstream_duration_seconds_count",
+            &[("cluster", "cluster-a")]
+        ),
+        3.0
+    );
+    // The content cache holds the cnf.
+    assert_eq!(
+        m.get("tftproxy_cache_entries", &[("cache", "content")]),
+        1.0,
+        "{}",
+        m.text
+    );
+    // The body, plus its key's share of the weight.
+    assert!(m.get("tftproxy_cache_content_bytes", &[]) >= 9.0);
+    assert!(m.sum("tftproxy_cache_hits_total", &[]) >= 1.0);
+    // The cnf taught the phone's home cluster.
+    assert_eq!(
+        m.get("tftproxy_home_entries", &[("table", "device")]),
+        1.0,
+        "{}",
+        m.text
+    );
+    // The test's keep-alive connections (one per unread error body).
+    assert!(m.get("tftproxy_http_connections", &[]) >= 1.0);
+
+    // A scraper asking for OpenMetrics gets that content type.
+    let response = http
+        .get(server.admin("/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+}
+
+#[tokio::test]
+async fn purge_sends_the_next_request_upstream() {
+    let cluster = HttpCluster::start().await;
+    cluster.put("SEP00AABBCCDDEE.cnf.xml", "<v1/>");
+    cluster.put("XMLDefault.cnf.xml", "<default/>");
+    let server = Server::start(
+        &[],
+        vec![cluster_config("cluster-a", vec![cluster.base_url()])],
+        |_| {},
+    )
+    .await;
+    let http = client();
+    let fetch = |name: &'static str| {
+        let http = http.clone();
+        let url = server.http(name);
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.bytes().await.unwrap())
+        }
+    };
+    assert_eq!(fetch("SEP00AABBCCDDEE.cnf.xml").await.1, "<v1/>");
+    assert_eq!(fetch("XMLDefault.cnf.xml").await.1, "<default/>");
+    // A phone not yet added: not found, remembered.
+    assert_eq!(fetch("SEP00AABBCCDDFF.cnf.xml").await.0, 404);
+    assert_eq!(fetch("SEP00AABBCCDDFF.cnf.xml").await.0, 404);
+    assert_eq!(cluster.requests_for("SEP00AABBCCDDFF.cnf.xml"), 1);
+    // Cached.
+    let _ = fetch("XMLDefault.cnf.xml").await;
+    assert_eq!(cluster.requests_for("XMLDefault.cnf.xml"), 1);
+
+    // The engineer adds the phone; without a purge the negative entry holds.
+    cluster.put("SEP00AABBCCDDFF.cnf.xml", "<new/>");
+    let response = http
+        .delete(server.admin("/cache/SEP00AABBCCDDFF.cnf.xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: serde_json::Value = response.json_body().await;
+    assert_eq!(body["name"], "SEP00AABBCCDDFF.cnf.xml");
+    assert!(body["purged"].as_u64().unwrap() >= 1, "{body}");
+    assert_eq!(
+        fetch("SEP00AABBCCDDFF.cnf.xml").await,
+        (200, "<new/>".into())
+    );
+    assert_eq!(cluster.requests_for("SEP00AABBCCDDFF.cnf.xml"), 2);
+    // The other names stayed cached.
+    let _ = fetch("XMLDefault.cnf.xml").await;
+    assert_eq!(cluster.requests_for("XMLDefault.cnf.xml"), 1);
+
+    // The edit of a cached file shows after a purge of that name (in any case).
+    cluster.put("XMLDefault.cnf.xml", "<default v2/>");
+    let response = http
+        .delete(server.admin("/cache/xmldefault.CNF.xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(fetch("XMLDefault.cnf.xml").await.1, "<default v2/>");
+    assert_eq!(cluster.requests_for("XMLDefault.cnf.xml"), 2);
+
+    // Purge everything: every name goes upstream again.
+    let before = cluster.requests();
+    let response = http.delete(server.admin("/cache")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json_body().await;
+    assert!(body["purged"].as_u64().unwrap() >= 2, "{body}");
+    let _ = fetch("XMLDefault.cnf.xml").await;
+    assert_eq!(cluster.requests(), before + 1);
+
+    let m = server.metrics().await;
+    assert!(
+        m.get("tftproxy_cache_purged_entries_total", &[]) >= 3.0,
+        "{}",
+        m.text
+    );
+
+    // Only DELETE purges.
+    let response = http.get(server.admin("/cache")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+}
+
+#[tokio::test]
+async fn healthz_and_clusters() {
+    let up = HttpCluster::start().await;
+    up.put("SEP001122334455.cnf.xml", "<a/>");
+    let busy = HttpCluster::start().await;
+    busy.set_status(503);
+    let server = Server::start(
+        &[],
+        vec![
+            cluster_config("cluster-a", vec![up.base_url()]),
+            cluster_config("cluster-b", vec![refused_url(), busy.base_url()]),
+            ClusterConfig {
+                enabled: false,
+                ..cluster_config("cluster-c", vec!["http://192.0.2.1:6970".into()])
+            },
+        ],
+        |_| {},
+    )
+    .await;
+    let http = client();
+
+    let response = http.get(server.admin("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let health: serde_json::Value = response.json_body().await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["active_transfers"], 0);
+
+    // Before any request: every address up, never asked.
+    let clusters: serde_json::Value = http
+        .get(server.admin("/clusters"))
+        .send()
+        .await
+        .unwrap()
+        .json_body()
+        .await;
+    let list = clusters["clusters"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{clusters}");
+    assert_eq!(list[0]["id"], "cluster-a");
+    assert_eq!(list[0]["fqdn"], "cluster-a.example.com");
+    assert_eq!(list[2]["enabled"], false);
+    assert!(list[0]["addresses"][0]["last_status"].is_null());
+
+    // One request: a found on cluster-a; cluster-b's first address refuses,
+    // its second is busy (the fan-out asks both clusters at once).
+    let response = http
+        .get(server.http("SEP001122334455.cnf.xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Let cluster-b's fetch finish (it runs on after cluster-a answered).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let clusters: serde_json::Value = http
+        .get(server.admin("/clusters"))
+        .send()
+        .await
+        .unwrap()
+        .json_body()
+        .await;
+    let list = clusters["clusters"].as_array().unwrap();
+    let a = &list[0];
+    assert_eq!(a["up"], true, "{clusters}");
+    assert_eq!(a["addresses"][0]["address"], up.base_url());
+    assert_eq!(a["addresses"][0]["last_status"], 200);
+    assert_eq!(a["addresses"][0]["last_outcome"], "found");
+    assert!(a["addresses"][0]["last_latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(a["addresses"][0]["last_checked"].is_string());
+    let b = &list[1];
+    assert_eq!(b["addresses"][0]["up"], false, "{clusters}");
+    assert_eq!(b["addresses"][0]["last_outcome"], "failed");
+    assert!(b["addresses"][0]["last_error"].is_string());
+    assert_eq!(b["addresses"][1]["last_status"], 503);
+    assert_eq!(b["addresses"][1]["last_outcome"], "busy");
+    assert_eq!(b["up"], true, "a busy address is up");
+
+    // Unknown paths: 404 and a pointer to the index.
+    let response = http.get(server.admin("/nope")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let index = http
+        .get(server.admin("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(index.contains("/metrics") && index.contains("/clusters"));
+}
+
+#[tokio::test]
+async fn admin_is_optional_and_rebinds_on_reload() {
+    let server = Server::start(&[], vec![], |config| config.admin = None).await;
+    assert_eq!(server.daemon.admin_addr(), None);
+
+    let mut config = server.daemon.config();
+    config.admin = Some(AdminConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+    });
+    server.daemon.reload(config.clone()).unwrap();
+    let first = server.daemon.admin_addr().expect("admin started by reload");
+    let response = client()
+        .get(format!("http://{first}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Same address: the same socket goes on serving.
+    server.daemon.reload(config.clone()).unwrap();
+    assert_eq!(server.daemon.admin_addr(), Some(first));
+
+    config.admin = Some(AdminConfig {
+        listen: "[::1]:0".parse().unwrap(),
+    });
+    server.daemon.reload(config.clone()).unwrap();
+    let second = server.daemon.admin_addr().unwrap();
+    assert!(second.is_ipv6());
+    let response = client()
+        .get(format!("http://{second}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(tokio::net::TcpStream::connect(first).await.is_err());
+
+    config.admin = None;
+    server.daemon.reload(config).unwrap();
+    assert_eq!(server.daemon.admin_addr(), None);
+}
+
+/// reqwest without its `json` feature: parse the body with serde_json.
+trait JsonBody {
+    async fn json_body(self) -> serde_json::Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_body(self) -> serde_json::Value {
+        let text = self.text().await.unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+}
