@@ -310,7 +310,7 @@ impl From<Known> for ClusterVerdict {
 }
 
 /// The result of a coalesced fetch, as every waiter receives it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Fetched {
     Found {
         cluster: Arc<str>,
@@ -324,12 +324,49 @@ enum Fetched {
 }
 
 /// A step's outcome inside the resolver.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Outcome {
     Served { body: Bytes, source: Source },
     NotFound,
     Busy,
     Unreachable,
+}
+
+// Debug output (in `debug!` lines) shows sizes, never the bodies.
+impl fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fetched::Found {
+                cluster,
+                body,
+                cached,
+            } => write!(
+                f,
+                "Found {{ cluster: {cluster}, body: <{} bytes>, cached: {cached} }}",
+                body.len()
+            ),
+            Fetched::NotFound => f.write_str("NotFound"),
+            Fetched::Busy => f.write_str("Busy"),
+            Fetched::Unreachable => f.write_str("Unreachable"),
+        }
+    }
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Served { body, source } => {
+                write!(
+                    f,
+                    "Served {{ source: {source}, body: <{} bytes> }}",
+                    body.len()
+                )
+            }
+            Outcome::NotFound => f.write_str("NotFound"),
+            Outcome::Busy => f.write_str("Busy"),
+            Outcome::Unreachable => f.write_str("Unreachable"),
+        }
+    }
 }
 
 impl From<Fetched> for Outcome {
@@ -858,6 +895,7 @@ impl Inner {
             },
             None => self.count(CacheKind::Location, false),
         }
+        debug!(name = %name, "location cache: unknown");
         self.fanout(name, None, device).await
     }
 
@@ -921,6 +959,7 @@ impl Inner {
             }
             None => {
                 self.count(CacheKind::Content, false);
+                debug!(name = %name, cluster = %id, "content cache: miss");
                 if let Some(Location::Nowhere) =
                     self.caches.location(Scope::Cluster(id.clone()), name)
                 {
