@@ -1,0 +1,285 @@
+//! `tftproxy serve` under a fake systemd: the real binary, a temporary
+//! config on free loopback ports, and `NOTIFY_SOCKET` pointing at a Unix
+//! datagram socket this test binds. Checks the `Type=notify` protocol:
+//! `READY=1` once the listeners answer, `WATCHDOG=1` pings, `STATUS=` with
+//! live counts, `RELOADING=1` then `READY=1` on SIGHUP (also for an invalid
+//! config, which is rejected while the old one keeps serving), `STOPPING=1`
+//! on SIGTERM and exit status 0.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A free loopback TCP port (bound then released: another process could
+/// take it in between, which a test machine does not do in practice).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(path: &Path, root: &Path, admin: SocketAddr, max_transfers: u32) {
+    std::fs::write(
+        path,
+        format!(
+            r#"
+[tftp]
+listen = ["127.0.0.1:0"]
+root = "{}"
+max_transfers = {max_transfers}
+
+[http]
+listen = ["127.0.0.1:0"]
+
+[admin]
+listen = "{admin}"
+
+[log]
+level = "info"
+"#,
+            root.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// The notifications the daemon sent, as lines (`READY=1`, `STATUS=…`).
+struct FakeSystemd {
+    socket: UnixDatagram,
+    seen: Vec<String>,
+}
+
+impl FakeSystemd {
+    fn bind(path: &Path) -> FakeSystemd {
+        let socket = UnixDatagram::bind(path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        FakeSystemd {
+            socket,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a datagram with the line `want`; returns every line
+    /// received meanwhile (the matching datagram's included).
+    fn wait_for(&mut self, want: &str, child: &mut Child) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let mut lines = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let datagram: Vec<String> = text.lines().map(str::to_owned).collect();
+                    self.seen.extend(datagram.iter().cloned());
+                    let found = datagram.iter().any(|l| l == want);
+                    lines.extend(datagram);
+                    if found {
+                        return lines;
+                    }
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        panic!("tftproxy exited ({status}) before {want}; got {lines:?}");
+                    }
+                }
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        panic!("no {want} within {WAIT:?}; got {lines:?}");
+    }
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: sending a signal to our own child process.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tftproxy did not exit within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET path` on the admin front; the status code.
+fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(2)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Kills the child if the test fails half-way.
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            if child.try_wait().ok().flatten().is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+#[test]
+fn ready_reload_watchdog_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.xml"), "a").unwrap();
+    let config = dir.path().join("tftproxy.toml");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    write_config(&config, &root, admin, 100);
+    let notify_path = dir.path().join("notify.sock");
+    let mut systemd = FakeSystemd::bind(&notify_path);
+
+    // `exec` keeps the shell's PID, so WATCHDOG_PID can name the daemon as
+    // systemd would.
+    let child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" serve -c "$1""#)
+        .arg(env!("CARGO_BIN_EXE_tftproxy"))
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env("JOURNAL_STREAM", "8:1234")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tftproxy starts");
+    let mut reaper = Reaper(Some(child));
+    let child = reaper.0.as_mut().unwrap();
+
+    let lines = systemd.wait_for("READY=1", child);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("STATUS=") && l.contains("transfers active")),
+        "{lines:?}"
+    );
+    // READY means serving: the admin front answers at once.
+    let (status, body) = admin_get(admin, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"status\": \"ok\""), "{body}");
+
+    // Watchdog pings every WATCHDOG_USEC / 2.
+    systemd.wait_for("WATCHDOG=1", child);
+
+    // SIGHUP with a valid new config: RELOADING=1, then READY=1.
+    write_config(&config, &root, admin, 50);
+    signal(child, libc::SIGHUP);
+    systemd.wait_for("RELOADING=1", child);
+    systemd.wait_for("READY=1", child);
+    let (_, metrics) = admin_get(admin, "/metrics");
+    assert!(
+        metrics.contains("tftproxy_config_reloads_total{result=\"applied\"} 1"),
+        "{metrics}"
+    );
+
+    // SIGHUP with an invalid config: rejected, the old one keeps serving.
+    std::fs::write(&config, "[tftp]\nmax_block_size = 70000\n").unwrap();
+    signal(child, libc::SIGHUP);
+    systemd.wait_for("RELOADING=1", child);
+    systemd.wait_for("READY=1", child);
+    let (status, metrics) = admin_get(admin, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tftproxy_config_reloads_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
+
+    // SIGTERM: STOPPING=1, then a clean exit.
+    signal(child, libc::SIGTERM);
+    systemd.wait_for("STOPPING=1", child);
+    let status = wait_exit(child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "exit {status}; log:\n{stderr}");
+    // The invalid config was reported with its key.
+    assert!(stderr.contains("max_block_size"), "{stderr}");
+    // Under journald (JOURNAL_STREAM set) lines carry no timestamp of their
+    // own: the first word is the level.
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.trim_start().starts_with("INFO") || first.trim_start().starts_with("WARN"),
+        "{first}"
+    );
+    reaper.0 = None;
+}
+
+#[test]
+fn no_notify_socket_no_problem() {
+    // Without NOTIFY_SOCKET (run by hand) serve runs and stops the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let config = dir.path().join("tftproxy.toml");
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    write_config(&config, &root, admin, 10);
+    let child = Command::new(env!("CARGO_BIN_EXE_tftproxy"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reaper = Reaper(Some(child));
+    let child = reaper.0.as_mut().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "admin never answered");
+        assert!(child.try_wait().unwrap().is_none(), "tftproxy exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(child, libc::SIGTERM);
+    assert!(wait_exit(child).success());
+    reaper.0 = None;
+}
