@@ -162,12 +162,74 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
-    let content_type = if openmetrics {
-        OPENMETRICS_TEXT
+    if openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS_TEXT)], text).into_response()
     } else {
-        PROMETHEUS_TEXT
-    };
-    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            openmetrics_to_prometheus(&text),
+        )
+            .into_response()
+    }
+}
+
+/// Turns the OpenMetrics text the encoder writes into the classic
+/// Prometheus text format (0.0.4): a counter family is named with its
+/// `_total` suffix in `# HELP` and `# TYPE` (as its samples are), and there
+/// is no `# EOF` line. Samples are the same in both formats.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 16 * counters.len());
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(line) => out.push_str(line.trim_end()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Front, Metrics, RequestResult};
+
+    #[test]
+    fn classic_text_names_counters_with_total() {
+        let metrics = Metrics::new();
+        metrics.request(Front::Http, RequestResult::Served);
+        metrics.active_transfers.set(2);
+        let open = metrics.encode();
+        assert!(open.contains("# TYPE tftproxy_requests counter"), "{open}");
+        assert!(open.ends_with("# EOF\n"));
+        let classic = openmetrics_to_prometheus(&open);
+        assert!(
+            classic
+                .contains("# HELP tftproxy_requests_total Read requests by front end and result.\n"),
+            "{classic}"
+        );
+        assert!(classic.contains("# TYPE tftproxy_requests_total counter\n"));
+        assert!(classic.contains("tftproxy_requests_total{front=\"http\",result=\"served\"} 1\n"));
+        assert!(classic.contains("# TYPE tftproxy_active_transfers gauge\n"));
+        assert!(classic.contains("tftproxy_active_transfers 2\n"));
+        assert!(classic.contains("# TYPE tftproxy_upstream_duration_seconds histogram\n"));
+        assert!(!classic.contains("# EOF"));
+    }
 }
 
 async fn healthz(State(state): State<AdminState>) -> Response {

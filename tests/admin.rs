@@ -212,6 +212,9 @@ async fn counters_follow_a_known_sequence() {
     assert_eq!(response.bytes().await.unwrap(), "0123456789");
 
     let m = server.metrics().await;
+    // Classic Prometheus text: counter families carry `_total`, no `# EOF`.
+    assert!(m.text.contains("# TYPE tftproxy_requests_total counter\n"));
+    assert!(!m.text.contains("# EOF"));
     let requests = "tftproxy_requests_total";
     assert_eq!(
         m.get(requests, &[("front", "tftp"), ("result", "served")]),
