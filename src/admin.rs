@@ -204,34 +204,6 @@ pub fn openmetrics_to_prometheus(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::{Front, Metrics, RequestResult};
-
-    #[test]
-    fn classic_text_names_counters_with_total() {
-        let metrics = Metrics::new();
-        metrics.request(Front::Http, RequestResult::Served);
-        metrics.active_transfers.set(2);
-        let open = metrics.encode();
-        assert!(open.contains("# TYPE tftproxy_requests counter"), "{open}");
-        assert!(open.ends_with("# EOF\n"));
-        let classic = openmetrics_to_prometheus(&open);
-        assert!(
-            classic
-                .contains("# HELP tftproxy_requests_total Read requests by front end and result.\n"),
-            "{classic}"
-        );
-        assert!(classic.contains("# TYPE tftproxy_requests_total counter\n"));
-        assert!(classic.contains("tftproxy_requests_total{front=\"http\",result=\"served\"} 1\n"));
-        assert!(classic.contains("# TYPE tftproxy_active_transfers gauge\n"));
-        assert!(classic.contains("tftproxy_active_transfers 2\n"));
-        assert!(classic.contains("# TYPE tftproxy_upstream_duration_seconds histogram\n"));
-        assert!(!classic.contains("# EOF"));
-    }
-}
-
 async fn healthz(State(state): State<AdminState>) -> Response {
     let Some(daemon) = daemon(&state) else {
         return stopping();
@@ -335,4 +307,33 @@ fn outcome_name(outcome: UpstreamOutcome) -> &'static str {
 /// `2026-01-02T03:04:05.678Z`.
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Front, Metrics, RequestResult};
+
+    #[test]
+    fn classic_text_names_counters_with_total() {
+        let metrics = Metrics::new();
+        metrics.request(Front::Http, RequestResult::Served);
+        metrics.active_transfers.set(2);
+        let open = metrics.encode();
+        assert!(open.contains("# TYPE tftproxy_requests counter"), "{open}");
+        assert!(open.ends_with("# EOF\n"));
+        let classic = openmetrics_to_prometheus(&open);
+        assert!(
+            classic.contains(
+                "# HELP tftproxy_requests_total Read requests by front end and result.\n"
+            ),
+            "{classic}"
+        );
+        assert!(classic.contains("# TYPE tftproxy_requests_total counter\n"));
+        assert!(classic.contains("tftproxy_requests_total{front=\"http\",result=\"served\"} 1\n"));
+        assert!(classic.contains("# TYPE tftproxy_active_transfers gauge\n"));
+        assert!(classic.contains("tftproxy_active_transfers 2\n"));
+        assert!(classic.contains("# TYPE tftproxy_upstream_duration_seconds histogram\n"));
+        assert!(!classic.contains("# EOF"));
+    }
 }
