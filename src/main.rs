@@ -69,6 +69,15 @@ enum Command {
         #[arg(long)]
         netascii: bool,
     },
+    /// Ask every cluster (every address) for NAME, bypassing the caches, and
+    /// print each answer and its time, then what a phone would get and why.
+    Locate {
+        /// Configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// File name as a phone would ask it.
+        name: String,
+    },
     /// Print DHCP option 150 (TFTP server address) for these tftproxy
     /// addresses: the value in hex and snippets for ISC dhcpd, Kea, dnsmasq,
     /// Cisco IOS and Windows DHCP.
@@ -187,6 +196,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     options.join(" ")
                 },
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Locate { config: path, name } => {
+            let config = Config::load(&path)?;
+            let report = runtime()?.block_on(async {
+                let metrics = std::sync::Arc::new(tftproxy::metrics::Metrics::new());
+                let resolver = tftproxy::resolve::Resolver::new(&config, metrics)?;
+                anyhow::Ok(resolver.locate(&name).await)
+            })?;
+            print!("{}", tftproxy::locate::render(&report));
             Ok(ExitCode::SUCCESS)
         }
         Command::Option150 { addresses } => {
