@@ -1,0 +1,124 @@
+//! Reloading the configuration under load: transfers in flight finish
+//! byte-exact, a bad configuration is refused and the running one kept, and
+//! a cluster change takes effect.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::http_cluster::HttpCluster;
+use tftproxy::config::{ClusterConfig, Config};
+use tftproxy::daemon::Daemon;
+use tftproxy::tftp::client::{get, GetOptions};
+
+fn cluster(id: &str, base_url: String) -> ClusterConfig {
+    ClusterConfig {
+        id: id.into(),
+        description: String::new(),
+        fqdn: String::new(),
+        enabled: true,
+        addresses: vec![base_url],
+    }
+}
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_survive_ten_reloads_and_the_last_cluster_set_wins() {
+    let root = tempfile::tempdir().unwrap();
+    let local = content(300_000, 1);
+    std::fs::write(root.path().join("firmware.loads"), &local).unwrap();
+    let a = HttpCluster::start().await;
+    let b = HttpCluster::start().await;
+    a.put("SEP001122334455.cnf.xml", b"from a".to_vec());
+    b.put("SEP001122334455.cnf.xml", b"from b".to_vec());
+
+    let mut base = Config::default();
+    base.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    base.tftp.root = Some(root.path().to_path_buf());
+    base.tftp.retransmit_timeout = Duration::from_millis(300);
+    let with_clusters = |clusters: Vec<ClusterConfig>, window: u16| {
+        let mut config = base.clone();
+        config.clusters = clusters;
+        config.tftp.max_window_size = window;
+        config
+    };
+    let daemon: Arc<Daemon> = Daemon::start(with_clusters(vec![cluster("a", a.base_url())], 16))
+        .await
+        .unwrap();
+    let addr = daemon.tftp_addrs()[0];
+
+    // 200 transfers, lock-step so that they are still running while the
+    // configuration changes under them.
+    let options = GetOptions {
+        retransmit: Duration::from_millis(300),
+        max_retries: 10,
+        ..Default::default()
+    };
+    let transfers: Vec<_> = (0..200)
+        .map(|_| {
+            let options = options.clone();
+            tokio::spawn(async move { get(addr, "firmware.loads", &options).await.map(|d| d.data) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        daemon.active_transfers() > 0,
+        "transfers must be running during the reloads"
+    );
+
+    let mut rejected = Vec::new();
+    for i in 0..10 {
+        let config = if i == 4 {
+            let mut bad = with_clusters(vec![cluster("b", b.base_url())], 16);
+            bad.tftp.root = Some(root.path().join("no-such-directory"));
+            bad
+        } else if i % 2 == 0 {
+            with_clusters(vec![cluster("a", a.base_url())], 8)
+        } else {
+            with_clusters(vec![cluster("b", b.base_url())], 16)
+        };
+        if let Err(message) = daemon.reload(config) {
+            rejected.push(message);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].contains("tftp.root") && rejected[0].contains("no-such-directory"),
+        "{}",
+        rejected[0]
+    );
+    let metrics = daemon.metrics().encode();
+    assert!(
+        metrics.contains("tftproxy_config_reloads_total{result=\"applied\"} 9"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tftproxy_config_reloads_total{result=\"rejected\"} 1"),
+        "{metrics}"
+    );
+
+    for transfer in transfers {
+        let data = transfer
+            .await
+            .unwrap()
+            .expect("a transfer in flight during reloads failed");
+        assert!(data == local, "corrupt transfer");
+    }
+
+    // The last applied configuration (i = 9) has cluster b only, and the
+    // rejected one (b with a bad root) changed nothing by itself.
+    let addr = daemon.tftp_addrs()[0];
+    let device = get(addr, "SEP001122334455.cnf.xml", &options)
+        .await
+        .unwrap();
+    assert_eq!(device.data, b"from b");
+    assert_eq!(daemon.config().clusters[0].id, "b");
+    daemon.shutdown(Duration::from_secs(1)).await;
+}
