@@ -541,3 +541,53 @@ async fn a_client_error_after_the_oack_ends_the_transfer_at_once() {
         .encode()
         .contains("tftproxy_transfers_total{outcome=\"client_error\"} 1"));
 }
+
+#[tokio::test]
+async fn a_phone_that_reuses_its_port_gets_its_next_file_at_once() {
+    let server = Server::start(
+        &[("a", b"first".to_vec()), ("b", b"second".to_vec())],
+        |c| {
+            c.tftp.retransmit_timeout = Duration::from_secs(3);
+        },
+    )
+    .await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rrq = |name: &str| {
+        Packet::Rrq(Request {
+            filename: name.into(),
+            mode: Mode::Octet,
+            options: vec![],
+        })
+        .encode()
+    };
+    let mut buf = [0u8; 1024];
+    socket.send_to(&rrq("a"), server.v4()).await.unwrap();
+    let (n, first_port) = socket.recv_from(&mut buf).await.unwrap();
+    assert_eq!(
+        Packet::decode(&buf[..n]).unwrap(),
+        Packet::Data {
+            block: 1,
+            data: b"first".to_vec().into()
+        }
+    );
+    // The next request leaves before the server has seen the last ACK of
+    // the first transfer (as under load): it must be served, not ignored.
+    socket.send_to(&rrq("b"), server.v4()).await.unwrap();
+    socket
+        .send_to(&Packet::Ack(1).encode(), first_port)
+        .await
+        .unwrap();
+    let (n, second_port) =
+        tokio::time::timeout(Duration::from_millis(1500), socket.recv_from(&mut buf))
+            .await
+            .expect("the second request was ignored")
+            .unwrap();
+    assert_ne!(first_port, second_port);
+    assert_eq!(
+        Packet::decode(&buf[..n]).unwrap(),
+        Packet::Data {
+            block: 1,
+            data: b"second".to_vec().into()
+        }
+    );
+}

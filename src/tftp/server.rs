@@ -10,7 +10,8 @@
 //! transfer socket binds that address, so replies leave from the address the
 //! phone asked, even on a multi-homed host behind a wildcard listener.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -73,8 +74,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// One permit per running transfer (`max_transfers`).
     limiter: Arc<Semaphore>,
-    /// Clients with a transfer running, to ignore their repeated RRQs.
-    active: Mutex<HashSet<SocketAddr>>,
+    /// Clients with a transfer running → a fingerprint of the request that
+    /// started it, to ignore that request when the phone repeats it.
+    active: Mutex<HashMap<SocketAddr, u64>>,
 }
 
 impl Context {
@@ -89,7 +91,7 @@ impl Context {
             resolver,
             metrics,
             limiter,
-            active: Mutex::new(HashSet::new()),
+            active: Mutex::new(HashMap::new()),
         })
     }
 
@@ -108,7 +110,7 @@ impl Context {
         }
     }
 
-    fn active(&self) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, u64>> {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -241,8 +243,12 @@ fn on_datagram(
                 context.metrics.request(Front::Tftp, RequestResult::Denied);
                 return reply(ErrorCode::IllegalOperation, "mail mode is not supported");
             }
-            if context.active().contains(&client) {
-                // The phone repeated its request while we work on it.
+            // A repeated RRQ (same bytes, same port) while its transfer runs
+            // is the phone's retransmission: the transfer already answers it.
+            // A different request from the same port is the phone's next
+            // file, sent after it acknowledged the last block of this one.
+            let fingerprint = fingerprint(datagram);
+            if context.active().get(&client) == Some(&fingerprint) {
                 return;
             }
             let Ok(permit) = context.limiter.clone().try_acquire_owned() else {
@@ -250,13 +256,14 @@ fn on_datagram(
                 context.metrics.request(Front::Tftp, RequestResult::Busy);
                 return reply(ErrorCode::NotDefined, BUSY_MESSAGE);
             };
-            context.active().insert(client);
+            context.active().insert(client, fingerprint);
             let local_ip = dst_ip.unwrap_or(listener.local.ip());
             tokio::spawn(run_transfer(
                 context.clone(),
                 listener.clone(),
                 permit,
                 client,
+                fingerprint,
                 local_ip,
                 request,
             ));
@@ -282,6 +289,12 @@ fn on_datagram(
     }
 }
 
+fn fingerprint(datagram: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    datagram.hash(&mut hasher);
+    hasher.finish()
+}
+
 fn malformed_message(error: &PacketError) -> String {
     format!("malformed request: {error}")
 }
@@ -291,12 +304,19 @@ fn malformed_message(error: &PacketError) -> String {
 struct ActiveGuard {
     context: Arc<Context>,
     client: SocketAddr,
+    fingerprint: u64,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.context.active().remove(&self.client);
+        let mut active = self.context.active();
+        // The phone may already have started its next request from the
+        // same port; that entry is not ours to remove.
+        if active.get(&self.client) == Some(&self.fingerprint) {
+            active.remove(&self.client);
+        }
+        drop(active);
         self.context.metrics.active_transfers.dec();
     }
 }
@@ -306,6 +326,7 @@ async fn run_transfer(
     listener: Arc<Listener>,
     permit: OwnedSemaphorePermit,
     client: SocketAddr,
+    fingerprint: u64,
     local_ip: IpAddr,
     request: Request,
 ) {
@@ -313,6 +334,7 @@ async fn run_transfer(
     let _guard = ActiveGuard {
         context: context.clone(),
         client,
+        fingerprint,
         _permit: permit,
     };
     let started = Instant::now();
