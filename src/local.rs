@@ -9,8 +9,11 @@
 //! during a boot storm.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,9 @@ use crate::body::Body;
 
 /// Minimum time between two rebuilds of the case-insensitive index.
 pub const INDEX_REFRESH: Duration = Duration::from_secs(1);
+/// Files up to this size are read whole when opened (one `read` instead of
+/// one `pread` per block); larger ones (firmware) are read in place.
+const SMALL_FILE: u64 = 256 << 10;
 /// Bound on the entries indexed (a root is a few thousand phone files).
 const MAX_INDEXED: usize = 200_000;
 
@@ -38,7 +44,17 @@ pub enum LocalError {
 #[derive(Debug)]
 pub struct LocalRoot {
     root: PathBuf,
+    /// The root, opened once: names are resolved beneath it.
+    root_fd: OwnedFd,
     index: Mutex<Index>,
+}
+
+/// What `openat2` made of a name.
+enum Beneath {
+    Opened(File),
+    Missing,
+    CheckRealPath,
+    Failed(io::Error),
 }
 
 #[derive(Debug, Default)]
@@ -58,8 +74,14 @@ impl LocalRoot {
                 "not a directory",
             ));
         }
+        let root_fd = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&root)?
+            .into();
         Ok(LocalRoot {
             root,
+            root_fd,
             index: Mutex::new(Index::default()),
         })
     }
@@ -81,40 +103,93 @@ impl LocalRoot {
     }
 
     fn open_exact(&self, name: &str) -> Result<Option<Body>, LocalError> {
-        let path = self.root.join(name);
-        let real = match path.canonicalize() {
-            Ok(real) => real,
-            Err(e) if is_missing(&e) => return Ok(None),
-            Err(source) => {
-                return Err(LocalError::Io {
-                    name: name.to_owned(),
-                    source,
-                })
-            }
-        };
-        if !real.starts_with(&self.root) {
-            return Err(LocalError::OutsideRoot(name.to_owned()));
-        }
-        // O_NONBLOCK: a FIFO planted in the root must not hang the server.
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-            .open(&real)
-            .map_err(|source| LocalError::Io {
-                name: name.to_owned(),
-                source,
-            })?;
-        let meta = file.metadata().map_err(|source| LocalError::Io {
+        let io_error = |source| LocalError::Io {
             name: name.to_owned(),
             source,
-        })?;
+        };
+        let file = match self.open_beneath(name) {
+            Beneath::Opened(file) => file,
+            Beneath::Missing => return Ok(None),
+            Beneath::Failed(source) => return Err(io_error(source)),
+            // An absolute symlink, or a kernel without openat2: decide by
+            // the real path.
+            Beneath::CheckRealPath => match self.open_checked(name)? {
+                Some(file) => file,
+                None => return Ok(None),
+            },
+        };
+        let meta = file.metadata().map_err(io_error)?;
         if !meta.is_file() {
             return Err(LocalError::NotAFile(name.to_owned()));
+        }
+        if meta.len() <= SMALL_FILE {
+            // Phone configurations and trust lists: one read now instead of
+            // one per block.
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            (&file).read_to_end(&mut bytes).map_err(io_error)?;
+            return Ok(Some(Body::Memory(bytes.into())));
         }
         Ok(Some(Body::Disk {
             file: Arc::new(file),
             len: meta.len(),
         }))
+    }
+
+    /// One `openat2(RESOLVE_BENEATH)`: the kernel resolves the name and
+    /// refuses to leave the root, with no per-component `readlink`.
+    fn open_beneath(&self, name: &str) -> Beneath {
+        let Ok(path) = CString::new(name) else {
+            return Beneath::Missing;
+        };
+        // SAFETY: open_how is plain integers; all-zero is its empty value.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        // O_NONBLOCK: a FIFO planted in the root must not hang the server.
+        how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        // SAFETY: valid descriptor, NUL-terminated path, and `how` of the
+        // size we pass.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.root_fd.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel just gave us this descriptor.
+            return Beneath::Opened(unsafe { File::from_raw_fd(fd as RawFd) });
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR) => Beneath::Missing,
+            Some(libc::EXDEV | libc::ENOSYS | libc::EPERM | libc::E2BIG) => Beneath::CheckRealPath,
+            _ => Beneath::Failed(error),
+        }
+    }
+
+    /// The portable path: resolve the real path, check it is inside the
+    /// root, then open it without following a final symlink.
+    fn open_checked(&self, name: &str) -> Result<Option<File>, LocalError> {
+        let io_error = |source| LocalError::Io {
+            name: name.to_owned(),
+            source,
+        };
+        let real = match self.root.join(name).canonicalize() {
+            Ok(real) => real,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(source) => return Err(io_error(source)),
+        };
+        if !real.starts_with(&self.root) {
+            return Err(LocalError::OutsideRoot(name.to_owned()));
+        }
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(&real)
+            .map(Some)
+            .map_err(io_error)
     }
 
     fn find_other_case(&self, name: &str) -> Option<String> {
@@ -219,6 +294,27 @@ mod tests {
             Err(LocalError::OutsideRoot(_))
         ));
         assert_eq!(read(root.open("alias").unwrap().unwrap()), b"ok");
+    }
+
+    #[test]
+    fn relative_symlinks_stay_inside_or_are_refused() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir(base.path().join("root")).unwrap();
+        std::fs::write(base.path().join("secret"), b"no").unwrap();
+        std::fs::write(base.path().join("root/inside.txt"), b"ok").unwrap();
+        std::os::unix::fs::symlink("inside.txt", base.path().join("root/rel")).unwrap();
+        std::os::unix::fs::symlink("../secret", base.path().join("root/up")).unwrap();
+        let root = LocalRoot::new(&base.path().join("root")).unwrap();
+        assert_eq!(read(root.open("rel").unwrap().unwrap()), b"ok");
+        assert!(matches!(root.open("up"), Err(LocalError::OutsideRoot(_))));
+    }
+
+    #[test]
+    fn large_files_are_read_in_place() {
+        let big = vec![7u8; SMALL_FILE as usize + 1];
+        let (_dir, root) = root_with(&[("small", b"s"), ("big", &big)]);
+        assert!(matches!(root.open("small").unwrap(), Some(Body::Memory(_))));
+        assert!(matches!(root.open("big").unwrap(), Some(Body::Disk { .. })));
     }
 
     #[test]
