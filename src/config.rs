@@ -110,6 +110,9 @@ pub struct RemoteConfig {
     pub strategy: Strategy,
     pub on_unreachable: OnUnreachable,
     pub prefer_home_cluster: bool,
+    /// Requests in flight to one cluster address at most; more wait their
+    /// turn (a cold boot storm must not open a connection per phone).
+    pub max_requests_per_address: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -335,6 +338,11 @@ impl Config {
         };
         let _ = writeln!(o, "on_unreachable = \"{on_unreachable}\"");
         let _ = writeln!(o, "prefer_home_cluster = {}", r.prefer_home_cluster);
+        let _ = writeln!(
+            o,
+            "max_requests_per_address = {}",
+            r.max_requests_per_address
+        );
         let _ = writeln!(o);
         let _ = writeln!(o, "[log]");
         let _ = writeln!(o, "level = {}", quote(&self.log.level));
@@ -441,6 +449,7 @@ impl Default for RemoteConfig {
             strategy: Strategy::Parallel,
             on_unreachable: OnUnreachable::RetryLater,
             prefer_home_cluster: true,
+            max_requests_per_address: 32,
         }
     }
 }
@@ -798,6 +807,7 @@ mod raw {
         pub strategy: Option<String>,
         pub on_unreachable: Option<String>,
         pub prefer_home_cluster: Option<bool>,
+        pub max_requests_per_address: Option<i64>,
     }
 
     #[derive(Deserialize, Default)]
@@ -1452,6 +1462,12 @@ impl Ctx<'_> {
             strategy,
             on_unreachable,
             prefer_home_cluster: r.prefer_home_cluster.unwrap_or(d.prefer_home_cluster),
+            max_requests_per_address: self.int(
+                "remote.max_requests_per_address",
+                r.max_requests_per_address,
+                1..=10_000,
+                d.max_requests_per_address as i64,
+            )? as usize,
         })
     }
 

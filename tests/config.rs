@@ -647,6 +647,7 @@ request_timeout = "1m"
 strategy = "sequential"
 on_unreachable = "not-found"
 prefer_home_cluster = false
+max_requests_per_address = 4
 
 [log]
 level = "info,tftproxy=debug"
@@ -682,6 +683,7 @@ format = "json"
     assert_eq!(c.remote.strategy, Strategy::Sequential);
     assert_eq!(c.remote.on_unreachable, OnUnreachable::NotFound);
     assert!(!c.remote.prefer_home_cluster);
+    assert_eq!(c.remote.max_requests_per_address, 4);
     assert_eq!(c.log.level, "info,tftproxy=debug");
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(parse_ok(&c.render()), c);
@@ -742,6 +744,7 @@ fn example_documents_every_key_it_checks() {
         "strategy",
         "on_unreachable",
         "prefer_home_cluster",
+        "max_requests_per_address",
         "level",
         "format",
         "id",

@@ -680,3 +680,41 @@ async fn concurrent_fetches_share_one_client() {
     }
     assert_eq!(cluster.requests(), 20);
 }
+
+#[tokio::test]
+async fn requests_to_one_address_are_capped_by_max_requests_per_address() {
+    let cluster = HttpCluster::start().await;
+    for i in 0..6 {
+        cluster.put(format!("f{i}"), b"x".to_vec());
+    }
+    cluster.set_delay(Duration::from_millis(200));
+    let capped = Upstream::new(
+        &RemoteConfig {
+            max_requests_per_address: 2,
+            ..remote()
+        },
+        1 << 20,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let fetches = (0..6).map(|i| {
+        let (capped, base) = (capped.clone(), cluster.base_url());
+        tokio::spawn(async move { capped.fetch_address(&base, &format!("f{i}")).await })
+    });
+    for fetch in fetches.collect::<Vec<_>>() {
+        let report = fetch.await.unwrap();
+        assert_eq!(found(&report.outcome), b"x");
+        // The time waiting for a turn is not the address's latency.
+        assert!(
+            report.elapsed < Duration::from_millis(500),
+            "{:?}",
+            report.elapsed
+        );
+    }
+    // Six 200 ms answers two at a time take three rounds; unlimited, one.
+    assert!(
+        started.elapsed() >= Duration::from_millis(580),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -16,12 +16,15 @@
 //!
 //! After every address: any Busy → the cluster is Busy, else Unreachable.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, VIA as VIA_HEADER};
 use reqwest::StatusCode;
+use tokio::sync::Semaphore;
 
 use crate::config::RemoteConfig;
 
@@ -208,6 +211,24 @@ pub struct Upstream {
     connect_timeout: Duration,
     request_timeout: Duration,
     max_file_size: u64,
+    /// Requests in flight per address (`remote.max_requests_per_address`).
+    per_address: Arc<AddressLimits>,
+}
+
+/// One semaphore per base URL, made on first use.
+#[derive(Debug)]
+struct AddressLimits {
+    permits: usize,
+    by_address: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl AddressLimits {
+    fn of(&self, base_url: &str) -> Arc<Semaphore> {
+        let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(base_url.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.permits)))
+            .clone()
+    }
 }
 
 impl Upstream {
@@ -234,6 +255,10 @@ impl Upstream {
             connect_timeout: remote.connect_timeout,
             request_timeout: remote.request_timeout,
             max_file_size,
+            per_address: Arc::new(AddressLimits {
+                permits: remote.max_requests_per_address.max(1),
+                by_address: Mutex::new(HashMap::new()),
+            }),
         })
     }
 
@@ -246,6 +271,10 @@ impl Upstream {
     /// and classifies the answer. Never panics, never returns an error: every
     /// failure is an [`AddressOutcome::Failed`] with its reason.
     pub async fn fetch_address(&self, base_url: &str, name: &str) -> AddressReport {
+        // Waiting for a turn is not the address's latency: start the clock
+        // once the request may go.
+        let limit = self.per_address.of(base_url);
+        let _turn = limit.acquire().await;
         let start = Instant::now();
         let (outcome, status) = self.fetch_inner(base_url, name).await;
         AddressReport {

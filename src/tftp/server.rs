@@ -184,6 +184,17 @@ fn enlarge_receive_buffer(socket: &socket2::Socket, bytes: usize) {
     if forced != 0 {
         let _ = socket.set_recv_buffer_size(bytes);
     }
+    // Linux reports twice the size set (it counts its bookkeeping).
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < bytes {
+        warn!(
+            granted,
+            wanted = bytes,
+            "TFTP listener receive buffer is small: a boot storm's requests may be dropped; \
+             raise net.core.rmem_max (e.g. sysctl -w net.core.rmem_max={bytes}, or the shipped \
+             60-tftproxy.conf)"
+        );
+    }
 }
 
 /// Runs one listener until shutdown.
