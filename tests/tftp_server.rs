@@ -362,6 +362,10 @@ async fn shutdown_lets_running_transfers_finish_and_stops_accepting() {
     );
 }
 
+/// Per client: the relay's socket towards the server, and the server port
+/// it last heard from (the transfer's ID).
+type RelayPeer = (Arc<UdpSocket>, Arc<Mutex<SocketAddr>>);
+
 /// A UDP relay between clients and the server that drops, duplicates and
 /// delays (reorders) a share of the datagrams in each direction.
 struct LossyRelay {
@@ -400,8 +404,7 @@ impl LossyRelay {
                     }
                 });
             };
-        let peers: Arc<Mutex<HashMap<SocketAddr, (Arc<UdpSocket>, Arc<Mutex<SocketAddr>>)>>> =
-            Default::default();
+        let peers: Arc<Mutex<HashMap<SocketAddr, RelayPeer>>> = Default::default();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
             loop {

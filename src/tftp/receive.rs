@@ -118,11 +118,11 @@ impl Receive {
             return;
         };
         match (self.phase, packet) {
-            (Phase::Done, Packet::Data { block, .. }) => {
-                // Our final ACK was lost: the server repeats its last block.
-                if self.last_acked.is_some_and(|acked| block == acked as u16) {
-                    self.send_ack(now);
-                }
+            // Our final ACK was lost: the server repeats its last block.
+            (Phase::Done, Packet::Data { block, .. })
+                if self.last_acked.is_some_and(|acked| block == acked as u16) =>
+            {
+                self.send_ack(now);
             }
             (Phase::Done, _) => {}
             (_, Packet::Error { code, message }) => {
