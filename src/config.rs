@@ -449,7 +449,7 @@ impl Default for RemoteConfig {
             strategy: Strategy::Parallel,
             on_unreachable: OnUnreachable::RetryLater,
             prefer_home_cluster: true,
-            max_requests_per_address: 32,
+            max_requests_per_address: 64,
         }
     }
 }
