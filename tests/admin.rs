@@ -4,90 +4,33 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use support::daemon::{cluster_config, http_client, TestDaemon, TestDaemonBuilder};
 use support::http_cluster::{refused_url, HttpCluster};
-use tftproxy::config::{AdminConfig, ClusterConfig, Config, HttpConfig};
-use tftproxy::daemon::Daemon;
+use tftproxy::config::{AdminConfig, ClusterConfig};
 use tftproxy::tftp::client::{get, GetOptions};
 
-struct Server {
-    daemon: Arc<Daemon>,
-    _root: tempfile::TempDir,
+/// TFTP, HTTP and admin fronts on loopback, with `clusters`.
+fn admin_server(clusters: Vec<ClusterConfig>) -> TestDaemonBuilder {
+    TestDaemon::builder()
+        .http()
+        .admin()
+        .remote_timeouts(Duration::from_millis(300), Duration::from_secs(3))
+        .clusters(clusters)
 }
 
-fn cluster_config(id: &str, addresses: Vec<String>) -> ClusterConfig {
+/// A cluster with a description and an FQDN, which the admin front shows.
+fn described_cluster(id: &str, addresses: Vec<String>) -> ClusterConfig {
     ClusterConfig {
-        id: id.into(),
         description: format!("{id} description"),
         fqdn: format!("{id}.example.com"),
-        enabled: true,
-        addresses,
-    }
-}
-
-impl Server {
-    async fn start(
-        files: &[(&str, &[u8])],
-        clusters: Vec<ClusterConfig>,
-        tweak: impl FnOnce(&mut Config),
-    ) -> Server {
-        let root = tempfile::tempdir().unwrap();
-        for (name, content) in files {
-            std::fs::write(root.path().join(name), content).unwrap();
-        }
-        let mut config = Config::default();
-        config.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        config.tftp.root = Some(root.path().to_path_buf());
-        config.http = Some(HttpConfig {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            ..HttpConfig::default()
-        });
-        config.admin = Some(AdminConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-        });
-        config.remote.connect_timeout = Duration::from_millis(300);
-        config.remote.request_timeout = Duration::from_secs(3);
-        config.clusters = clusters;
-        tweak(&mut config);
-        let daemon = Daemon::start(config).await.expect("daemon starts");
-        Server {
-            daemon,
-            _root: root,
-        }
-    }
-
-    fn admin(&self, path: &str) -> String {
-        format!("http://{}{path}", self.daemon.admin_addr().unwrap())
-    }
-
-    fn http(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.daemon.http_addrs()[0])
-    }
-
-    fn tftp(&self) -> SocketAddr {
-        self.daemon.tftp_addrs()[0]
-    }
-
-    async fn metrics(&self) -> Samples {
-        let response = client().get(self.admin("/metrics")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/plain; version=0.0.4; charset=utf-8"
-        );
-        Samples::parse(&response.text().await.unwrap())
+        ..cluster_config(id, addresses)
     }
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    http_client(Duration::from_secs(10))
 }
 
 type Labels = HashMap<String, String>;
@@ -99,6 +42,17 @@ struct Samples {
 }
 
 impl Samples {
+    /// Scrapes the admin front's `/metrics` (the classic text format).
+    async fn scrape(server: &TestDaemon) -> Samples {
+        let response = server.admin_get(&client(), "/metrics").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        Samples::parse(&response.text().await.unwrap())
+    }
+
     fn parse(text: &str) -> Samples {
         let mut samples: HashMap<String, Vec<_>> = HashMap::new();
         for line in text.lines() {
@@ -168,80 +122,56 @@ impl Samples {
 async fn counters_follow_a_known_sequence() {
     let cluster = HttpCluster::start().await;
     cluster.put("SEP001122334455.cnf.xml", "<remote/>");
-    let server = Server::start(
-        &[("AppDialRules.xml", b"0123456789")],
-        vec![cluster_config("cluster-a", vec![cluster.base_url()])],
-        |_| {},
-    )
-    .await;
+    let cluster_a = described_cluster("cluster-a", vec![cluster.base_url()]);
+    let server = admin_server(vec![cluster_a])
+        .file("AppDialRules.xml", b"0123456789")
+        .start()
+        .await;
     let http = client();
 
     // TFTP: local file served twice (10 bytes each), one miss.
     for _ in 0..2 {
-        let download = get(server.tftp(), "AppDialRules.xml", &GetOptions::default())
+        let download = get(server.tftp_v4(), "AppDialRules.xml", &GetOptions::default())
             .await
             .unwrap();
         assert_eq!(download.data, b"0123456789");
     }
-    let missing = get(server.tftp(), "nothing-here.xml", &GetOptions::default()).await;
+    let missing = get(server.tftp_v4(), "nothing-here.xml", &GetOptions::default()).await;
     assert!(missing.is_err());
     // HTTP: served from the cluster (9 bytes), then from the cache; a miss
     // (asks the cluster: one upstream not_found); a denied name; a local file.
     for _ in 0..2 {
-        let response = http
-            .get(server.http("SEP001122334455.cnf.xml"))
-            .send()
-            .await
-            .unwrap();
+        let response = server.http_get(&http, "SEP001122334455.cnf.xml").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.bytes().await.unwrap(), "<remote/>");
     }
-    let response = http
-        .get(server.http("CTLSEP001122334455.tlv"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.http_get(&http, "CTLSEP001122334455.tlv").await;
     assert_eq!(response.status(), 404);
-    let response = http.get(server.http("a%01b")).send().await.unwrap();
+    let response = server.http_get(&http, "a%01b").await;
     assert_eq!(response.status(), 403);
-    let response = http
-        .get(server.http("AppDialRules.xml"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.http_get(&http, "AppDialRules.xml").await;
     assert_eq!(response.bytes().await.unwrap(), "0123456789");
 
-    let m = server.metrics().await;
+    let m = Samples::scrape(&server).await;
     // Classic Prometheus text: counter families carry `_total`, no `# EOF`.
     assert!(m.text.contains("# TYPE tftproxy_requests_total counter\n"));
     assert!(!m.text.contains("# EOF"));
     let requests = "tftproxy_requests_total";
-    assert_eq!(
-        m.get(requests, &[("front", "tftp"), ("result", "served")]),
-        2.0,
-        "{}",
-        m.text
-    );
-    assert_eq!(
-        m.get(requests, &[("front", "tftp"), ("result", "not_found")]),
-        1.0
-    );
-    assert_eq!(
-        m.get(requests, &[("front", "http"), ("result", "served")]),
-        3.0
-    );
-    assert_eq!(
-        m.get(requests, &[("front", "http"), ("result", "not_found")]),
-        1.0
-    );
-    assert_eq!(
-        m.get(requests, &[("front", "http"), ("result", "denied")]),
-        1.0
-    );
-    assert_eq!(
-        m.get(requests, &[("front", "http"), ("result", "busy")]),
-        0.0
-    );
+    for (front, result, count) in [
+        ("tftp", "served", 2.0),
+        ("tftp", "not_found", 1.0),
+        ("http", "served", 3.0),
+        ("http", "not_found", 1.0),
+        ("http", "denied", 1.0),
+        ("http", "busy", 0.0),
+    ] {
+        assert_eq!(
+            m.get(requests, &[("front", front), ("result", result)]),
+            count,
+            "{front} {result}\n{}",
+            m.text
+        );
+    }
     assert_eq!(
         m.get("tftproxy_sent_bytes_total", &[("front", "tftp")]),
         20.0
@@ -306,7 +236,7 @@ async fn counters_follow_a_known_sequence() {
 
     // A scraper asking for OpenMetrics gets that content type.
     let response = http
-        .get(server.admin("/metrics"))
+        .get(server.admin_url("/metrics"))
         .header("accept", "application/openmetrics-text; version=1.0.0")
         .send()
         .await
@@ -322,16 +252,12 @@ async fn purge_sends_the_next_request_upstream() {
     let cluster = HttpCluster::start().await;
     cluster.put("SEP00AABBCCDDEE.cnf.xml", "<v1/>");
     cluster.put("XMLDefault.cnf.xml", "<default/>");
-    let server = Server::start(
-        &[],
-        vec![cluster_config("cluster-a", vec![cluster.base_url()])],
-        |_| {},
-    )
-    .await;
+    let cluster_a = described_cluster("cluster-a", vec![cluster.base_url()]);
+    let server = admin_server(vec![cluster_a]).start().await;
     let http = client();
     let fetch = |name: &'static str| {
         let http = http.clone();
-        let url = server.http(name);
+        let url = server.http_url(name);
         async move {
             let response = http.get(url).send().await.unwrap();
             (response.status().as_u16(), response.bytes().await.unwrap())
@@ -349,11 +275,7 @@ async fn purge_sends_the_next_request_upstream() {
 
     // The engineer adds the phone; without a purge the negative entry holds.
     cluster.put("SEP00AABBCCDDFF.cnf.xml", "<new/>");
-    let response = http
-        .delete(server.admin("/cache/SEP00AABBCCDDFF.cnf.xml"))
-        .send()
-        .await
-        .unwrap();
+    let response = purge(&server, &http, "/cache/SEP00AABBCCDDFF.cnf.xml").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: serde_json::Value = response.json_body().await;
@@ -370,25 +292,21 @@ async fn purge_sends_the_next_request_upstream() {
 
     // The edit of a cached file shows after a purge of that name (in any case).
     cluster.put("XMLDefault.cnf.xml", "<default v2/>");
-    let response = http
-        .delete(server.admin("/cache/xmldefault.CNF.xml"))
-        .send()
-        .await
-        .unwrap();
+    let response = purge(&server, &http, "/cache/xmldefault.CNF.xml").await;
     assert_eq!(response.status(), 200);
     assert_eq!(fetch("XMLDefault.cnf.xml").await.1, "<default v2/>");
     assert_eq!(cluster.requests_for("XMLDefault.cnf.xml"), 2);
 
     // Purge everything: every name goes upstream again.
     let before = cluster.requests();
-    let response = http.delete(server.admin("/cache")).send().await.unwrap();
+    let response = purge(&server, &http, "/cache").await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json_body().await;
     assert!(body["purged"].as_u64().unwrap() >= 2, "{body}");
     let _ = fetch("XMLDefault.cnf.xml").await;
     assert_eq!(cluster.requests(), before + 1);
 
-    let m = server.metrics().await;
+    let m = Samples::scrape(&server).await;
     assert!(
         m.get("tftproxy_cache_purged_entries_total", &[]) >= 3.0,
         "{}",
@@ -396,7 +314,7 @@ async fn purge_sends_the_next_request_upstream() {
     );
 
     // Only DELETE purges.
-    let response = http.get(server.admin("/cache")).send().await.unwrap();
+    let response = server.admin_get(&http, "/cache").await;
     assert_eq!(response.status(), 405);
 }
 
@@ -406,35 +324,26 @@ async fn healthz_and_clusters() {
     up.put("SEP001122334455.cnf.xml", "<a/>");
     let busy = HttpCluster::start().await;
     busy.set_status(503);
-    let server = Server::start(
-        &[],
-        vec![
-            cluster_config("cluster-a", vec![up.base_url()]),
-            cluster_config("cluster-b", vec![refused_url(), busy.base_url()]),
-            ClusterConfig {
-                enabled: false,
-                ..cluster_config("cluster-c", vec!["http://192.0.2.1:6970".into()])
-            },
-        ],
-        |_| {},
-    )
+    let server = admin_server(vec![
+        described_cluster("cluster-a", vec![up.base_url()]),
+        described_cluster("cluster-b", vec![refused_url(), busy.base_url()]),
+        ClusterConfig {
+            enabled: false,
+            ..described_cluster("cluster-c", vec!["http://192.0.2.1:6970".into()])
+        },
+    ])
+    .start()
     .await;
     let http = client();
 
-    let response = http.get(server.admin("/healthz")).send().await.unwrap();
+    let response = server.admin_get(&http, "/healthz").await;
     assert_eq!(response.status(), 200);
     let health: serde_json::Value = response.json_body().await;
     assert_eq!(health["status"], "ok");
     assert_eq!(health["active_transfers"], 0);
 
     // Before any request: every address up, never asked.
-    let clusters: serde_json::Value = http
-        .get(server.admin("/clusters"))
-        .send()
-        .await
-        .unwrap()
-        .json_body()
-        .await;
+    let clusters = server.admin_get(&http, "/clusters").await.json_body().await;
     let list = clusters["clusters"].as_array().unwrap();
     assert_eq!(list.len(), 3, "{clusters}");
     assert_eq!(list[0]["id"], "cluster-a");
@@ -444,22 +353,12 @@ async fn healthz_and_clusters() {
 
     // One request: a found on cluster-a; cluster-b's first address refuses,
     // its second is busy (the fan-out asks both clusters at once).
-    let response = http
-        .get(server.http("SEP001122334455.cnf.xml"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.http_get(&http, "SEP001122334455.cnf.xml").await;
     assert_eq!(response.status(), 200);
     // Let cluster-b's fetch finish (it runs on after cluster-a answered).
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    let clusters: serde_json::Value = http
-        .get(server.admin("/clusters"))
-        .send()
-        .await
-        .unwrap()
-        .json_body()
-        .await;
+    let clusters = server.admin_get(&http, "/clusters").await.json_body().await;
     let list = clusters["clusters"].as_array().unwrap();
     let a = &list[0];
     assert_eq!(a["up"], true, "{clusters}");
@@ -477,22 +376,18 @@ async fn healthz_and_clusters() {
     assert_eq!(b["up"], true, "a busy address is up");
 
     // Unknown paths: 404 and a pointer to the index.
-    let response = http.get(server.admin("/nope")).send().await.unwrap();
+    let response = server.admin_get(&http, "/nope").await;
     assert_eq!(response.status(), 404);
-    let index = http
-        .get(server.admin("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = server.admin_get(&http, "/").await.text().await.unwrap();
     assert!(index.contains("/metrics") && index.contains("/clusters"));
 }
 
 #[tokio::test]
 async fn admin_is_optional_and_rebinds_on_reload() {
-    let server = Server::start(&[], vec![], |config| config.admin = None).await;
+    let server = admin_server(vec![])
+        .tweak(|config| config.admin = None)
+        .start()
+        .await;
     assert_eq!(server.daemon.admin_addr(), None);
 
     let mut config = server.daemon.config();
@@ -530,6 +425,11 @@ async fn admin_is_optional_and_rebinds_on_reload() {
     config.admin = None;
     server.daemon.reload(config).unwrap();
     assert_eq!(server.daemon.admin_addr(), None);
+}
+
+/// DELETE on the admin front: `/cache` purges every name, `/cache/NAME` one.
+async fn purge(server: &TestDaemon, client: &reqwest::Client, path: &str) -> reqwest::Response {
+    client.delete(server.admin_url(path)).send().await.unwrap()
 }
 
 /// reqwest without its `json` feature: parse the body with serde_json.

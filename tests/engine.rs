@@ -2,31 +2,19 @@
 //! receiving [`Receive`] joined by a simulated network that loses,
 //! duplicates, delays and reorders datagrams, on a virtual clock.
 
+mod support;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use support::rng::Rng;
 use tftproxy::body::Body;
 use tftproxy::tftp::options::{negotiate, Limits, Requested};
 use tftproxy::tftp::packet::Packet;
 use tftproxy::tftp::receive::{Receive, ReceiveConfig, ReceiveError};
 use tftproxy::tftp::transfer::{Outcome, Transfer};
-
-/// A small deterministic generator (xorshift64*), so every failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Path {
@@ -61,12 +49,12 @@ struct Run {
 }
 
 fn file(len: usize) -> Vec<u8> {
-    let mut rng = Rng(len as u64 + 1);
+    let mut rng = Rng::new(len as u64 + 1);
     (0..len).map(|_| rng.next() as u8).collect()
 }
 
 fn simulate(content: &[u8], options: Requested, limits: Limits, path: Path, seed: u64) -> Run {
-    let mut rng = Rng(seed.max(1));
+    let mut rng = Rng::new(seed);
     let start = Instant::now();
     let mut now = start;
     let config = ReceiveConfig {
@@ -308,9 +296,9 @@ fn loss_duplication_and_reordering_are_survived() {
     let content = file(300_000);
     let hostile = Path {
         loss: 10,
-        ack_loss: 0,
         duplicate: 10,
         jitter_ms: 20,
+        ..CLEAN
     };
     for seed in 1..=40 {
         for (block_size, window) in [
@@ -341,10 +329,8 @@ fn loss_duplication_and_reordering_are_survived() {
 fn lost_acks_alone_are_recovered() {
     let content = file(50_000);
     let lossy = Path {
-        loss: 0,
         ack_loss: 30,
-        duplicate: 0,
-        jitter_ms: 0,
+        ..CLEAN
     };
     for seed in 1..=20 {
         let run = simulate(
@@ -361,12 +347,7 @@ fn lost_acks_alone_are_recovered() {
 #[test]
 fn a_dead_path_makes_both_sides_give_up() {
     let content = file(5000);
-    let dead = Path {
-        loss: 100,
-        ack_loss: 0,
-        duplicate: 0,
-        jitter_ms: 0,
-    };
+    let dead = Path { loss: 100, ..CLEAN };
     let run = simulate(&content, Requested::default(), limits(1468, 16), dead, 9);
     assert_eq!(run.received.unwrap_err(), ReceiveError::TimedOut);
     assert_eq!(run.server, None, "the RRQ never arrived");

@@ -7,96 +7,34 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::daemon::{cluster_config, http_client, TestDaemon, TestDaemonBuilder};
 use support::http_cluster::HttpCluster;
-use tftproxy::config::{ClusterConfig, Config, HttpConfig};
-use tftproxy::daemon::Daemon;
+use support::pattern;
 use tftproxy::resolve::upstream::VIA;
 use tftproxy::tftp::client::{get, GetOptions};
 
 /// Scheduling slack on a loaded 2-core machine.
 const MARGIN: Duration = Duration::from_millis(1500);
 
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-struct Server {
-    daemon: Arc<Daemon>,
-    _root: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(
-        files: &[(&str, Vec<u8>)],
-        clusters: &[&HttpCluster],
-        tweak: impl FnOnce(&mut Config),
-    ) -> Server {
-        let root = tempfile::tempdir().unwrap();
-        for (name, content) in files {
-            let path = root.path().join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, content).unwrap();
-        }
-        let mut config = Config::default();
-        config.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        config.tftp.root = Some(root.path().to_path_buf());
-        config.http = Some(HttpConfig {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            ..HttpConfig::default()
-        });
-        config.remote.connect_timeout = Duration::from_millis(500);
-        config.remote.request_timeout = Duration::from_secs(5);
-        config.clusters = clusters
-            .iter()
-            .enumerate()
-            .map(|(i, c)| ClusterConfig {
-                id: format!("cluster-{}", i + 1),
-                description: String::new(),
-                fqdn: String::new(),
-                enabled: true,
-                addresses: vec![c.base_url()],
-            })
-            .collect();
-        tweak(&mut config);
-        let daemon = Daemon::start(config).await.expect("daemon starts");
-        Server {
-            daemon,
-            _root: root,
-        }
-    }
-
-    fn http(&self) -> SocketAddr {
-        self.daemon.http_addrs()[0]
-    }
-
-    fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.http())
-    }
-
-    fn tftp(&self) -> SocketAddr {
-        self.daemon.tftp_addrs()[0]
-    }
+/// TFTP and HTTP on loopback; `clusters` are the clusters `cluster-1`, … in
+/// that order.
+fn http_front(clusters: &[&HttpCluster]) -> TestDaemonBuilder {
+    let clusters = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cluster_config(&format!("cluster-{}", i + 1), vec![c.base_url()]))
+        .collect();
+    TestDaemon::builder()
+        .http()
+        .remote_timeouts(Duration::from_millis(500), Duration::from_secs(5))
+        .clusters(clusters)
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    http_client(Duration::from_secs(20))
 }
 
 /// Runs `curl` with `args`; returns (status, headers lower-cased, body).
@@ -149,9 +87,13 @@ async fn curl_async(args: Vec<String>) -> (u16, Vec<(String, String)>, Vec<u8>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_get_head_and_not_found() {
     let cnf = b"<device><loadInformation>SIP88xx.14-2-1</loadInformation></device>".to_vec();
-    let server = Server::start(&[("SEP001122334455.cnf.xml", cnf.clone())], &[], |_| {}).await;
+    let server = http_front(&[])
+        .file("SEP001122334455.cnf.xml", &cnf)
+        .start()
+        .await;
 
-    let (status, headers, body) = curl_async(vec![server.url("SEP001122334455.cnf.xml")]).await;
+    let url = server.http_url("SEP001122334455.cnf.xml");
+    let (status, headers, body) = curl_async(vec![url.clone()]).await;
     assert_eq!(status, 200);
     assert_eq!(body, cnf);
     assert_eq!(
@@ -161,8 +103,7 @@ async fn curl_get_head_and_not_found() {
     assert_eq!(header(&headers, "cache-control"), Some("no-store"));
 
     // HEAD: the length, no body.
-    let (status, headers, body) =
-        curl_async(vec!["-I".into(), server.url("SEP001122334455.cnf.xml")]).await;
+    let (status, headers, body) = curl_async(vec!["-I".into(), url]).await;
     assert_eq!(status, 200);
     assert_eq!(
         header(&headers, "content-length"),
@@ -171,28 +112,31 @@ async fn curl_get_head_and_not_found() {
     assert!(body.is_empty() || String::from_utf8_lossy(&body).starts_with("HTTP/1.1 200"));
 
     // Other case, a leading slash (the 7942 asks `/mk-sip.jar`), percent-encoding.
-    let (status, _, body) = curl_async(vec![server.url("/sep001122334455.CNF.xml")]).await;
+    let (status, _, body) = curl_async(vec![server.http_url("/sep001122334455.CNF.xml")]).await;
     assert_eq!(status, 200);
     assert_eq!(body, cnf);
-    let (status, _, body) = curl_async(vec![server.url("SEP001122334455%2Ecnf.xml")]).await;
+    let (status, _, body) = curl_async(vec![server.http_url("SEP001122334455%2Ecnf.xml")]).await;
     assert_eq!(status, 200);
     assert_eq!(body, cnf);
 
-    let (status, headers, _) = curl_async(vec![server.url("CTLSEP001122334455.tlv")]).await;
+    let (status, headers, _) = curl_async(vec![server.http_url("CTLSEP001122334455.tlv")]).await;
     assert_eq!(status, 404);
     assert_eq!(header(&headers, "cache-control"), Some("no-store"));
 
     // A traversal is refused with 403 and never served.
-    let (status, _, _) =
-        curl_async(vec!["--path-as-is".into(), server.url("../../etc/passwd")]).await;
+    let traversal = server.http_url("../../etc/passwd");
+    let (status, _, _) = curl_async(vec!["--path-as-is".into(), traversal]).await;
     assert_eq!(status, 403);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_streams_a_large_disk_file_byte_exact() {
     let firmware = pattern(6 * 1024 * 1024 + 123, 7);
-    let server = Server::start(&[("cmterm-88xx.sbn", firmware.clone())], &[], |_| {}).await;
-    let (status, headers, body) = curl_async(vec![server.url("cmterm-88xx.sbn")]).await;
+    let server = http_front(&[])
+        .file("cmterm-88xx.sbn", &firmware)
+        .start()
+        .await;
+    let (status, headers, body) = curl_async(vec![server.http_url("cmterm-88xx.sbn")]).await;
     assert_eq!(status, 200);
     assert_eq!(
         header(&headers, "content-length"),
@@ -208,25 +152,28 @@ async fn curl_streams_a_large_disk_file_byte_exact() {
 async fn reqwest_statuses_and_lengths() {
     let small = b"ring ring".to_vec();
     let big = pattern(300_000, 3);
-    let server = Server::start(
-        &[("Ringlist.xml", small.clone()), ("big.loads", big.clone())],
-        &[],
-        |_| {},
-    )
-    .await;
+    let server = http_front(&[])
+        .file("Ringlist.xml", &small)
+        .file("big.loads", &big)
+        .start()
+        .await;
     let client = client();
 
-    let response = client.get(server.url("Ringlist.xml")).send().await.unwrap();
+    let response = server.http_get(&client, "Ringlist.xml").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.content_length(), Some(small.len() as u64));
     assert_eq!(response.bytes().await.unwrap(), small);
 
-    let response = client.get(server.url("big.loads")).send().await.unwrap();
+    let response = server.http_get(&client, "big.loads").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.content_length(), Some(big.len() as u64));
     assert!(response.bytes().await.unwrap() == big);
 
-    let response = client.head(server.url("big.loads")).send().await.unwrap();
+    let response = client
+        .head(server.http_url("big.loads"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-length"].to_str().unwrap(),
@@ -234,28 +181,28 @@ async fn reqwest_statuses_and_lengths() {
     );
     assert!(response.bytes().await.unwrap().is_empty());
 
-    let response = client.get(server.url("nope.xml")).send().await.unwrap();
+    let response = server.http_get(&client, "nope.xml").await;
     assert_eq!(response.status(), 404);
-    let response = client.head(server.url("nope.xml")).send().await.unwrap();
-    assert_eq!(response.status(), 404);
-
-    // `\` becomes `/`: a traversal in disguise.
     let response = client
-        .get(server.url("..%5C..%5Cetc%5Cpasswd"))
+        .head(server.http_url("nope.xml"))
         .send()
         .await
         .unwrap();
+    assert_eq!(response.status(), 404);
+
+    // `\` becomes `/`: a traversal in disguise.
+    let response = server.http_get(&client, "..%5C..%5Cetc%5Cpasswd").await;
     assert_eq!(response.status(), 403);
     // A control character.
-    let response = client.get(server.url("a%01b.xml")).send().await.unwrap();
+    let response = server.http_get(&client, "a%01b.xml").await;
     assert_eq!(response.status(), 403);
 
     // Not UTF-8.
-    let response = client.get(server.url("%ff.xml")).send().await.unwrap();
+    let response = server.http_get(&client, "%ff.xml").await;
     assert_eq!(response.status(), 400);
 
     let response = client
-        .post(server.url("Ringlist.xml"))
+        .post(server.http_url("Ringlist.xml"))
         .body("x")
         .send()
         .await
@@ -264,12 +211,12 @@ async fn reqwest_statuses_and_lengths() {
     assert_eq!(response.headers()["allow"], "GET, HEAD");
 
     let long = "a".repeat(2000);
-    let response = client.get(server.url(&long)).send().await.unwrap();
+    let response = server.http_get(&client, &long).await;
     assert_eq!(response.status(), 414);
 
     // Several requests on one keep-alive connection.
     for _ in 0..5 {
-        let response = client.get(server.url("Ringlist.xml")).send().await.unwrap();
+        let response = server.http_get(&client, "Ringlist.xml").await;
         assert_eq!(response.bytes().await.unwrap(), small);
     }
 }
@@ -278,12 +225,8 @@ async fn reqwest_statuses_and_lengths() {
 async fn found_on_a_cluster_is_served_over_http() {
     let cluster = HttpCluster::start().await;
     cluster.put("SEP00AABBCCDDEE.cnf.xml", "<remote/>");
-    let server = Server::start(&[], &[&cluster], |_| {}).await;
-    let response = client()
-        .get(server.url("SEP00AABBCCDDEE.cnf.xml"))
-        .send()
-        .await
-        .unwrap();
+    let server = http_front(&[&cluster]).start().await;
+    let response = server.http_get(&client(), "SEP00AABBCCDDEE.cnf.xml").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.content_length(), Some(9));
     assert_eq!(response.bytes().await.unwrap(), "<remote/>");
@@ -296,18 +239,14 @@ async fn found_on_a_cluster_is_served_over_http() {
 async fn busy_cluster_gives_503_with_retry_after() {
     let cluster = HttpCluster::start().await;
     cluster.set_status(503);
-    let server = Server::start(&[], &[&cluster], |_| {}).await;
-    let response = client()
-        .get(server.url("SEP00AABBCCDDEE.cnf.xml"))
-        .send()
-        .await
-        .unwrap();
+    let server = http_front(&[&cluster]).start().await;
+    let response = server.http_get(&client(), "SEP00AABBCCDDEE.cnf.xml").await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(response.headers()["cache-control"], "no-store");
 
     // With curl too.
-    let (status, headers, _) = curl_async(vec![server.url("SEP00AABBCCDDEE.cnf.xml")]).await;
+    let (status, headers, _) = curl_async(vec![server.http_url("SEP00AABBCCDDEE.cnf.xml")]).await;
     assert_eq!(status, 503);
     assert_eq!(header(&headers, "retry-after"), Some("1"));
 }
@@ -321,17 +260,13 @@ async fn slow_fetch_gives_503_then_tftp_is_served_from_cache() {
     let cluster = HttpCluster::start().await;
     cluster.put("SEP001122AABBCC.cnf.xml", cnf.clone());
     cluster.set_delay(Duration::from_millis(1500));
-    let server = Server::start(&[], &[&cluster], |config| {
-        config.http.as_mut().unwrap().fetch_wait = Duration::from_millis(300);
-    })
-    .await;
+    let server = http_front(&[&cluster])
+        .tweak(|config| config.http.as_mut().unwrap().fetch_wait = Duration::from_millis(300))
+        .start()
+        .await;
 
     let started = Instant::now();
-    let response = client()
-        .get(server.url("SEP001122AABBCC.cnf.xml"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.http_get(&client(), "SEP001122AABBCC.cnf.xml").await;
     let waited = started.elapsed();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
@@ -344,7 +279,7 @@ async fn slow_fetch_gives_503_then_tftp_is_served_from_cache() {
     // is already under way, or finds it in the cache).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let download = get(
-        server.tftp(),
+        server.tftp_v4(),
         "SEP001122AABBCC.cnf.xml",
         &GetOptions::default(),
     )
@@ -355,11 +290,7 @@ async fn slow_fetch_gives_503_then_tftp_is_served_from_cache() {
 
     // And HTTP now answers at once from the cache.
     let started = Instant::now();
-    let response = client()
-        .get(server.url("SEP001122AABBCC.cnf.xml"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.http_get(&client(), "SEP001122AABBCC.cnf.xml").await;
     assert_eq!(response.status(), 200);
     assert!(started.elapsed() < MARGIN, "{:?}", started.elapsed());
     assert_eq!(response.bytes().await.unwrap(), cnf);
@@ -372,58 +303,43 @@ async fn slow_fetch_gives_503_then_tftp_is_served_from_cache() {
     );
 }
 
+/// GETs `url` as a proxy would, with `via` as its `Via` header.
+async fn get_via(client: &reqwest::Client, url: String, via: &str) -> reqwest::Response {
+    client.get(url).header("via", via).send().await.unwrap()
+}
+
 /// A request from another tftproxy (our `Via`) is never forwarded.
 #[tokio::test]
 async fn via_from_a_proxy_is_answered_locally_only() {
     let cluster = HttpCluster::start().await;
     cluster.put("SEP0000000000AA.cnf.xml", "<remote/>");
-    let server = Server::start(&[("local.xml", b"here".to_vec())], &[&cluster], |_| {}).await;
+    let server = http_front(&[&cluster])
+        .file("local.xml", b"here")
+        .start()
+        .await;
     let client = client();
 
-    let response = client
-        .get(server.url("SEP0000000000AA.cnf.xml"))
-        .header("via", VIA)
-        .send()
-        .await
-        .unwrap();
+    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), VIA).await;
     assert_eq!(response.status(), 404);
     assert_eq!(cluster.requests(), 0);
 
     // Another proxy in the chain before ours still counts.
-    let response = client
-        .get(server.url("SEP0000000000AA.cnf.xml"))
-        .header("via", format!("1.0 squid, {VIA}"))
-        .send()
-        .await
-        .unwrap();
+    let chain = format!("1.0 squid, {VIA}");
+    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), &chain).await;
     assert_eq!(response.status(), 404);
     assert_eq!(cluster.requests(), 0);
 
     // Local files are still served to a proxy.
-    let response = client
-        .get(server.url("local.xml"))
-        .header("via", VIA)
-        .send()
-        .await
-        .unwrap();
+    let response = get_via(&client, server.http_url("local.xml"), VIA).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.unwrap(), "here");
 
     // A phone (no Via) gets it from the cluster...
-    let response = client
-        .get(server.url("SEP0000000000AA.cnf.xml"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.http_get(&client, "SEP0000000000AA.cnf.xml").await;
     assert_eq!(response.status(), 200);
     assert_eq!(cluster.requests(), 1);
     // ...and then a proxy gets it from the cache.
-    let response = client
-        .get(server.url("SEP0000000000AA.cnf.xml"))
-        .header("via", VIA)
-        .send()
-        .await
-        .unwrap();
+    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), VIA).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.unwrap(), "<remote/>");
     assert_eq!(cluster.requests(), 1);
@@ -435,17 +351,18 @@ async fn via_from_a_proxy_is_answered_locally_only() {
 /// one closes.
 #[tokio::test]
 async fn connections_are_capped() {
-    let server = Server::start(&[("a.xml", b"a".to_vec())], &[], |config| {
-        config.http.as_mut().unwrap().max_connections = 1;
-    })
-    .await;
-    let addr = server.http();
+    let server = http_front(&[])
+        .file("a.xml", b"a")
+        .tweak(|config| config.http.as_mut().unwrap().max_connections = 1)
+        .start()
+        .await;
+    let addr = server.http_addr();
     // The first connection is open and idle.
     let first = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(server.daemon.http_connections(), 1);
 
-    let url = server.url("a.xml");
+    let url = server.http_url("a.xml");
     let second = tokio::spawn(async move { client().get(url).send().await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!second.is_finished(), "the second connection was served");
@@ -463,8 +380,8 @@ async fn connections_are_capped() {
 /// read time-out and gives its slot back.
 #[tokio::test]
 async fn slow_request_heads_are_cut_off() {
-    let server = Server::start(&[], &[], |_| {}).await;
-    let addr = server.http();
+    let server = http_front(&[]).start().await;
+    let addr = server.http_addr();
     let stream = tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream
@@ -498,9 +415,9 @@ async fn slow_request_heads_are_cut_off() {
 /// Oversized request heads get 431, not unbounded buffering.
 #[tokio::test]
 async fn huge_headers_are_refused() {
-    let server = Server::start(&[("a.xml", b"a".to_vec())], &[], |_| {}).await;
+    let server = http_front(&[]).file("a.xml", b"a").start().await;
     let response = client()
-        .get(server.url("a.xml"))
+        .get(server.http_url("a.xml"))
         .header("x-filler", "f".repeat(64 * 1024))
         .send()
         .await;
@@ -514,7 +431,10 @@ async fn huge_headers_are_refused() {
 /// The HTTP front is optional: without `[http]`, nothing listens.
 #[tokio::test]
 async fn no_http_section_no_listener() {
-    let server = Server::start(&[], &[], |config| config.http = None).await;
+    let server = http_front(&[])
+        .tweak(|config| config.http = None)
+        .start()
+        .await;
     assert!(server.daemon.http_addrs().is_empty());
 }
 
@@ -522,8 +442,8 @@ async fn no_http_section_no_listener() {
 /// one go; the same address is kept as it is.
 #[tokio::test]
 async fn reload_rebinds_changed_http_addresses() {
-    let server = Server::start(&[("a.xml", b"a".to_vec())], &[], |_| {}).await;
-    let before = server.http();
+    let server = http_front(&[]).file("a.xml", b"a").start().await;
+    let before = server.http_addr();
     let mut config = server.daemon.config();
     config.tftp.max_transfers = 10; // an unrelated change keeps the socket
     server.daemon.reload(config.clone()).unwrap();

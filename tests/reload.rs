@@ -4,53 +4,43 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use support::daemon::{cluster_config, TestDaemon};
 use support::http_cluster::HttpCluster;
-use tftproxy::config::{ClusterConfig, Config};
-use tftproxy::daemon::Daemon;
+use support::pattern;
+use tftproxy::config::ClusterConfig;
 use tftproxy::tftp::client::{get, GetOptions};
-
-fn cluster(id: &str, base_url: String) -> ClusterConfig {
-    ClusterConfig {
-        id: id.into(),
-        description: String::new(),
-        fqdn: String::new(),
-        enabled: true,
-        addresses: vec![base_url],
-    }
-}
-
-fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_survive_ten_reloads_and_the_last_cluster_set_wins() {
-    let root = tempfile::tempdir().unwrap();
-    let local = content(300_000, 1);
-    std::fs::write(root.path().join("firmware.loads"), &local).unwrap();
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let local = pattern(300_000, 1);
+    let [a, b] = HttpCluster::start_many().await;
     a.put("SEP001122334455.cnf.xml", b"from a".to_vec());
     b.put("SEP001122334455.cnf.xml", b"from b".to_vec());
+    let (cluster_a, cluster_b) = (
+        cluster_config("a", vec![a.base_url()]),
+        cluster_config("b", vec![b.base_url()]),
+    );
 
-    let mut base = Config::default();
-    base.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    base.tftp.root = Some(root.path().to_path_buf());
-    base.tftp.retransmit_timeout = Duration::from_millis(300);
-    let with_clusters = |clusters: Vec<ClusterConfig>, window: u16| {
+    let server = TestDaemon::builder()
+        .file("firmware.loads", &local)
+        .clusters(vec![cluster_a.clone()])
+        .tweak(|config| {
+            config.tftp.retransmit_timeout = Duration::from_millis(300);
+            config.tftp.max_window_size = 16;
+        })
+        .start()
+        .await;
+    let daemon = &server.daemon;
+    // Every reload starts from the configuration the daemon started with.
+    let base = daemon.config();
+    let with_cluster = |cluster: &ClusterConfig, window: u16| {
         let mut config = base.clone();
-        config.clusters = clusters;
+        config.clusters = vec![cluster.clone()];
         config.tftp.max_window_size = window;
         config
     };
-    let daemon: Arc<Daemon> = Daemon::start(with_clusters(vec![cluster("a", a.base_url())], 16))
-        .await
-        .unwrap();
     let addr = daemon.tftp_addrs()[0];
 
     // 200 transfers, lock-step so that they are still running while the
@@ -75,13 +65,13 @@ async fn transfers_survive_ten_reloads_and_the_last_cluster_set_wins() {
     let mut rejected = Vec::new();
     for i in 0..10 {
         let config = if i == 4 {
-            let mut bad = with_clusters(vec![cluster("b", b.base_url())], 16);
-            bad.tftp.root = Some(root.path().join("no-such-directory"));
+            let mut bad = with_cluster(&cluster_b, 16);
+            bad.tftp.root = Some(server.root().join("no-such-directory"));
             bad
         } else if i % 2 == 0 {
-            with_clusters(vec![cluster("a", a.base_url())], 8)
+            with_cluster(&cluster_a, 8)
         } else {
-            with_clusters(vec![cluster("b", b.base_url())], 16)
+            with_cluster(&cluster_b, 16)
         };
         if let Err(message) = daemon.reload(config) {
             rejected.push(message);

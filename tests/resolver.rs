@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use support::daemon::cluster_config;
 use support::http_cluster::{refused_url, HangingListener, HttpCluster};
 use tftproxy::config::{ClusterConfig, Config, OnUnreachable, Strategy};
 use tftproxy::metrics::{Front, Metrics};
@@ -35,22 +36,12 @@ fn itl() -> String {
 
 // ---- set-up ----------------------------------------------------------------------
 
-fn cluster(id: &str, addresses: Vec<String>) -> ClusterConfig {
-    ClusterConfig {
-        id: id.to_string(),
-        description: format!("test cluster {id}"),
-        fqdn: String::new(),
-        enabled: true,
-        addresses,
-    }
-}
-
 /// One cluster per server, each with its single address, ids c1, c2, …
-fn clusters_of(servers: &[&HttpCluster]) -> Vec<ClusterConfig> {
+fn clusters_of<'a>(servers: impl IntoIterator<Item = &'a HttpCluster>) -> Vec<ClusterConfig> {
     servers
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, s)| cluster(&format!("c{}", i + 1), vec![s.base_url()]))
+        .map(|(i, s)| cluster_config(&format!("c{}", i + 1), vec![s.base_url()]))
         .collect()
 }
 
@@ -147,11 +138,7 @@ fn assert_retry_later(answer: &Answer) {
 
 /// Three servers, each answering after `delay`, the file on the third only.
 async fn three_slow_clusters(delay: Duration) -> [HttpCluster; 3] {
-    let servers = [
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-    ];
+    let servers = HttpCluster::start_many().await;
     for s in &servers {
         s.set_delay(delay);
     }
@@ -164,11 +151,7 @@ async fn three_slow_clusters(delay: Duration) -> [HttpCluster; 3] {
 #[tokio::test]
 async fn parallel_file_on_the_third_cluster_costs_one_round_trip() {
     let servers = three_slow_clusters(Duration::from_millis(200)).await;
-    let r = resolver(&config(clusters_of(&[
-        &servers[0],
-        &servers[1],
-        &servers[2],
-    ])));
+    let r = resolver(&config(clusters_of(&servers)));
     let start = Instant::now();
     let answer = get(&r, "Ringlist-wb.xml").await;
     let elapsed = start.elapsed();
@@ -184,7 +167,7 @@ async fn parallel_file_on_the_third_cluster_costs_one_round_trip() {
 #[tokio::test]
 async fn sequential_file_on_the_third_cluster_costs_three_round_trips() {
     let servers = three_slow_clusters(Duration::from_millis(200)).await;
-    let mut config = config(clusters_of(&[&servers[0], &servers[1], &servers[2]]));
+    let mut config = config(clusters_of(&servers));
     config.remote.strategy = Strategy::Sequential;
     let r = resolver(&config);
     let start = Instant::now();
@@ -196,10 +179,10 @@ async fn sequential_file_on_the_third_cluster_costs_three_round_trips() {
 
 #[tokio::test]
 async fn sequential_stops_at_the_first_found() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     a.put("AppDialRules.xml", "a");
     b.put("AppDialRules.xml", "b");
-    let mut config = config(clusters_of(&[&a, &b]));
+    let mut config = config(clusters_of([&a, &b]));
     config.remote.strategy = Strategy::Sequential;
     let r = resolver(&config);
     assert_eq!(body(&get(&r, "AppDialRules.xml").await), "a");
@@ -211,7 +194,7 @@ async fn dead_addresses_are_skipped_within_the_timeouts() {
     let hanging = HangingListener::start().await;
     let good = HttpCluster::start().await;
     good.put("XMLDefault.cnf.xml", "<default/>");
-    let r = resolver(&config(vec![cluster(
+    let r = resolver(&config(vec![cluster_config(
         "c1",
         vec![refused_url(), hanging.base_url(), good.base_url()],
     )]));
@@ -228,28 +211,16 @@ async fn dead_addresses_are_skipped_within_the_timeouts() {
 
 #[tokio::test]
 async fn everyone_says_404_is_not_found() {
-    let servers = [
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-    ];
-    let r = resolver(&config(clusters_of(&[
-        &servers[0],
-        &servers[1],
-        &servers[2],
-    ])));
+    let servers: [HttpCluster; 3] = HttpCluster::start_many().await;
+    let r = resolver(&config(clusters_of(&servers)));
     assert_not_found(&get(&r, "nothing.bin").await);
 }
 
 #[tokio::test]
 async fn one_busy_cluster_means_retry_later() {
-    let (a, b, c) = (
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-    );
+    let [a, b, c] = HttpCluster::start_many().await;
     b.set_status(503);
-    let r = resolver(&config(clusters_of(&[&a, &b, &c])));
+    let r = resolver(&config(clusters_of([&a, &b, &c])));
     assert_retry_later(&get(&r, "SEP001122334455.cnf.xml").await);
     // Busy is never cached: the next request asks again.
     b.clear_status();
@@ -259,11 +230,11 @@ async fn one_busy_cluster_means_retry_later() {
 
 #[tokio::test]
 async fn one_unreachable_cluster_follows_on_unreachable() {
-    let (a, c) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, c] = HttpCluster::start_many().await;
     let clusters = vec![
-        cluster("c1", vec![a.base_url()]),
-        cluster("c2", vec![refused_url()]),
-        cluster("c3", vec![c.base_url()]),
+        cluster_config("c1", vec![a.base_url()]),
+        cluster_config("c2", vec![refused_url()]),
+        cluster_config("c3", vec![c.base_url()]),
     ];
     let r = resolver(&config(clusters.clone()));
     assert_retry_later(&get(&r, "SEP001122334455.cnf.xml").await);
@@ -276,12 +247,12 @@ async fn one_unreachable_cluster_follows_on_unreachable() {
 
 #[tokio::test]
 async fn first_listed_cluster_wins() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     // The higher-priority cluster is the slower one: its answer still wins.
     a.set_delay(Duration::from_millis(150));
     a.put("Ringlist.xml", "a");
     b.put("Ringlist.xml", "b");
-    let r = resolver(&config(clusters_of(&[&a, &b])));
+    let r = resolver(&config(clusters_of([&a, &b])));
     let answer = get(&r, "Ringlist.xml").await;
     assert_eq!(body(&answer), "a");
     assert_eq!(source(&answer), from_cluster("c1"));
@@ -289,11 +260,11 @@ async fn first_listed_cluster_wins() {
 
 #[tokio::test]
 async fn a_slow_lower_cluster_does_not_delay_the_answer() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     a.put("Ringlist.xml", "a");
     b.put("Ringlist.xml", "b");
     b.set_delay(Duration::from_secs(2));
-    let r = resolver(&config(clusters_of(&[&a, &b])));
+    let r = resolver(&config(clusters_of([&a, &b])));
     let start = Instant::now();
     let answer = get(&r, "Ringlist.xml").await;
     let elapsed = start.elapsed();
@@ -303,10 +274,10 @@ async fn a_slow_lower_cluster_does_not_delay_the_answer() {
 
 #[tokio::test]
 async fn a_lower_found_waits_for_higher_clusters_to_answer() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     a.set_delay(Duration::from_millis(300));
     b.put("Ringlist.xml", "b");
-    let r = resolver(&config(clusters_of(&[&a, &b])));
+    let r = resolver(&config(clusters_of([&a, &b])));
     let start = Instant::now();
     let answer = get(&r, "Ringlist.xml").await;
     assert!(start.elapsed() >= Duration::from_millis(300));
@@ -316,10 +287,10 @@ async fn a_lower_found_waits_for_higher_clusters_to_answer() {
 
 #[tokio::test]
 async fn a_busy_higher_cluster_does_not_hide_a_lower_found() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     a.set_status(503);
     b.put("Ringlist.xml", "b");
-    let r = resolver(&config(clusters_of(&[&a, &b])));
+    let r = resolver(&config(clusters_of([&a, &b])));
     assert_eq!(body(&get(&r, "Ringlist.xml").await), "b");
 }
 
@@ -327,7 +298,7 @@ async fn a_busy_higher_cluster_does_not_hide_a_lower_found() {
 async fn no_enabled_cluster_means_local_and_cache_only() {
     let a = HttpCluster::start().await;
     a.put("Ringlist.xml", "a");
-    let mut clusters = clusters_of(&[&a]);
+    let mut clusters = clusters_of([&a]);
     clusters[0].enabled = false;
     let r = resolver(&config(clusters));
     assert_not_found(&get(&r, "Ringlist.xml").await);
@@ -338,21 +309,13 @@ async fn no_enabled_cluster_means_local_and_cache_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_make_one_request_per_cluster() {
-    let servers = [
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-    ];
+    let servers: [HttpCluster; 3] = HttpCluster::start_many().await;
     let payload: Bytes = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
     servers[1].put("sip88xx.14-2-1.loads", payload.clone());
     for s in &servers {
         s.set_delay(Duration::from_millis(100));
     }
-    let r = resolver(&config(clusters_of(&[
-        &servers[0],
-        &servers[1],
-        &servers[2],
-    ])));
+    let r = resolver(&config(clusters_of(&servers)));
     let answers = futures::future::join_all((0..200u32).map(|i| {
         let r = &r;
         async move {
@@ -374,7 +337,7 @@ async fn a_dropped_resolve_does_not_cancel_the_fetch() {
     let a = HttpCluster::start().await;
     a.put("SKa1b2c3d4-e5f6-7890-abcd-ef0123456789.xml.sgn", "softkeys");
     a.set_delay(Duration::from_millis(300));
-    let r = resolver(&config(clusters_of(&[&a])));
+    let r = resolver(&config(clusters_of([&a])));
     let name = "SKa1b2c3d4-e5f6-7890-abcd-ef0123456789.xml.sgn";
     let gave_up = tokio::time::timeout(Duration::from_millis(50), get(&r, name)).await;
     assert!(gave_up.is_err(), "the fetch should still be running");
@@ -390,9 +353,9 @@ async fn a_dropped_resolve_does_not_cancel_the_fetch() {
 
 #[tokio::test]
 async fn a_common_file_is_fetched_once() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     b.put("AppDialRules.xml", "rules");
-    let (r, metrics) = resolver_with_metrics(&config(clusters_of(&[&a, &b])));
+    let (r, metrics) = resolver_with_metrics(&config(clusters_of([&a, &b])));
     assert_eq!(
         source(&get(&r, "AppDialRules.xml").await),
         from_cluster("c2")
@@ -420,7 +383,10 @@ async fn a_common_file_is_fetched_once() {
     );
 }
 
-fn device_config(servers: &[&HttpCluster], device_ttl: Duration) -> Config {
+fn device_config<'a>(
+    servers: impl IntoIterator<Item = &'a HttpCluster>,
+    device_ttl: Duration,
+) -> Config {
     let mut config = config(clusters_of(servers));
     config.cache.device_ttl = device_ttl;
     config
@@ -428,16 +394,9 @@ fn device_config(servers: &[&HttpCluster], device_ttl: Duration) -> Config {
 
 #[tokio::test]
 async fn an_old_device_file_is_fetched_again_from_its_home_only() {
-    let servers = [
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-    ];
+    let servers: [HttpCluster; 3] = HttpCluster::start_many().await;
     servers[1].put(cnf(), "v1");
-    let r = resolver(&device_config(
-        &[&servers[0], &servers[1], &servers[2]],
-        Duration::from_millis(300),
-    ));
+    let r = resolver(&device_config(&servers, Duration::from_millis(300)));
     assert_eq!(body(&get_from(&r, &cnf(), PHONE).await), "v1");
     // Within device_ttl: from the cache.
     let answer = get_from(&r, &cnf(), PHONE).await;
@@ -458,9 +417,9 @@ async fn an_old_device_file_is_fetched_again_from_its_home_only() {
 
 #[tokio::test]
 async fn a_stale_device_file_is_served_when_its_home_is_down() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     b.put(cnf(), "v1");
-    let r = resolver(&device_config(&[&a, &b], Duration::from_millis(200)));
+    let r = resolver(&device_config([&a, &b], Duration::from_millis(200)));
     assert_eq!(body(&get_from(&r, &cnf(), PHONE).await), "v1");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -479,8 +438,8 @@ async fn a_stale_device_file_is_served_when_its_home_is_down() {
 
 #[tokio::test]
 async fn a_name_added_after_a_negative_answer_is_served_after_negative_ttl() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
-    let mut config = config(clusters_of(&[&a, &b]));
+    let [a, b] = HttpCluster::start_many().await;
+    let mut config = config(clusters_of([&a, &b]));
     config.cache.negative_ttl = Duration::from_millis(300);
     let r = resolver(&config);
     assert_not_found(&get(&r, &cnf()).await);
@@ -497,7 +456,7 @@ async fn purge_sends_the_next_request_upstream() {
     let a = HttpCluster::start().await;
     a.put("Ringlist.xml", "v1");
     a.put("AppDialRules.xml", "rules");
-    let r = resolver(&config(clusters_of(&[&a])));
+    let r = resolver(&config(clusters_of([&a])));
     get(&r, "Ringlist.xml").await;
     get(&r, "AppDialRules.xml").await;
     get(&r, "Ringlist.xml").await;
@@ -520,18 +479,10 @@ async fn purge_sends_the_next_request_upstream() {
 
 #[tokio::test]
 async fn a_device_s_next_names_go_to_its_home_cluster_alone() {
-    let servers = [
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-    ];
+    let servers: [HttpCluster; 3] = HttpCluster::start_many().await;
     servers[1].put(cnf(), "config");
     servers[1].put(itl(), "itl");
-    let r = resolver(&config(clusters_of(&[
-        &servers[0],
-        &servers[1],
-        &servers[2],
-    ])));
+    let r = resolver(&config(clusters_of(&servers)));
     assert_eq!(
         source(&get_from(&r, &cnf(), PHONE).await),
         from_cluster("c2")
@@ -554,9 +505,9 @@ async fn a_device_s_next_names_go_to_its_home_cluster_alone() {
 
 #[tokio::test]
 async fn a_home_cluster_404_fans_out_and_relearns() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     b.put(cnf(), "config");
-    let r = resolver(&device_config(&[&a, &b], Duration::from_millis(100)));
+    let r = resolver(&device_config([&a, &b], Duration::from_millis(100)));
     get_from(&r, &cnf(), PHONE).await;
     // The phone moves to cluster 1.
     b.remove(&cnf());
@@ -573,10 +524,10 @@ async fn a_home_cluster_404_fans_out_and_relearns() {
 
 #[tokio::test]
 async fn a_device_whose_home_is_down_is_told_to_retry_not_to_auto_register() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     a.put("XMLDefault.cnf.xml", "auto-registration");
     b.put(cnf(), "config");
-    let r = resolver(&config(clusters_of(&[&a, &b])));
+    let r = resolver(&config(clusters_of([&a, &b])));
     get_from(&r, &cnf(), PHONE).await;
     b.set_status(500);
     // ITLSEP was never cached: no stale copy, no fan-out, retry later.
@@ -588,10 +539,10 @@ async fn a_device_whose_home_is_down_is_told_to_retry_not_to_auto_register() {
 async fn signed_files_come_from_the_phone_s_home_cluster() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("Ringlist.xml.sgn"), "local copy").unwrap();
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     b.put(cnf(), "config");
     b.put("Ringlist.xml.sgn", "signed by c2");
-    let mut config = config(clusters_of(&[&a, &b]));
+    let mut config = config(clusters_of([&a, &b]));
     config.tftp.root = Some(root.path().to_path_buf());
     let r = resolver(&config);
 
@@ -626,7 +577,7 @@ async fn a_home_without_the_signed_file_falls_back_to_local() {
     std::fs::write(root.path().join("ITLFile.tlv"), "local itl").unwrap();
     let b = HttpCluster::start().await;
     b.put(cnf(), "config");
-    let mut config = config(clusters_of(&[&b]));
+    let mut config = config(clusters_of([&b]));
     config.tftp.root = Some(root.path().to_path_buf());
     let r = resolver(&config);
     get_from(&r, &cnf(), PHONE).await;
@@ -656,7 +607,8 @@ async fn broken_bodies_are_never_served_or_cached() {
             }
             _ => bad.put(cnf(), vec![b'x'; 50_000]),
         }
-        let mut with_good = config(vec![cluster("c1", vec![bad.base_url(), good.base_url()])]);
+        let bad_then_good = vec![bad.base_url(), good.base_url()];
+        let mut with_good = config(vec![cluster_config("c1", bad_then_good)]);
         with_good.cache.max_file_size = 20_000;
         let r = resolver(&with_good);
         let answer = get(&r, &cnf()).await;
@@ -664,7 +616,7 @@ async fn broken_bodies_are_never_served_or_cached() {
         assert_eq!(bad.requests_for(&cnf()), 1, "{breakage}");
 
         // Only the broken address: retry later, nothing cached.
-        let mut alone = config(vec![cluster("c1", vec![bad.base_url()])]);
+        let mut alone = config(vec![cluster_config("c1", vec![bad.base_url()])]);
         alone.cache.max_file_size = 20_000;
         let r = resolver(&alone);
         assert_retry_later(&get(&r, &cnf()).await);
@@ -678,8 +630,8 @@ async fn broken_bodies_are_never_served_or_cached() {
 
 #[tokio::test]
 async fn unsafe_names_never_reach_a_cluster() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
-    let r = resolver(&config(clusters_of(&[&a, &b])));
+    let [a, b] = HttpCluster::start_many().await;
+    let r = resolver(&config(clusters_of([&a, &b])));
     for name in [
         "../x",
         "a/../../x",
@@ -708,7 +660,7 @@ async fn proxy_lookups_are_answered_from_caches_only() {
     let a = HttpCluster::start().await;
     a.put("Ringlist.xml", "ring");
     a.put(cnf(), "config");
-    let r = resolver(&config(clusters_of(&[&a])));
+    let r = resolver(&config(clusters_of([&a])));
     assert_not_found(&get_via_proxy(&r, "Ringlist.xml").await);
     assert_not_found(&get_via_proxy(&r, &cnf()).await);
     assert_eq!(a.requests(), 0);
@@ -728,7 +680,7 @@ async fn cluster_status_records_every_address() {
     let good = HttpCluster::start().await;
     good.put("AppDialRules.xml", "rules");
     let refused = refused_url();
-    let r = resolver(&config(vec![cluster(
+    let r = resolver(&config(vec![cluster_config(
         "c1",
         vec![refused.clone(), good.base_url()],
     )]));
@@ -753,10 +705,10 @@ async fn cluster_status_records_every_address() {
 
 #[tokio::test]
 async fn reconfigure_keeps_the_caches_of_remaining_clusters() {
-    let (a, b) = (HttpCluster::start().await, HttpCluster::start().await);
+    let [a, b] = HttpCluster::start_many().await;
     a.put("AppDialRules.xml", "a");
     b.put(cnf(), "config");
-    let first = config(clusters_of(&[&a, &b]));
+    let first = config(clusters_of([&a, &b]));
     let r = resolver(&first);
     get(&r, "AppDialRules.xml").await;
     get_from(&r, &cnf(), PHONE).await;
@@ -770,7 +722,7 @@ async fn reconfigure_keeps_the_caches_of_remaining_clusters() {
     );
 
     // Cluster 2 removed: its entries go; cluster 1's content stays.
-    let r = Resolver::reconfigure(&config(clusters_of(&[&a])), &r).unwrap();
+    let r = Resolver::reconfigure(&config(clusters_of([&a])), &r).unwrap();
     assert_eq!(r.home_of_device(&format!("SEP{MAC}")), None);
     assert_not_found(&get_from(&r, &cnf(), PHONE).await);
     assert_eq!(body(&get(&r, "AppDialRules.xml").await), "a");
@@ -779,16 +731,12 @@ async fn reconfigure_keeps_the_caches_of_remaining_clusters() {
 
 #[tokio::test]
 async fn locate_asks_every_address_and_explains() {
-    let (a1, a2, b) = (
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-        HttpCluster::start().await,
-    );
+    let [a1, a2, b] = HttpCluster::start_many().await;
     b.put(cnf(), "config");
     let mut clusters = vec![
-        cluster("c1", vec![a1.base_url(), a2.base_url()]),
-        cluster("c2", vec![b.base_url()]),
-        cluster("c3", vec![refused_url()]),
+        cluster_config("c1", vec![a1.base_url(), a2.base_url()]),
+        cluster_config("c2", vec![b.base_url()]),
+        cluster_config("c3", vec![refused_url()]),
     ];
     clusters[2].enabled = false;
     let r = resolver(&config(clusters));
@@ -820,7 +768,7 @@ async fn locate_asks_every_address_and_explains() {
     let report = r.locate(&cnf()).await;
     assert_eq!(report.verdict, LocateVerdict::RetryLater);
     assert!(report.reason.contains("busy"), "{}", report.reason);
-    let gone = resolver(&config(vec![cluster("c1", vec![refused_url()])]));
+    let gone = resolver(&config(vec![cluster_config("c1", vec![refused_url()])]));
     let report = gone.locate(&cnf()).await;
     assert_eq!(report.verdict, LocateVerdict::RetryLater);
     assert!(report.reason.contains("retry-later"), "{}", report.reason);

@@ -9,13 +9,15 @@
 //! and `ROBUSTNESS_SEED=<n> cargo test --test robustness -- --nocapture`
 //! replays a run.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tftproxy::config::Config;
-use tftproxy::daemon::Daemon;
+use support::daemon::TestDaemon;
+use support::rng::Rng;
 use tftproxy::tftp::client::{get, GetOptions};
 use tokio::net::UdpSocket;
 
@@ -24,39 +26,6 @@ const DATAGRAMS: usize = 10_000;
 /// Sockets they are sent from.
 const SENDERS: usize = 4;
 const DEFAULT_SEED: u64 = 0x7466_7470_726f_7879; // "tftproxy"
-
-/// xorshift64*: small, deterministic, good enough to make garbage.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-}
 
 /// The file a real client fetches after the storm.
 const GOOD_NAME: &str = "SEP001122334455.cnf.xml";
@@ -251,21 +220,21 @@ fn file_content() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_ten_thousand_hostile_datagrams() {
-    let root = tempfile::tempdir().unwrap();
     let content = file_content();
-    std::fs::write(root.path().join(GOOD_NAME), &content).unwrap();
-    std::fs::write(root.path().join("ITLFile.tlv"), b"itl").unwrap();
-
-    let mut config = Config::default();
-    config.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.tftp.root = Some(root.path().to_path_buf());
-    // Transfers started by the few valid requests are never acknowledged:
-    // let them give up quickly (unless the request asked for a long
-    // `timeout`; shutdown abandons those).
-    config.tftp.retransmit_timeout = Duration::from_millis(200);
-    config.tftp.max_retries = 2;
-    let daemon = Daemon::start(config).await.expect("daemon starts");
-    let server: SocketAddr = daemon.tftp_addrs()[0];
+    let instance = TestDaemon::builder()
+        .file(GOOD_NAME, &content)
+        .file("ITLFile.tlv", b"itl")
+        // Transfers started by the few valid requests are never acknowledged:
+        // let them give up quickly (unless the request asked for a long
+        // `timeout`; shutdown abandons those).
+        .tweak(|config| {
+            config.tftp.retransmit_timeout = Duration::from_millis(200);
+            config.tftp.max_retries = 2;
+        })
+        .start()
+        .await;
+    let daemon = &instance.daemon;
+    let server: SocketAddr = instance.tftp_v4();
 
     let seed = seed();
     println!("robustness: seed {seed} (ROBUSTNESS_SEED), listener {server}");

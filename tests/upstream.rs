@@ -4,10 +4,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::http_cluster::{refused_url, Behaviour, HangingListener, HttpCluster};
+use bytes::Bytes;
+use support::http_cluster::{refused_url, HangingListener, HttpCluster};
 use tftproxy::config::RemoteConfig;
 use tftproxy::resolve::upstream::{
-    is_from_proxy, AddressOutcome, ClusterVerdict, FailReason, Upstream, VIA,
+    is_from_proxy, AddressOutcome, ClusterReport, ClusterVerdict, FailReason, Upstream, VIA,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -49,6 +50,20 @@ fn failed(outcome: &AddressOutcome) -> &FailReason {
     match outcome {
         AddressOutcome::Failed(reason) => reason,
         other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+/// `fetch_cluster` over the base URLs of `servers`, in that order.
+async fn fetch_cluster(servers: &[&HttpCluster], name: &str) -> ClusterReport {
+    let addresses: Vec<String> = servers.iter().map(|s| s.base_url()).collect();
+    upstream().fetch_cluster(&addresses, name).await
+}
+
+/// The verdict for `body` served by the address at index `address`.
+fn found_at(body: impl Into<Bytes>, address: usize) -> ClusterVerdict {
+    ClusterVerdict::Found {
+        body: body.into(),
+        address,
     }
 }
 
@@ -380,20 +395,11 @@ async fn connections_are_reused() {
 
 #[tokio::test]
 async fn cluster_found_on_first_address_does_not_ask_others() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     a.put(CNF, "from a");
     b.put(CNF, "from b");
-    let report = upstream()
-        .fetch_cluster(&[a.base_url(), b.base_url()], CNF)
-        .await;
-    assert_eq!(
-        report.verdict,
-        ClusterVerdict::Found {
-            body: "from a".into(),
-            address: 0
-        }
-    );
+    let report = fetch_cluster(&[&a, &b], CNF).await;
+    assert_eq!(report.verdict, found_at("from a", 0));
     assert_eq!(report.addresses.len(), 1);
     assert_eq!(report.addresses[0].0, a.base_url());
     assert_eq!(b.requests(), 0);
@@ -401,12 +407,9 @@ async fn cluster_found_on_first_address_does_not_ask_others() {
 
 #[tokio::test]
 async fn cluster_not_found_is_authoritative() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     b.put(CNF, "from b");
-    let report = upstream()
-        .fetch_cluster(&[a.base_url(), b.base_url()], CNF)
-        .await;
+    let report = fetch_cluster(&[&a, &b], CNF).await;
     assert_eq!(report.verdict, ClusterVerdict::NotFound);
     assert_eq!(report.addresses.len(), 1);
     assert_eq!(report.addresses[0].1.status, Some(404));
@@ -420,21 +423,12 @@ async fn cluster_not_found_is_authoritative() {
 
 #[tokio::test]
 async fn cluster_busy_first_then_found_on_second() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     a.put(CNF, "from a");
     a.set_status(503);
     b.put(CNF, "from b");
-    let report = upstream()
-        .fetch_cluster(&[a.base_url(), b.base_url()], CNF)
-        .await;
-    assert_eq!(
-        report.verdict,
-        ClusterVerdict::Found {
-            body: "from b".into(),
-            address: 1
-        }
-    );
+    let report = fetch_cluster(&[&a, &b], CNF).await;
+    assert_eq!(report.verdict, found_at("from b", 1));
     assert_eq!(report.addresses.len(), 2);
     assert_eq!(report.addresses[0].1.outcome, AddressOutcome::Busy);
     assert_eq!(a.requests(), 1);
@@ -443,15 +437,11 @@ async fn cluster_busy_first_then_found_on_second() {
 
 #[tokio::test]
 async fn cluster_all_busy_is_busy() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
-    let c = HttpCluster::start().await;
+    let [a, b, c] = HttpCluster::start_many().await;
     for s in [&a, &b, &c] {
         s.set_status(503);
     }
-    let report = upstream()
-        .fetch_cluster(&[a.base_url(), b.base_url(), c.base_url()], CNF)
-        .await;
+    let report = fetch_cluster(&[&a, &b, &c], CNF).await;
     assert_eq!(report.verdict, ClusterVerdict::Busy);
     assert_eq!(report.addresses.len(), 3);
     assert!(report
@@ -481,13 +471,7 @@ async fn cluster_refused_hanging_then_good_is_found_within_bounds() {
     let report = upstream().fetch_cluster(&addresses, CNF).await;
     let took = start.elapsed();
 
-    assert_eq!(
-        report.verdict,
-        ClusterVerdict::Found {
-            body: "third time lucky".into(),
-            address: 2
-        }
-    );
+    assert_eq!(report.verdict, found_at("third time lucky", 2));
     assert!(
         took < CONNECT_TIMEOUT + REQUEST_TIMEOUT + MARGIN,
         "took {took:?}"
@@ -520,20 +504,11 @@ async fn cluster_all_refused_is_unreachable() {
 
 #[tokio::test]
 async fn cluster_server_error_tries_next() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     a.set_status(500);
     b.put(CNF, "from b");
-    let report = upstream()
-        .fetch_cluster(&[a.base_url(), b.base_url()], CNF)
-        .await;
-    assert_eq!(
-        report.verdict,
-        ClusterVerdict::Found {
-            body: "from b".into(),
-            address: 1
-        }
-    );
+    let report = fetch_cluster(&[&a, &b], CNF).await;
+    assert_eq!(report.verdict, found_at("from b", 1));
     assert_eq!(
         report.addresses[0].1.outcome,
         AddressOutcome::Failed(FailReason::Status(500))
@@ -542,40 +517,22 @@ async fn cluster_server_error_tries_next() {
 
 #[tokio::test]
 async fn cluster_redirect_tries_next() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     a.set_status(302);
     a.add_header("Location", "http://192.0.2.1/elsewhere");
     b.put(CNF, "from b");
-    let report = upstream()
-        .fetch_cluster(&[a.base_url(), b.base_url()], CNF)
-        .await;
-    assert_eq!(
-        report.verdict,
-        ClusterVerdict::Found {
-            body: "from b".into(),
-            address: 1
-        }
-    );
+    let report = fetch_cluster(&[&a, &b], CNF).await;
+    assert_eq!(report.verdict, found_at("from b", 1));
 }
 
 #[tokio::test]
 async fn cluster_wrong_length_tries_next() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     a.put(CNF, "truncated body");
     a.set_wrong_length(true);
     b.put(CNF, "good body");
-    let report = upstream()
-        .fetch_cluster(&[a.base_url(), b.base_url()], CNF)
-        .await;
-    assert_eq!(
-        report.verdict,
-        ClusterVerdict::Found {
-            body: "good body".into(),
-            address: 1
-        }
-    );
+    let report = fetch_cluster(&[&a, &b], CNF).await;
+    assert_eq!(report.verdict, found_at("good body", 1));
     assert!(matches!(
         failed(&report.addresses[0].1.outcome),
         FailReason::BodyLength { .. }
@@ -585,28 +542,18 @@ async fn cluster_wrong_length_tries_next() {
 
 #[tokio::test]
 async fn cluster_reset_mid_body_tries_next() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     let body = payload(300_000);
     a.put(CNF, body.clone());
     a.set_reset_mid_body(true);
     b.put(CNF, body.clone());
-    let report = upstream()
-        .fetch_cluster(&[a.base_url(), b.base_url()], CNF)
-        .await;
-    assert_eq!(
-        report.verdict,
-        ClusterVerdict::Found {
-            body: body.into(),
-            address: 1
-        }
-    );
+    let report = fetch_cluster(&[&a, &b], CNF).await;
+    assert_eq!(report.verdict, found_at(body, 1));
 }
 
 #[tokio::test]
 async fn cluster_all_failed_mixed_is_unreachable() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     a.set_status(500);
     b.put(CNF, payload(4096));
     b.set_reset_mid_body(true);
@@ -619,36 +566,17 @@ async fn cluster_all_failed_mixed_is_unreachable() {
 
 #[tokio::test]
 async fn cluster_per_name_override() {
-    let a = HttpCluster::start().await;
-    let b = HttpCluster::start().await;
+    let [a, b] = HttpCluster::start_many().await;
     a.put("ITLFile.tlv", "itl a");
     a.put(CNF, "cnf a");
-    a.behave_for(
-        "ITLFile.tlv",
-        Behaviour {
-            status: Some(503),
-            ..Behaviour::default()
-        },
-    );
+    a.set_status_for("ITLFile.tlv", 503);
     b.put("ITLFile.tlv", "itl b");
     let up = upstream();
     let addresses = [a.base_url(), b.base_url()];
     let itl = up.fetch_cluster(&addresses, "ITLFile.tlv").await;
-    assert_eq!(
-        itl.verdict,
-        ClusterVerdict::Found {
-            body: "itl b".into(),
-            address: 1
-        }
-    );
+    assert_eq!(itl.verdict, found_at("itl b", 1));
     let cnf = up.fetch_cluster(&addresses, CNF).await;
-    assert_eq!(
-        cnf.verdict,
-        ClusterVerdict::Found {
-            body: "cnf a".into(),
-            address: 0
-        }
-    );
+    assert_eq!(cnf.verdict, found_at("cnf a", 0));
 }
 
 #[tokio::test]

@@ -128,6 +128,18 @@ impl HttpCluster {
         HttpCluster { addr, shared, task }
     }
 
+    /// Starts `N` servers, one after the other: `let [a, b] = HttpCluster::start_many().await;`
+    pub async fn start_many<const N: usize>() -> [HttpCluster; N] {
+        let mut servers = Vec::with_capacity(N);
+        for _ in 0..N {
+            servers.push(HttpCluster::start().await);
+        }
+        match servers.try_into() {
+            Ok(servers) => servers,
+            Err(_) => unreachable!("N servers were started"),
+        }
+    }
+
     /// Starts a server that already holds `files`.
     pub async fn with_files<N: Into<String>, B: Into<Bytes>>(
         files: impl IntoIterator<Item = (N, B)>,
