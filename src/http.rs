@@ -282,7 +282,7 @@ async fn connection(
     _slot: ConnectionSlot,
     mut shutdown: Shutdown,
 ) {
-    let client = canonical(peer.ip());
+    let client = peer.ip().to_canonical();
     let service = {
         let shared = shared.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -318,17 +318,6 @@ async fn connection(
     };
     if let Err(error) = result {
         debug!(%client, %error, "HTTP connection ended");
-    }
-}
-
-/// `::ffff:a.b.c.d` → `a.b.c.d`, so a phone is known by one address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
     }
 }
 
@@ -696,14 +685,6 @@ mod tests {
             percent_decode("/Desktops/320x212x12/List.xml").as_deref(),
             Some("/Desktops/320x212x12/List.xml")
         );
-    }
-
-    #[test]
-    fn mapped_addresses_become_ipv4() {
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(canonical(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(canonical(v6), v6);
     }
 
     #[test]

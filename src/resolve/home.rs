@@ -50,7 +50,7 @@ impl Homes {
     }
 
     pub fn client(&self, client: IpAddr) -> Option<Arc<str>> {
-        self.clients.get(&canonical(client))
+        self.clients.get(&client.to_canonical())
     }
 
     /// Records that `device` (and the client that asked, if any) lives on
@@ -62,7 +62,8 @@ impl Homes {
             changed = true;
         }
         if let Some(client) = client {
-            let client = canonical(client);
+            // A dual-stack socket's ::ffff:a.b.c.d is the same phone as a.b.c.d.
+            let client = client.to_canonical();
             if self.clients.get(&client).as_ref() != Some(cluster) {
                 self.clients.insert(client, cluster.clone());
                 changed = true;
@@ -98,18 +99,6 @@ impl Homes {
 
     pub fn client_entries(&self) -> u64 {
         self.clients.entry_count()
-    }
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, from a dual-stack
-/// socket) is the same phone as its IPv4 form.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
     }
 }
 
