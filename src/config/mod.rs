@@ -1,0 +1,357 @@
+//! The configuration file: one TOML document, parsed into typed, validated
+//! settings. Every error names the file, the line and the key, and says what
+//! is allowed. Unknown keys are errors (a typo must not silently fall back to
+//! a default).
+//!
+//! How it works: the text is parsed twice — once by `toml_edit` into a
+//! span-keeping document (used only to know on which line each key sits), and
+//! once by serde into private "raw" structs whose every field is optional.
+//! The raw structs are then validated, field by field, into [`Config`]; a
+//! missing key takes the value of the `Default` impls below.
+//!
+//! # Keys in error messages
+//!
+//! A key is written as a dotted path from the top of the document:
+//! `tftp.max_block_size`, `cluster[2].addresses[1]`. **Array indices are
+//! 1-based** — `cluster[1]` is the first `[[cluster]]` table in the file,
+//! `addresses[1]` the first address of its list — because these names are
+//! read by people counting tables in a file. The line is the 1-based line of
+//! the key; when the key is absent (a required key left out) it is the line
+//! of the enclosing table's header.
+//!
+//! # Values
+//!
+//! * durations: strings understood by `humantime`: `"500ms"`, `"30s"`,
+//!   `"5m"`, `"1h 30m"`;
+//! * sizes: an integer number of bytes (`1048576`) or a string with a unit:
+//!   `"64KiB"`, `"512MiB"`, `"1GiB"` (binary) or `"512MB"` (decimal);
+//! * socket addresses: `"0.0.0.0:69"`, `"[::]:69"`, `"127.0.0.1:6969"`;
+//! * relative paths (`tftp.root`) are relative to the current directory of
+//!   the process, not to the configuration file.
+//!
+//! # Layout
+//!
+//! * this file: the public types, [`ConfigError`], the limits, the defaults,
+//!   [`Config::load`] and [`Config::parse`];
+//! * `raw`: the private serde structs the text is first read into;
+//! * `locate`: which line each key sits on, and which key a parse error is at;
+//! * `validate`: raw structs → [`Config`], with located errors;
+//! * `units`: durations and sizes, parsed and formatted;
+//! * `address`: cluster addresses, normalised to base URLs;
+//! * `render`: [`Config::render`], the effective configuration as TOML.
+
+mod address;
+mod locate;
+mod raw;
+mod render;
+mod units;
+mod validate;
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use address::normalize_address;
+pub use units::{format_duration, format_size, parse_duration, parse_size};
+
+use locate::{line_of_offset, syntax_error_key, Locator};
+use validate::Ctx;
+
+/// The whole, validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub tftp: TftpConfig,
+    pub http: Option<HttpConfig>,
+    pub admin: Option<AdminConfig>,
+    pub cache: CacheConfig,
+    pub remote: RemoteConfig,
+    /// Every `[[cluster]]`, in file order (= priority), disabled ones
+    /// included; see [`Config::enabled_clusters`].
+    pub clusters: Vec<ClusterConfig>,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TftpConfig {
+    pub listen: Vec<SocketAddr>,
+    pub root: Option<PathBuf>,
+    pub max_transfers: usize,
+    pub max_block_size: u16,
+    pub max_window_size: u16,
+    pub port_range: Option<RangeInclusive<u16>>,
+    /// First retransmit time-out when the client asks for none.
+    pub retransmit_timeout: Duration,
+    /// Retransmissions of one packet before a transfer is abandoned.
+    pub max_retries: u32,
+    /// How long running transfers may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpConfig {
+    pub listen: Vec<SocketAddr>,
+    /// How long a request that needs an upstream fetch waits before 503.
+    pub fetch_wait: Duration,
+    pub max_connections: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheConfig {
+    pub max_bytes: u64,
+    pub max_file_size: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub device_ttl: Duration,
+    /// Bound on the home-cluster tables (devices and client IPs).
+    pub max_homes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    Parallel,
+    Sequential,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnUnreachable {
+    RetryLater,
+    NotFound,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteConfig {
+    pub port: u16,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub strategy: Strategy,
+    pub on_unreachable: OnUnreachable,
+    pub prefer_home_cluster: bool,
+    /// Requests in flight to one cluster address at most; more wait their
+    /// turn (a cold boot storm must not open a connection per phone).
+    pub max_requests_per_address: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    pub id: String,
+    /// Empty when not configured.
+    pub description: String,
+    /// Empty when not configured.
+    pub fqdn: String,
+    pub enabled: bool,
+    /// 1–3 base URLs, e.g. `http://192.0.2.10:6970`, in the order to try.
+    /// Always `scheme://host:port`, without a trailing slash; see
+    /// [`normalize_address`] for how the written forms map to these.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `tftproxy=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// A configuration that cannot be used, with where and why.
+///
+/// `Invalid.key` is a dotted key with 1-based array indices
+/// (`cluster[2].addresses[1]`), `Invalid.line` the 1-based line of that key
+/// (or of its table's header when the key is absent).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// Port used for an `https://` cluster address written without a port: the
+/// port CUCM serves HTTPS TFTP on.
+pub const DEFAULT_HTTPS_PORT: u16 = 6972;
+
+/// Allowed `tftp.max_block_size` (RFC 2348; 65464 is the largest a UDP/IPv4
+/// datagram carries).
+pub const BLOCK_SIZE_RANGE: RangeInclusive<i64> = 512..=65464;
+/// Allowed `tftp.max_window_size` (RFC 7440; many clients fail above 64).
+pub const WINDOW_SIZE_RANGE: RangeInclusive<i64> = 1..=64;
+/// Allowed `tftp.max_transfers`.
+pub const MAX_TRANSFERS_RANGE: RangeInclusive<i64> = 1..=100_000;
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let doc = match toml_edit::ImDocument::parse(text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                let message = e.message().trim().lines().collect::<Vec<_>>().join("; ");
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line: line_of_offset(text, offset),
+                    key: syntax_error_key(text, offset),
+                    message: format!("invalid TOML: {message}"),
+                });
+            }
+        };
+        let locator = Locator::new(text, &doc);
+        let ctx = Ctx {
+            path,
+            loc: &locator,
+        };
+        let raw: raw::Config = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                let key = e
+                    .span()
+                    .and_then(|s| locator.key_at(&s))
+                    .unwrap_or_else(|| syntax_error_key(text, offset));
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line: line_of_offset(text, offset),
+                    message: serde_message(e.message(), &key),
+                    key,
+                });
+            }
+        };
+        ctx.validate(raw)
+    }
+
+    /// The clusters that are enabled, in priority order.
+    pub fn enabled_clusters(&self) -> impl Iterator<Item = &ClusterConfig> {
+        self.clusters.iter().filter(|c| c.enabled)
+    }
+}
+
+impl Default for Config {
+    /// All defaults: no HTTP front end, no admin endpoint, no cluster.
+    fn default() -> Self {
+        Config {
+            tftp: TftpConfig::default(),
+            http: None,
+            admin: None,
+            cache: CacheConfig::default(),
+            remote: RemoteConfig::default(),
+            clusters: Vec::new(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for TftpConfig {
+    fn default() -> Self {
+        TftpConfig {
+            listen: vec!["0.0.0.0:69".parse().unwrap(), "[::]:69".parse().unwrap()],
+            root: None,
+            max_transfers: 2000,
+            max_block_size: 1468,
+            max_window_size: 16,
+            port_range: None,
+            retransmit_timeout: Duration::from_secs(1),
+            max_retries: 5,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    /// The values taken by keys left out of an `[http]` section.
+    fn default() -> Self {
+        HttpConfig {
+            listen: vec!["0.0.0.0:6970".parse().unwrap()],
+            fetch_wait: Duration::from_secs(3),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    /// The value taken by `listen` when left out of an `[admin]` section.
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9669".parse().unwrap(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_bytes: 512 << 20,
+            max_file_size: 128 << 20,
+            ttl: Duration::from_secs(30 * 60),
+            negative_ttl: Duration::from_secs(30),
+            device_ttl: Duration::from_secs(5),
+            max_homes: 100_000,
+        }
+    }
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            port: 6970,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+            strategy: Strategy::Parallel,
+            on_unreachable: OnUnreachable::RetryLater,
+            prefer_home_cluster: true,
+            max_requests_per_address: 64,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Rewords serde's message for a person editing a TOML file.
+fn serde_message(message: &str, key: &str) -> String {
+    let mut m = message
+        .replace("unknown field", "unknown key")
+        .replace(", expected one of", "; allowed keys:")
+        .replace("expected i64", "expected an integer")
+        .replace("expected a sequence", "expected an array")
+        .replace("expected a boolean", "expected true or false");
+    if m.starts_with("unknown key") {
+        m = m.replace(", expected `", "; allowed key: `");
+    }
+    if key == "cluster" && m.contains("expected an array") {
+        m.push_str(" (write each cluster as [[cluster]], with double brackets)");
+    }
+    m
+}

@@ -1,0 +1,533 @@
+//! Validation: the raw serde structs turned, field by field, into the public
+//! types, every refusal a [`ConfigError`] naming the key and its line.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::address::{is_own_address, parse_address};
+use super::locate::Locator;
+use super::raw;
+use super::render::quote;
+use super::{
+    format_duration, parse_duration, parse_size, AdminConfig, CacheConfig, ClusterConfig, Config,
+    ConfigError, HttpConfig, LogConfig, LogFormat, OnUnreachable, RemoteConfig, Strategy,
+    TftpConfig, BLOCK_SIZE_RANGE, MAX_TRANSFERS_RANGE, WINDOW_SIZE_RANGE,
+};
+
+pub(super) struct Ctx<'a> {
+    pub(super) path: &'a Path,
+    pub(super) loc: &'a Locator,
+}
+
+type Res<T> = Result<T, ConfigError>;
+
+impl Ctx<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: self.loc.line_of(key),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn int(&self, key: &str, v: Option<i64>, range: RangeInclusive<i64>, default: i64) -> Res<i64> {
+        let v = v.unwrap_or(default);
+        if !range.contains(&v) {
+            return Err(self.err(
+                key,
+                format!(
+                    "must be between {} and {}, got {v}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        v: Option<raw::Dur>,
+        range: RangeInclusive<Duration>,
+        default: Duration,
+    ) -> Res<Duration> {
+        let Some(raw::Dur(text)) = v else {
+            return Ok(default);
+        };
+        let d = parse_duration(&text).map_err(|m| self.err(key, m))?;
+        if !range.contains(&d) {
+            let lo = format_duration(*range.start());
+            let hi = format_duration(*range.end());
+            return Err(self.err(
+                key,
+                format!("must be between {lo} and {hi}, got {}", text.trim()),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn size(&self, key: &str, v: Option<raw::Size>, nonzero: bool, default: u64) -> Res<u64> {
+        let n = match v {
+            None => return Ok(default),
+            Some(raw::Size::Bytes(n)) => u64::try_from(n)
+                .map_err(|_| self.err(key, format!("must not be negative, got {n}")))?,
+            Some(raw::Size::Text(t)) => parse_size(&t).map_err(|m| self.err(key, m))?,
+        };
+        if nonzero && n == 0 {
+            return Err(self.err(key, "must be greater than 0, got 0"));
+        }
+        Ok(n)
+    }
+
+    fn listen_list(
+        &self,
+        key: &str,
+        v: Option<raw::OneOrMany>,
+        default: Vec<SocketAddr>,
+        example: &str,
+    ) -> Res<Vec<SocketAddr>> {
+        let Some(raw::OneOrMany(list)) = v else {
+            return Ok(default);
+        };
+        if list.is_empty() {
+            return Err(self.err(
+                key,
+                format!("must list at least one address to listen on, like [{example}]"),
+            ));
+        }
+        let mut out: Vec<SocketAddr> = Vec::with_capacity(list.len());
+        for (i, s) in list.iter().enumerate() {
+            let k = format!("{key}[{}]", i + 1);
+            let a = self.socket_addr(&k, s, example)?;
+            if let Some(j) = out.iter().position(|b| *b == a) {
+                return Err(self.err(&k, format!("{a} is listed twice (also {key}[{}])", j + 1)));
+            }
+            out.push(a);
+        }
+        Ok(out)
+    }
+
+    fn socket_addr(&self, key: &str, s: &str, example: &str) -> Res<SocketAddr> {
+        s.trim().parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                key,
+                format!(
+                    "must be an IP address and port like {example}, got {}",
+                    quote(s)
+                ),
+            )
+        })
+    }
+
+    pub(super) fn validate(&self, raw: raw::Config) -> Res<Config> {
+        let tftp = self.tftp(raw.tftp)?;
+        let http = match raw.http {
+            Some(h) => Some(self.http(h)?),
+            None => None,
+        };
+        let admin = match raw.admin {
+            Some(a) => Some(AdminConfig {
+                listen: match a.listen {
+                    Some(s) => self.socket_addr("admin.listen", &s, "\"127.0.0.1:9669\"")?,
+                    None => AdminConfig::default().listen,
+                },
+            }),
+            None => None,
+        };
+        let cache = self.cache(raw.cache)?;
+        let remote = self.remote(raw.remote)?;
+        let log = self.log(raw.log)?;
+        let http_listen = http.as_ref().map_or(&[][..], |h| &h.listen[..]);
+        let clusters = self.clusters(raw.cluster, remote.port, http_listen)?;
+        Ok(Config {
+            tftp,
+            http,
+            admin,
+            cache,
+            remote,
+            clusters,
+            log,
+        })
+    }
+
+    fn tftp(&self, t: raw::Tftp) -> Res<TftpConfig> {
+        let d = TftpConfig::default();
+        let listen = self.listen_list(
+            "tftp.listen",
+            t.listen,
+            d.listen,
+            "\"0.0.0.0:69\", \"[::]:69\"",
+        )?;
+        let root = match t.root {
+            None => None,
+            Some(r) => {
+                if r.trim().is_empty() {
+                    return Err(self.err("tftp.root", "must be a directory path, got \"\""));
+                }
+                let p = PathBuf::from(&r);
+                match std::fs::metadata(&p) {
+                    Ok(m) if m.is_dir() => Some(p),
+                    Ok(_) => {
+                        return Err(
+                            self.err("tftp.root", format!("{} is not a directory", quote(&r)))
+                        )
+                    }
+                    Err(e) => {
+                        return Err(self.err(
+                            "tftp.root",
+                            format!(
+                                "directory {} cannot be used: {e} (a relative path is \
+                                 relative to the current directory)",
+                                quote(&r)
+                            ),
+                        ))
+                    }
+                }
+            }
+        };
+        let max_transfers = self.int(
+            "tftp.max_transfers",
+            t.max_transfers,
+            MAX_TRANSFERS_RANGE,
+            2000,
+        )? as usize;
+        let max_block_size = self.int(
+            "tftp.max_block_size",
+            t.max_block_size,
+            BLOCK_SIZE_RANGE,
+            d.max_block_size.into(),
+        )? as u16;
+        let max_window_size = self.int(
+            "tftp.max_window_size",
+            t.max_window_size,
+            WINDOW_SIZE_RANGE,
+            d.max_window_size.into(),
+        )? as u16;
+        let port_range = match t.port_range {
+            None => None,
+            Some(s) => Some(self.port_range(&s)?),
+        };
+        let retransmit_timeout = self.duration(
+            "tftp.retransmit_timeout",
+            t.retransmit_timeout,
+            Duration::from_millis(100)..=Duration::from_secs(60),
+            d.retransmit_timeout,
+        )?;
+        let max_retries = self.int(
+            "tftp.max_retries",
+            t.max_retries,
+            1..=20,
+            d.max_retries.into(),
+        )? as u32;
+        let shutdown_grace = self.duration(
+            "tftp.shutdown_grace",
+            t.shutdown_grace,
+            Duration::ZERO..=Duration::from_secs(3600),
+            d.shutdown_grace,
+        )?;
+        Ok(TftpConfig {
+            listen,
+            root,
+            max_transfers,
+            max_block_size,
+            max_window_size,
+            port_range,
+            retransmit_timeout,
+            max_retries,
+            shutdown_grace,
+        })
+    }
+
+    fn port_range(&self, s: &str) -> Res<RangeInclusive<u16>> {
+        let bad = || {
+            self.err(
+                "tftp.port_range",
+                format!(
+                    "must be \"LO-HI\" with 1024 <= LO <= HI <= 65535, like \"49152-49407\", got {}",
+                    quote(s)
+                ),
+            )
+        };
+        let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+        let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+        let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+        if lo < 1024 || lo > hi {
+            return Err(bad());
+        }
+        Ok(lo..=hi)
+    }
+
+    fn http(&self, h: raw::Http) -> Res<HttpConfig> {
+        let d = HttpConfig::default();
+        Ok(HttpConfig {
+            listen: self.listen_list("http.listen", h.listen, d.listen, "\"0.0.0.0:6970\"")?,
+            fetch_wait: self.duration(
+                "http.fetch_wait",
+                h.fetch_wait,
+                Duration::ZERO..=Duration::from_secs(60),
+                d.fetch_wait,
+            )?,
+            max_connections: self.int(
+                "http.max_connections",
+                h.max_connections,
+                1..=1_000_000,
+                d.max_connections as i64,
+            )? as usize,
+        })
+    }
+
+    fn cache(&self, c: raw::Cache) -> Res<CacheConfig> {
+        let d = CacheConfig::default();
+        Ok(CacheConfig {
+            max_bytes: self.size("cache.max_bytes", c.max_bytes, false, d.max_bytes)?,
+            max_file_size: self.size(
+                "cache.max_file_size",
+                c.max_file_size,
+                true,
+                d.max_file_size,
+            )?,
+            ttl: self.duration("cache.ttl", c.ttl, Duration::ZERO..=Duration::MAX, d.ttl)?,
+            negative_ttl: self.duration(
+                "cache.negative_ttl",
+                c.negative_ttl,
+                Duration::ZERO..=Duration::MAX,
+                d.negative_ttl,
+            )?,
+            device_ttl: self.duration(
+                "cache.device_ttl",
+                c.device_ttl,
+                Duration::ZERO..=Duration::MAX,
+                d.device_ttl,
+            )?,
+            max_homes: self.int(
+                "cache.max_homes",
+                c.max_homes,
+                1..=100_000_000,
+                d.max_homes as i64,
+            )? as u64,
+        })
+    }
+
+    fn remote(&self, r: raw::Remote) -> Res<RemoteConfig> {
+        let d = RemoteConfig::default();
+        let timeouts = Duration::from_millis(1)..=Duration::from_secs(3600);
+        let strategy = match r.strategy.as_deref() {
+            None => d.strategy,
+            Some("parallel") => Strategy::Parallel,
+            Some("sequential") => Strategy::Sequential,
+            Some(other) => {
+                return Err(self.err(
+                    "remote.strategy",
+                    format!(
+                        "must be \"parallel\" or \"sequential\", got {}",
+                        quote(other)
+                    ),
+                ))
+            }
+        };
+        let on_unreachable = match r.on_unreachable.as_deref() {
+            None => d.on_unreachable,
+            Some("retry-later") => OnUnreachable::RetryLater,
+            Some("not-found") => OnUnreachable::NotFound,
+            Some(other) => {
+                return Err(self.err(
+                    "remote.on_unreachable",
+                    format!(
+                        "must be \"retry-later\" or \"not-found\", got {}",
+                        quote(other)
+                    ),
+                ))
+            }
+        };
+        Ok(RemoteConfig {
+            port: self.int("remote.port", r.port, 1..=65535, d.port.into())? as u16,
+            connect_timeout: self.duration(
+                "remote.connect_timeout",
+                r.connect_timeout,
+                timeouts.clone(),
+                d.connect_timeout,
+            )?,
+            request_timeout: self.duration(
+                "remote.request_timeout",
+                r.request_timeout,
+                timeouts,
+                d.request_timeout,
+            )?,
+            strategy,
+            on_unreachable,
+            prefer_home_cluster: r.prefer_home_cluster.unwrap_or(d.prefer_home_cluster),
+            max_requests_per_address: self.int(
+                "remote.max_requests_per_address",
+                r.max_requests_per_address,
+                1..=10_000,
+                d.max_requests_per_address as i64,
+            )? as usize,
+        })
+    }
+
+    fn log(&self, l: raw::Log) -> Res<LogConfig> {
+        let d = LogConfig::default();
+        let level = match l.level {
+            None => d.level,
+            Some(level) => {
+                if level.trim().is_empty() {
+                    return Err(self.err(
+                        "log.level",
+                        "must be a tracing filter like \"info\" or \"info,tftproxy=debug\", got \"\"",
+                    ));
+                }
+                if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+                    return Err(self.err(
+                        "log.level",
+                        format!(
+                            "must be a tracing filter like \"info\" or \"info,tftproxy=debug\", \
+                             got {} ({e})",
+                            quote(&level)
+                        ),
+                    ));
+                }
+                level
+            }
+        };
+        let format = match l.format.as_deref() {
+            None => d.format,
+            Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(self.err(
+                    "log.format",
+                    format!("must be \"text\" or \"json\", got {}", quote(other)),
+                ))
+            }
+        };
+        Ok(LogConfig { level, format })
+    }
+
+    fn clusters(
+        &self,
+        raw: Vec<raw::Cluster>,
+        default_port: u16,
+        http_listen: &[SocketAddr],
+    ) -> Res<Vec<ClusterConfig>> {
+        let mut out: Vec<ClusterConfig> = Vec::with_capacity(raw.len());
+        // Every address of an enabled cluster: (url, key where written).
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (i, c) in raw.into_iter().enumerate() {
+            let base = format!("cluster[{}]", i + 1);
+            let id_key = format!("{base}.id");
+            let id = c.id.ok_or_else(|| {
+                self.err(&id_key, "is required: 1-50 characters of A-Z a-z 0-9 . -")
+            })?;
+            let id_ok = (1..=50).contains(&id.chars().count())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !id_ok {
+                return Err(self.err(
+                    &id_key,
+                    format!(
+                        "must be 1-50 characters of A-Z a-z 0-9 . -, got {}",
+                        quote(&id)
+                    ),
+                ));
+            }
+            if let Some(j) = out.iter().position(|o| o.id == id) {
+                return Err(self.err(
+                    &id_key,
+                    format!(
+                        "duplicate cluster id {} (also cluster[{}].id)",
+                        quote(&id),
+                        j + 1
+                    ),
+                ));
+            }
+            let description = c.description.unwrap_or_default();
+            let n = description.chars().count();
+            if n > 128 {
+                return Err(self.err(
+                    &format!("{base}.description"),
+                    format!("must be at most 128 characters, got {n}"),
+                ));
+            }
+            if description.chars().any(char::is_control) {
+                return Err(self.err(
+                    &format!("{base}.description"),
+                    "must not contain control characters (line breaks, tabs)",
+                ));
+            }
+            let fqdn = c.fqdn.unwrap_or_default();
+            let fqdn_ok = fqdn.chars().count() <= 50
+                && fqdn
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-* ".contains(&b));
+            if !fqdn_ok {
+                return Err(self.err(
+                    &format!("{base}.fqdn"),
+                    format!(
+                        "must be at most 50 characters of A-Z a-z 0-9 . - * and space, got {}",
+                        quote(&fqdn)
+                    ),
+                ));
+            }
+            let enabled = c.enabled.unwrap_or(true);
+            let addr_key = format!("{base}.addresses");
+            let written = c.addresses.unwrap_or_default();
+            if enabled && !(1..=3).contains(&written.len()) {
+                return Err(self.err(
+                    &addr_key,
+                    format!(
+                        "an enabled cluster needs 1 to 3 addresses (replicas of one cluster, \
+                         tried in order), got {}",
+                        written.len()
+                    ),
+                ));
+            }
+            if written.len() > 3 {
+                return Err(self.err(
+                    &addr_key,
+                    format!("must list at most 3 addresses, got {}", written.len()),
+                ));
+            }
+            let mut addresses = Vec::with_capacity(written.len());
+            for (j, w) in written.iter().enumerate() {
+                let key = format!("{addr_key}[{}]", j + 1);
+                let (url, host, port) =
+                    parse_address(w, default_port).map_err(|m| self.err(&key, m))?;
+                if let Some(own) = http_listen.iter().find(|l| is_own_address(&host, port, l)) {
+                    return Err(self.err(
+                        &key,
+                        format!(
+                            "{} points at tftproxy's own [http] listen address {own}: \
+                             a request loop",
+                            quote(w)
+                        ),
+                    ));
+                }
+                if addresses.contains(&url) {
+                    return Err(self.err(&key, format!("{url} is listed twice in this cluster")));
+                }
+                if enabled {
+                    if let Some((_, other)) = seen.iter().find(|(u, _)| *u == url) {
+                        return Err(
+                            self.err(&key, format!("{url} is already an address of {other}"))
+                        );
+                    }
+                    seen.push((url.clone(), key.clone()));
+                }
+                addresses.push(url);
+            }
+            out.push(ClusterConfig {
+                id,
+                description,
+                fqdn,
+                enabled,
+                addresses,
+            });
+        }
+        Ok(out)
+    }
+}
