@@ -135,6 +135,11 @@ pub struct RemoteConfig {
     /// Requests in flight to one cluster address at most; more wait their
     /// turn (a cold boot storm must not open a connection per phone).
     pub max_requests_per_address: usize,
+    /// A PEM bundle of extra root certificates trusted for `https://`
+    /// cluster addresses, on top of the public (webpki) roots: CUCM's HTTPS
+    /// port presents a certificate signed by the cluster's own CA or
+    /// self-signed. Checked at load to hold at least one certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -326,6 +331,7 @@ impl Default for RemoteConfig {
             on_unreachable: OnUnreachable::RetryLater,
             prefer_home_cluster: true,
             max_requests_per_address: 64,
+            ca_file: None,
         }
     }
 }

@@ -67,6 +67,7 @@ pub struct Remote {
     pub on_unreachable: Option<String>,
     pub prefer_home_cluster: Option<bool>,
     pub max_requests_per_address: Option<i64>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

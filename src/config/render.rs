@@ -121,6 +121,14 @@ impl Config {
             "max_requests_per_address = {}",
             r.max_requests_per_address
         );
+        match &r.ca_file {
+            Some(ca_file) => {
+                let _ = writeln!(o, "ca_file = {}", quote(&ca_file.to_string_lossy()));
+            }
+            None => {
+                let _ = writeln!(o, "# ca_file: not set (https:// clusters: public CAs only)");
+            }
+        }
         let _ = writeln!(o);
         let _ = writeln!(o, "[log]");
         let _ = writeln!(o, "level = {}", quote(&self.log.level));

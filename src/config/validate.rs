@@ -366,7 +366,47 @@ impl Ctx<'_> {
                 1..=10_000,
                 d.max_requests_per_address as i64,
             )? as usize,
+            ca_file: match r.ca_file {
+                None => None,
+                Some(f) => Some(self.ca_file(&f)?),
+            },
         })
+    }
+
+    /// `remote.ca_file`: a readable PEM bundle with at least one certificate.
+    fn ca_file(&self, f: &str) -> Res<PathBuf> {
+        const KEY: &str = "remote.ca_file";
+        if f.trim().is_empty() {
+            return Err(self.err(KEY, "must be the path of a PEM file, got \"\""));
+        }
+        let p = PathBuf::from(f);
+        let pem = std::fs::read(&p).map_err(|e| {
+            self.err(
+                KEY,
+                format!(
+                    "file {} cannot be read: {e} (a relative path is relative to the \
+                     current directory)",
+                    quote(f)
+                ),
+            )
+        })?;
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => Ok(p),
+            Ok(_) => Err(self.err(
+                KEY,
+                format!(
+                    "file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    quote(f)
+                ),
+            )),
+            Err(_) => Err(self.err(
+                KEY,
+                format!(
+                    "file {} holds a PEM certificate that cannot be decoded",
+                    quote(f)
+                ),
+            )),
+        }
     }
 
     fn log(&self, l: raw::Log) -> Res<LogConfig> {

@@ -55,11 +55,14 @@ pub fn is_from_proxy(headers_via_value: &str) -> bool {
     })
 }
 
-/// The client could not be built (TLS back end initialisation).
+/// The client could not be built (TLS back end initialisation, or
+/// `remote.ca_file` no longer readable).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot build the upstream HTTP client: {0}")]
     Client(String),
+    #[error("remote.ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
 }
 
 /// Why one address did not give a usable answer. `Display` is written to read
@@ -96,6 +99,22 @@ pub enum FailReason {
     /// (a `.`/`..` segment, or a malformed base URL).
     #[error("cannot build a URL: {0}")]
     InvalidUrl(String),
+}
+
+/// The certificates of `remote.ca_file`, trusted on top of the public roots.
+/// The file was checked when the configuration was loaded; it is read again
+/// here (it may have changed since).
+fn extra_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, UpstreamError> {
+    let error = |message: String| UpstreamError::CaFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| error(format!("cannot be read: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| error(innermost(&e)))?;
+    if certs.is_empty() {
+        return Err(error("holds no PEM certificate".into()));
+    }
+    Ok(certs)
 }
 
 fn status_text(code: u16) -> String {
@@ -237,8 +256,13 @@ impl Upstream {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         headers.insert(VIA_HEADER, HeaderValue::from_static(VIA));
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
+        if let Some(path) = &remote.ca_file {
+            for cert in extra_roots(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .user_agent(USER_AGENT)
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
