@@ -545,3 +545,20 @@ async fn a_phone_that_reuses_its_port_gets_its_next_file_at_once() {
         }
     );
 }
+
+#[tokio::test]
+async fn the_client_can_reuse_one_socket_for_several_downloads() {
+    let server = tftp_server()
+        .file("a", b"first")
+        .file("b", b"second")
+        .start()
+        .await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for (name, content) in [("a", &b"first"[..]), ("b", b"second"), ("a", b"first")] {
+        let download =
+            tftproxy::tftp::client::get_with_socket(&socket, server.tftp_v4(), name, &quick())
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(download.data, content);
+    }
+}

@@ -108,45 +108,17 @@ pub async fn get_with_socket(
         max_size: options.max_size,
     };
     let mut receive = Receive::start(name, config, started);
-    // The server answers from a new port (its transfer ID); we lock onto the
-    // first one that answers from the server's address.
-    let mut peer: Option<SocketAddr> = None;
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        while let Some(datagram) = receive.poll_transmit() {
-            socket.send_to(&datagram, peer.unwrap_or(server)).await?;
-        }
-        if receive.result().is_some() {
-            break;
-        }
-        let Some(deadline) = receive.deadline() else {
-            break;
-        };
-        tokio::select! {
-            received = socket.recv_from(&mut buf) => {
-                let (n, from) = match received {
-                    Ok(r) => r,
-                    // An ICMP error from an earlier send; keep waiting.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                match peer {
-                    Some(p) if p != from => continue,
-                    None if from.ip() != server.ip() => continue,
-                    _ => {}
-                }
-                receive.handle_datagram(&buf[..n], Instant::now());
-                if peer.is_none() && receive.has_answer() {
-                    peer = Some(from);
-                }
-            }
-            _ = tokio::time::sleep_until(deadline.into()) => receive.handle_timeout(Instant::now()),
-        }
+    // One byte more than the largest valid DATA, so an oversized block is
+    // seen as such instead of being silently truncated.
+    let largest = usize::from(options.block_size.unwrap_or(512).max(512)) + 4;
+    let mut buf = vec![0u8; largest + 1];
+    let mut connected = false;
+    let exchanged = exchange(socket, server, &mut receive, &mut buf, &mut connected).await;
+    if connected {
+        // The caller may use the socket again, for another server port.
+        disconnect(socket);
     }
-    // Flush a final ERROR (e.g. refusing an OACK) before reporting.
-    while let Some(datagram) = receive.poll_transmit() {
-        let _ = socket.send_to(&datagram, peer.unwrap_or(server)).await;
-    }
+    exchanged?;
     match receive.result().cloned() {
         Some(Ok(())) => Ok(Download {
             negotiated: receive.negotiated().to_vec(),
@@ -161,5 +133,77 @@ pub async fn get_with_socket(
         }),
         Some(Err(error)) => Err(error.into()),
         None => Err(ReceiveError::TimedOut.into()),
+    }
+}
+
+/// Runs the download on the socket until it ends. The server answers from a
+/// new port (its transfer ID); we lock onto the first one that answers from
+/// the server's address and connect to it, so the kernel filters every other
+/// sender and each send skips the route lookup.
+async fn exchange(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    receive: &mut Receive,
+    buf: &mut [u8],
+    connected: &mut bool,
+) -> io::Result<()> {
+    let mut peer: Option<SocketAddr> = None;
+    loop {
+        while let Some(datagram) = receive.poll_transmit() {
+            if *connected {
+                socket.send(&datagram).await?;
+            } else {
+                socket.send_to(&datagram, peer.unwrap_or(server)).await?;
+            }
+        }
+        if receive.result().is_some() {
+            break;
+        }
+        let Some(deadline) = receive.deadline() else {
+            break;
+        };
+        tokio::select! {
+            received = socket.recv_from(buf) => {
+                let (n, from) = match received {
+                    Ok(r) => r,
+                    // An ICMP error from an earlier send; keep waiting.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    Err(e) => return Err(e),
+                };
+                match peer {
+                    Some(p) if p != from => continue,
+                    None if from.ip() != server.ip() => continue,
+                    _ => {}
+                }
+                receive.handle_datagram(&buf[..n], Instant::now());
+                if peer.is_none() && receive.has_answer() {
+                    peer = Some(from);
+                    *connected = socket.connect(from).await.is_ok();
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => receive.handle_timeout(Instant::now()),
+        }
+    }
+    // Flush a final ERROR (e.g. refusing an OACK) before reporting.
+    while let Some(datagram) = receive.poll_transmit() {
+        let _ = socket.send_to(&datagram, peer.unwrap_or(server)).await;
+    }
+    Ok(())
+}
+
+/// Dissolves a UDP socket's association (`connect` to `AF_UNSPEC`), so it
+/// receives from anyone again.
+fn disconnect(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero sockaddr with family AF_UNSPEC is the documented
+    // way to dissolve the association; the length covers the family field.
+    unsafe {
+        let mut unspec: libc::sockaddr = std::mem::zeroed();
+        unspec.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+        libc::connect(
+            socket.as_raw_fd(),
+            &unspec,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        );
     }
 }
