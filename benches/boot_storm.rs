@@ -1204,6 +1204,23 @@ fn upstream_counts(clusters: &[http_cluster::HttpCluster]) -> HashMap<(usize, St
     counts
 }
 
+/// `count` HTTP clusters on `runtime`, each answering after `delay`.
+fn start_clusters(
+    runtime: &ServerRuntime,
+    count: usize,
+    delay: Duration,
+) -> Vec<http_cluster::HttpCluster> {
+    runtime.block_on(async {
+        let mut clusters = Vec::new();
+        for _ in 0..count {
+            let cluster = http_cluster::HttpCluster::start().await;
+            cluster.set_delay(delay);
+            clusters.push(cluster);
+        }
+        clusters
+    })
+}
+
 fn proxy_command(args: ProxyArgs) -> Result<()> {
     let upstream = ServerRuntime::new("clusters", 1)?;
     let server = ServerRuntime::new("tftproxy", args.server_threads)?;
@@ -1212,15 +1229,7 @@ fn proxy_command(args: ProxyArgs) -> Result<()> {
 
     // Device files spread over the clusters; common files on every cluster
     // (each cluster's own copy, as each CUCM cluster signs its own).
-    let clusters: Vec<http_cluster::HttpCluster> = upstream.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..args.clusters {
-            let cluster = http_cluster::HttpCluster::start().await;
-            cluster.set_delay(delay);
-            v.push(cluster);
-        }
-        v
-    });
+    let clusters: Vec<http_cluster::HttpCluster> = start_clusters(&upstream, args.clusters, delay);
     for phone in 0..args.phones {
         clusters[phone % args.clusters].put(config_name(phone), content(CONFIG_SIZE, phone as u64));
     }
@@ -1351,15 +1360,7 @@ fn first_byte_command(args: FirstByteArgs) -> Result<()> {
     let upstream = ServerRuntime::new("clusters", 1)?;
     let runtime = client_runtime(1)?;
     let delay = Duration::from_millis(args.delay_ms);
-    let clusters: Vec<http_cluster::HttpCluster> = upstream.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..args.clusters {
-            let cluster = http_cluster::HttpCluster::start().await;
-            cluster.set_delay(delay);
-            v.push(cluster);
-        }
-        v
-    });
+    let clusters: Vec<http_cluster::HttpCluster> = start_clusters(&upstream, args.clusters, delay);
     let last = clusters.last().context("no cluster")?;
     let name = |strategy: usize, run: usize| {
         format!(
