@@ -22,13 +22,25 @@ use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::resolve::{Resolver, SharedResolver};
 use crate::shutdown::{self, Trigger};
 use crate::systemd;
-use crate::tftp::server::{self, Context, Listener, Settings};
+use crate::tftp::server::{self, Context, Listener, Settings, SharedContext};
 
-/// The TFTP listeners of one configuration generation.
-struct TftpGeneration {
-    listen: Vec<SocketAddr>,
-    bound: Vec<SocketAddr>,
-    context: Arc<Context>,
+/// The TFTP front: listener sockets, and the context they hand requests to.
+///
+/// A reload keeps the sockets of addresses still configured (requests queued
+/// in them are not lost, and a port-0 listener keeps its port) and swaps the
+/// context, so new requests get the new settings while running transfers
+/// finish under the ones they started with.
+struct TftpFront {
+    context: SharedContext,
+    /// In the order of `tftp.listen`.
+    listeners: Vec<TftpListener>,
+}
+
+/// One running TFTP listener.
+struct TftpListener {
+    configured: SocketAddr,
+    bound: SocketAddr,
+    /// Fired, or dropped, to stop the listener.
     stop: Trigger,
 }
 
@@ -37,7 +49,7 @@ pub struct Daemon {
     config: Mutex<Config>,
     resolver: SharedResolver,
     metrics: Arc<Metrics>,
-    tftp: Mutex<TftpGeneration>,
+    tftp: Mutex<TftpFront>,
     /// Earlier generations whose transfers may still be running.
     retired: Mutex<Vec<Arc<Context>>>,
     /// Shared by every HTTP listener, across reloads (connection count).
@@ -69,9 +81,18 @@ impl Daemon {
             metrics.clone(),
         )?));
         // Bind every socket before serving on any.
+        let tftp_bound = bind_tftp(&config, &[])?;
         let http_bound = bind_http(&config, &[])?;
         let admin_bound = bind_admin(&config, None)?;
-        let tftp = start_tftp(&config, resolver.clone(), metrics.clone())?;
+        let context: SharedContext = Arc::new(ArcSwap::new(Context::new(
+            Settings::from_config(&config.tftp),
+            resolver.clone(),
+            metrics.clone(),
+        )));
+        let tftp = TftpFront {
+            listeners: start_tftp(&config, Vec::new(), tftp_bound, &context),
+            context,
+        };
         let http = HttpShared::new(http_settings(&config), resolver.clone(), metrics.clone());
         let http_listeners = start_http(http_bound, &http)?;
         let daemon = Arc::new_cyclic(|this| Daemon {
@@ -115,7 +136,7 @@ impl Daemon {
 
     /// The TFTP addresses actually bound (ports resolved).
     pub fn tftp_addrs(&self) -> Vec<SocketAddr> {
-        lock(&self.tftp).bound.clone()
+        lock(&self.tftp).listeners.iter().map(|l| l.bound).collect()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -132,7 +153,7 @@ impl Daemon {
 
     /// TFTP transfers running now, across configuration generations.
     pub fn active_transfers(&self) -> usize {
-        let current = lock(&self.tftp).context.active_transfers();
+        let current = lock(&self.tftp).context.load().active_transfers();
         current
             + lock(&self.retired)
                 .iter()
@@ -170,38 +191,18 @@ impl Daemon {
         let current_admin = lock(&self.admin).as_ref().map(|a| a.configured);
         let admin_bound = bind_admin(&new, current_admin).map_err(|e| e.to_string())?;
         let mut tftp = lock(&self.tftp);
-        let tftp_changed = lock(&self.config).tftp != new.tftp;
-        // Bind the new listeners before letting go of the old ones, so a bad
-        // address leaves the daemon exactly as it was.
-        let replacement = if tftp_changed {
-            let same_addresses = tftp.listen == new.tftp.listen;
-            if same_addresses {
-                // Same sockets, new settings: stop the old listeners first
-                // (the addresses must be free to bind again).
-                tftp.stop.fire();
-            }
-            match start_tftp(&new, self.resolver.clone(), self.metrics.clone()) {
-                Ok(generation) => Some(generation),
-                Err(error) if same_addresses => {
-                    // Could not rebind what we just released: keep serving
-                    // with the old settings on fresh sockets.
-                    let old = lock(&self.config).clone();
-                    *tftp = start_tftp(&old, self.resolver.clone(), self.metrics.clone()).map_err(
-                        |e| format!("{error}; and restoring the old listeners failed: {e}"),
-                    )?;
-                    return Err(error.to_string());
-                }
-                Err(error) => return Err(error.to_string()),
-            }
-        } else {
-            None
-        };
+        let kept_tftp: Vec<SocketAddr> = tftp.listeners.iter().map(|l| l.configured).collect();
+        let tftp_bound = bind_tftp(&new, &kept_tftp).map_err(|e| e.to_string())?;
+        // Every socket is bound: nothing below can fail.
         self.resolver.store(Arc::new(resolver));
-        if let Some(generation) = replacement {
-            let old = std::mem::replace(&mut *tftp, generation);
-            old.stop.fire();
-            lock(&self.retired).push(old.context);
+        if lock(&self.config).tftp != new.tftp {
+            let old = tftp.context.load_full();
+            tftp.context
+                .store(old.successor(Settings::from_config(&new.tftp)));
+            lock(&self.retired).push(old);
         }
+        let running = std::mem::take(&mut tftp.listeners);
+        tftp.listeners = start_tftp(&new, running, tftp_bound, &tftp.context);
         lock(&self.retired).retain(|c| c.active_transfers() > 0);
         self.swap_http(&new, http_bound);
         self.swap_admin(&new, admin_bound);
@@ -249,8 +250,10 @@ impl Daemon {
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let (current, retired) = {
             let tftp = lock(&self.tftp);
-            tftp.stop.fire();
-            (tftp.context.clone(), lock(&self.retired).clone())
+            for listener in &tftp.listeners {
+                listener.stop.fire();
+            }
+            (tftp.context.load_full(), lock(&self.retired).clone())
         };
         for listener in lock(&self.http_listeners).iter() {
             listener.stop();
@@ -336,28 +339,54 @@ fn bind_admin(
     }
 }
 
+/// Binds the configured TFTP addresses not in `keep` (those already served).
+fn bind_tftp(config: &Config, keep: &[SocketAddr]) -> Result<Vec<Listener>, StartError> {
+    config
+        .tftp
+        .listen
+        .iter()
+        .filter(|addr| !keep.contains(addr))
+        .map(|&addr| Listener::bind(addr).map_err(|source| StartError::Bind { addr, source }))
+        .collect()
+}
+
+/// The listeners for `config.tftp.listen`, in its order: those of `running`
+/// still configured, and the `bound` ones started. The rest of `running`
+/// stop (their transfers finish).
 fn start_tftp(
     config: &Config,
-    resolver: SharedResolver,
-    metrics: Arc<Metrics>,
-) -> Result<TftpGeneration, StartError> {
-    let mut listeners = Vec::new();
-    for &addr in &config.tftp.listen {
-        let listener = Listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-        listeners.push(listener);
+    running: Vec<TftpListener>,
+    bound: Vec<Listener>,
+    context: &SharedContext,
+) -> Vec<TftpListener> {
+    let mut running: Vec<Option<TftpListener>> = running.into_iter().map(Some).collect();
+    let mut bound = bound.into_iter();
+    let listeners = config
+        .tftp
+        .listen
+        .iter()
+        .filter_map(|&configured| {
+            let kept = running
+                .iter_mut()
+                .find(|l| l.as_ref().is_some_and(|l| l.configured == configured));
+            if let Some(kept) = kept {
+                return kept.take();
+            }
+            let listener = bound.next()?;
+            let (stop, shutdown) = shutdown::channel();
+            let bound = listener.local_addr();
+            tokio::spawn(server::serve(listener, context.clone(), shutdown));
+            Some(TftpListener {
+                configured,
+                bound,
+                stop,
+            })
+        })
+        .collect();
+    for removed in running.into_iter().flatten() {
+        removed.stop.fire();
     }
-    let context = Context::new(Settings::from_config(&config.tftp), resolver, metrics);
-    let (stop, shutdown) = shutdown::channel();
-    let bound = listeners.iter().map(Listener::local_addr).collect();
-    for listener in listeners {
-        tokio::spawn(server::serve(listener, context.clone(), shutdown.clone()));
-    }
-    Ok(TftpGeneration {
-        listen: config.tftp.listen.clone(),
-        bound,
-        context,
-        stop,
-    })
+    listeners
 }
 
 /// `tftproxy serve`: runs until SIGTERM or SIGINT, reloading on SIGHUP.

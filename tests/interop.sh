@@ -332,6 +332,29 @@ else
     SERVE_PID=
 fi
 if [[ -n $SERVE_PID ]]; then
+    # SIGHUP with changed [tftp] settings on the same fixed ports: the
+    # listeners stay, new requests get the new settings (windowsize 16 -> 4).
+    sed -i 's/^max_window_size = 16$/max_window_size = 4/' "$WORK/tftproxy.toml"
+    kill -HUP "$SERVE_PID"
+    reloaded=
+    for ((i = 0; i < 50; i++)); do
+        if "$TFTPROXY" get "127.0.0.1:$PORT" b513.bin -o "$OUT" --windowsize 8 --timeout 1 2>&1 | grep -q 'windowsize=4'; then
+            reloaded=yes
+            break
+        fi
+        sleep 0.1
+    done
+    if [[ -n $reloaded ]] && kill -0 "$SERVE_PID" 2>/dev/null; then
+        pass "SIGHUP applies the new windowsize limit on the same port"
+    else
+        fail "SIGHUP: the new windowsize limit is not in effect"
+        details "$(tail -n 20 "$WORK/serve.log")"
+    fi
+    for addr in "127.0.0.1:$PORT" "[::1]:$PORT"; do
+        check_get "tftproxy get" b1m.bin "--windowsize 8 after SIGHUP via $addr" -- "$TFTPROXY" get "$addr" b1m.bin -o "$OUT" --windowsize 8
+    done
+fi
+if [[ -n $SERVE_PID ]]; then
     # SIGTERM: stop accepting, let transfers finish, exit 0.
     kill -TERM "$SERVE_PID"
     term_started=$SECONDS

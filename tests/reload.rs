@@ -102,13 +102,75 @@ async fn transfers_survive_ten_reloads_and_the_last_cluster_set_wins() {
         assert!(data == local, "corrupt transfer");
     }
 
+    // The listener socket was kept through every reload: its port-0
+    // address still holds, and so did the requests queued on it.
+    assert_eq!(
+        daemon.tftp_addrs(),
+        vec![addr],
+        "a reload moved the listener"
+    );
+
     // The last applied configuration (i = 9) has cluster b only, and the
     // rejected one (b with a bad root) changed nothing by itself.
-    let addr = daemon.tftp_addrs()[0];
     let device = get(addr, "SEP001122334455.cnf.xml", &options)
         .await
         .unwrap();
     assert_eq!(device.data, b"from b");
     assert_eq!(daemon.config().clusters[0].id, "b");
+
+    // New requests get the new settings.
+    daemon.reload(with_cluster(&cluster_b, 4)).unwrap();
+    let wide = GetOptions {
+        window_size: Some(64),
+        ..options.clone()
+    };
+    let narrowed = get(addr, "firmware.loads", &wide).await.unwrap();
+    assert!(narrowed.data == local, "corrupt transfer");
+    assert!(
+        narrowed
+            .negotiated
+            .contains(&("windowsize".to_owned(), "4".to_owned())),
+        "{:?}",
+        narrowed.negotiated
+    );
+    daemon.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_and_removes_listen_addresses() {
+    let content = pattern(5_000, 2);
+    let server = TestDaemon::builder()
+        .file("XMLDefault.cnf.xml", &content)
+        .start()
+        .await;
+    let daemon = &server.daemon;
+    let v4 = daemon.tftp_addrs()[0];
+    let quick = GetOptions {
+        retransmit: Duration::from_millis(200),
+        max_retries: 2,
+        ..Default::default()
+    };
+
+    let mut both = daemon.config();
+    both.tftp.listen.push("[::1]:0".parse().unwrap());
+    daemon.reload(both.clone()).unwrap();
+    let addrs = daemon.tftp_addrs();
+    assert_eq!(addrs.len(), 2, "{addrs:?}");
+    assert_eq!(addrs[0], v4, "the kept listener moved");
+    let v6 = addrs[1];
+    assert!(v6.is_ipv6(), "{v6}");
+    for addr in [v4, v6] {
+        let file = get(addr, "XMLDefault.cnf.xml", &quick).await.unwrap();
+        assert!(file.data == content, "corrupt transfer from {addr}");
+    }
+
+    let mut v6_only = both;
+    v6_only.tftp.listen.remove(0);
+    daemon.reload(v6_only).unwrap();
+    assert_eq!(daemon.tftp_addrs(), vec![v6]);
+    let file = get(v6, "XMLDefault.cnf.xml", &quick).await.unwrap();
+    assert!(file.data == content, "corrupt transfer after the reload");
+    let gone = get(v4, "XMLDefault.cnf.xml", &quick).await;
+    assert!(gone.is_err(), "the removed address still answers");
     daemon.shutdown(Duration::from_secs(1)).await;
 }

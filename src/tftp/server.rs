@@ -15,9 +15,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -75,9 +76,15 @@ pub struct Context {
     /// One permit per running transfer (`max_transfers`).
     limiter: Arc<Semaphore>,
     /// Clients with a transfer running → a fingerprint of the request that
-    /// started it, to ignore that request when the phone repeats it.
-    active: Mutex<HashMap<SocketAddr, u64>>,
+    /// started it, to ignore that request when the phone repeats it. Shared
+    /// with the contexts that follow this one on reloads, so a phone's
+    /// repeated request is recognised across a configuration change.
+    active: Arc<Mutex<HashMap<SocketAddr, u64>>>,
 }
+
+/// The context listeners hand new requests to; a reload swaps it while the
+/// listener sockets (and the requests queued on them) stay.
+pub type SharedContext = Arc<ArcSwap<Context>>;
 
 impl Context {
     pub fn new(
@@ -85,13 +92,34 @@ impl Context {
         resolver: SharedResolver,
         metrics: Arc<Metrics>,
     ) -> Arc<Context> {
+        Context::with_active(settings, resolver, metrics, Arc::default())
+    }
+
+    /// The context for new requests after a reload: new settings, the same
+    /// table of running transfers. Transfers already running keep the
+    /// context (and settings) they started with.
+    pub fn successor(&self, settings: Settings) -> Arc<Context> {
+        Context::with_active(
+            settings,
+            self.resolver.clone(),
+            self.metrics.clone(),
+            self.active.clone(),
+        )
+    }
+
+    fn with_active(
+        settings: Settings,
+        resolver: SharedResolver,
+        metrics: Arc<Metrics>,
+        active: Arc<Mutex<HashMap<SocketAddr, u64>>>,
+    ) -> Arc<Context> {
         let limiter = Arc::new(Semaphore::new(settings.max_transfers));
         Arc::new(Context {
             settings,
             resolver,
             metrics,
             limiter,
-            active: Mutex::new(HashMap::new()),
+            active,
         })
     }
 
@@ -197,8 +225,9 @@ fn enlarge_receive_buffer(socket: &socket2::Socket, bytes: usize) {
     }
 }
 
-/// Runs one listener until shutdown.
-pub async fn serve(listener: Listener, context: Arc<Context>, mut shutdown: Shutdown) {
+/// Runs one listener until shutdown, handing requests to whichever context
+/// `contexts` holds when they arrive.
+pub async fn serve(listener: Listener, contexts: SharedContext, mut shutdown: Shutdown) {
     let listener = Arc::new(listener);
     let gro = listener.state.gro_segments().max(1);
     let slot = 2048 * gro;
@@ -228,6 +257,7 @@ pub async fn serve(listener: Listener, context: Arc<Context>, mut shutdown: Shut
                 continue;
             }
         };
+        let context = contexts.load_full();
         for (meta, chunk) in meta.iter().zip(storage.chunks(slot)).take(count) {
             let stride = meta.stride.max(1);
             for datagram in chunk[..meta.len].chunks(stride) {
@@ -271,7 +301,7 @@ fn on_datagram(
             let local_ip = dst_ip.unwrap_or(listener.local.ip());
             tokio::spawn(run_transfer(
                 context.clone(),
-                listener.clone(),
+                Arc::downgrade(listener),
                 permit,
                 client,
                 fingerprint,
@@ -334,7 +364,9 @@ impl Drop for ActiveGuard {
 
 async fn run_transfer(
     context: Arc<Context>,
-    listener: Arc<Listener>,
+    // Weak: a listener removed by a reload closes its socket at once, not
+    // when the last of its transfers ends.
+    listener: Weak<Listener>,
     permit: OwnedSemaphorePermit,
     client: SocketAddr,
     fingerprint: u64,
@@ -355,11 +387,13 @@ async fn run_transfer(
             Err(error) => {
                 warn!(%client, %error, "no socket for a transfer");
                 context.metrics.request(Front::Tftp, RequestResult::Busy);
-                listener.send_from(
-                    client,
-                    Some(local_ip),
-                    &Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE),
-                );
+                if let Some(listener) = listener.upgrade() {
+                    listener.send_from(
+                        client,
+                        Some(local_ip),
+                        &Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE),
+                    );
+                }
                 return;
             }
         };
