@@ -14,7 +14,8 @@
 #    tftp-hpa (no options), atftp (blksize 1468 + windowsize 8), curl (no
 #    options; blksize 512, 1468, 8192), busybox (-b 1468); IPv6 once per
 #    client; netascii; odd name forms; WRQ, traversal and missing names
-#    refused with the right error.
+#    refused with the right error. Then SIGHUP with a changed max_window_size:
+#    the same ports must serve on, with the new limit.
 # 2. tftpd-hpa (`in.tftpd -L -s`) serves the same root and `tftproxy get`
 #    (plain, --blksize 1468, --tsize; netascii) must download every file
 #    byte-exact. in.tftpd needs root (chroot, setuid): skipped otherwise.
