@@ -261,20 +261,15 @@ pub async fn serve(listener: Listener, contexts: SharedContext, mut shutdown: Sh
         for (meta, chunk) in meta.iter().zip(storage.chunks(slot)).take(count) {
             let stride = meta.stride.max(1);
             for datagram in chunk[..meta.len].chunks(stride) {
-                on_datagram(&listener, &context, meta.addr, meta.dst_ip, datagram);
+                on_datagram(&listener, &context, meta, datagram);
             }
         }
     }
     info!(listen = %listener.local, "TFTP listener stopped");
 }
 
-fn on_datagram(
-    listener: &Arc<Listener>,
-    context: &Arc<Context>,
-    client: SocketAddr,
-    dst_ip: Option<IpAddr>,
-    datagram: &[u8],
-) {
+fn on_datagram(listener: &Arc<Listener>, context: &Arc<Context>, meta: &RecvMeta, datagram: &[u8]) {
+    let (client, dst_ip) = (meta.addr, meta.dst_ip);
     let reply = |code: ErrorCode, message: &str| {
         listener.send_from(client, dst_ip, &Packet::error(code, message))
     };
@@ -298,14 +293,14 @@ fn on_datagram(
                 return reply(ErrorCode::NotDefined, BUSY_MESSAGE);
             };
             context.active().insert(client, fingerprint);
-            let local_ip = dst_ip.unwrap_or(listener.local.ip());
+            let local = transfer_local_addr(dst_ip.unwrap_or(listener.local.ip()), client);
             tokio::spawn(run_transfer(
                 context.clone(),
                 Arc::downgrade(listener),
                 permit,
                 client,
                 fingerprint,
-                local_ip,
+                local,
                 request,
             ));
         }
@@ -370,7 +365,7 @@ async fn run_transfer(
     permit: OwnedSemaphorePermit,
     client: SocketAddr,
     fingerprint: u64,
-    local_ip: IpAddr,
+    local: SocketAddr,
     request: Request,
 ) {
     context.metrics.active_transfers.inc();
@@ -382,7 +377,7 @@ async fn run_transfer(
     };
     let started = Instant::now();
     let socket =
-        match bind_transfer_socket(local_ip, context.settings.port_range.as_ref(), client).await {
+        match bind_transfer_socket(local, context.settings.port_range.as_ref(), client).await {
             Ok(socket) => socket,
             Err(error) => {
                 warn!(%client, %error, "no socket for a transfer");
@@ -390,7 +385,7 @@ async fn run_transfer(
                 if let Some(listener) = listener.upgrade() {
                     listener.send_from(
                         client,
-                        Some(local_ip),
+                        Some(local.ip()),
                         &Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE),
                     );
                 }
@@ -543,13 +538,26 @@ fn is_peer_gone(error: &io::Error) -> bool {
 /// Binds the socket of one transfer on the address the request came to,
 /// inside `port_range` when one is set, and connects it to the client so the
 /// kernel filters out every other sender.
+/// The address a transfer socket binds (port 0: any): the one the request
+/// came to. An IPv6 link-local address names an address only together with
+/// its interface, so it takes the phone's scope (the kernel reports the
+/// interface a link-local sender's datagram arrived on as its scope id).
+fn transfer_local_addr(ip: IpAddr, client: SocketAddr) -> SocketAddr {
+    match (ip, client) {
+        (IpAddr::V6(ip), SocketAddr::V6(client)) if ip.is_unicast_link_local() => {
+            SocketAddr::V6(std::net::SocketAddrV6::new(ip, 0, 0, client.scope_id()))
+        }
+        _ => SocketAddr::new(ip, 0),
+    }
+}
+
 async fn bind_transfer_socket(
-    local_ip: IpAddr,
+    local: SocketAddr,
     port_range: Option<&RangeInclusive<u16>>,
     client: SocketAddr,
 ) -> io::Result<UdpSocket> {
     let socket = match port_range {
-        None => UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?,
+        None => UdpSocket::bind(local).await?,
         Some(range) => {
             let span = u32::from(range.end() - range.start()) + 1;
             // Start at a pseudo-random port so concurrent transfers do not
@@ -559,7 +567,9 @@ async fn bind_transfer_socket(
             let mut bound = None;
             for i in 0..span {
                 let port = range.start() + ((start + i) % span) as u16;
-                if let Ok(socket) = UdpSocket::bind(SocketAddr::new(local_ip, port)).await {
+                let mut local = local;
+                local.set_port(port);
+                if let Ok(socket) = UdpSocket::bind(local).await {
                     bound = Some(socket);
                     break;
                 }
@@ -571,4 +581,26 @@ async fn bind_transfer_socket(
     };
     socket.connect(client).await?;
     Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_local_request_is_answered_on_the_phone_s_interface() {
+        let phone: SocketAddr = "[fe80::1234%7]:50000".parse().unwrap();
+        let local = transfer_local_addr("fe80::1".parse().unwrap(), phone);
+        assert_eq!(local, "[fe80::1%7]:0".parse().unwrap());
+    }
+
+    #[test]
+    fn routable_addresses_need_no_scope() {
+        let phone: SocketAddr = "[2001:db8::5]:50000".parse().unwrap();
+        let local = transfer_local_addr("2001:db8::1".parse().unwrap(), phone);
+        assert_eq!(local, "[2001:db8::1]:0".parse().unwrap());
+        let phone: SocketAddr = "192.0.2.5:50000".parse().unwrap();
+        let local = transfer_local_addr("192.0.2.1".parse().unwrap(), phone);
+        assert_eq!(local, "192.0.2.1:0".parse().unwrap());
+    }
 }
