@@ -646,3 +646,24 @@ async fn requests_to_one_address_are_capped_by_max_requests_per_address() {
         started.elapsed()
     );
 }
+
+/// By HTTP/1.1 framing the body is `Content-Length` bytes; what follows is
+/// not part of it. The surplus must never be read as the next answer.
+#[tokio::test]
+async fn a_surplus_after_content_length_never_reaches_the_next_request() {
+    let cluster = HttpCluster::start().await;
+    let file = payload(1000);
+    cluster.put(CNF, file.clone());
+    cluster.set_short_length(true);
+    let upstream = upstream();
+    let declared = upstream.fetch_address(&cluster.base_url(), CNF).await;
+    assert_eq!(found(&declared.outcome), &file[..500]);
+    cluster.set_short_length(false);
+    let next = upstream.fetch_address(&cluster.base_url(), CNF).await;
+    assert_eq!(found(&next.outcome), &file[..]);
+    assert_eq!(
+        cluster.connections(),
+        2,
+        "the poisoned connection was reused"
+    );
+}

@@ -203,7 +203,8 @@ impl HttpCluster {
         self.state().behaviour.wrong_length = on;
     }
 
-    /// Announces a `Content-Length` smaller than the body, sends it all, closes.
+    /// Announces a `Content-Length` smaller than the body, sends it all, keeps
+    /// the connection open.
     pub fn set_short_length(&self, on: bool) {
         self.state().behaviour.short_length = on;
     }
@@ -532,7 +533,9 @@ async fn respond(
     }
     stream.write_all(&body).await?;
     stream.flush().await?;
-    Ok(if behaviour.wrong_length || behaviour.short_length {
+    // After a surplus the connection stays open: the worst case for a
+    // client that would parse the surplus as its next response.
+    Ok(if behaviour.wrong_length {
         After::Close
     } else {
         After::KeepAlive
