@@ -230,8 +230,11 @@ async fn five_hundred_concurrent_transfers_all_complete() {
             get(addr, "f", &options).await.map(|d| d.data)
         }));
     }
-    for task in tasks {
-        assert!(task.await.unwrap().unwrap() == content);
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(data) => assert!(data == content, "transfer {i} is corrupt"),
+            Err(error) => panic!("transfer {i} failed: {error:?}"),
+        }
     }
 }
 
