@@ -258,10 +258,17 @@ impl Daemon {
         for listener in lock(&self.http_listeners).iter() {
             listener.stop();
         }
-        let (mut left, http_left) = tokio::join!(current.drain(grace), self.http.drain(grace));
-        for context in retired {
-            left += context.drain(Duration::ZERO).await;
-        }
+        // Transfers started before a reload get the same grace as the rest.
+        let deadline = tokio::time::Instant::now() + grace;
+        let tftp_drained = async {
+            let mut left = 0;
+            for context in std::iter::once(current).chain(retired) {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                left += context.drain(remaining).await;
+            }
+            left
+        };
+        let (left, http_left) = tokio::join!(tftp_drained, self.http.drain(grace));
         lock(&self.http_listeners).clear();
         if let Some(admin) = lock(&self.admin).take() {
             admin.stop();

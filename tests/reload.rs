@@ -174,3 +174,32 @@ async fn reload_adds_and_removes_listen_addresses() {
     assert!(gone.is_err(), "the removed address still answers");
     daemon.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_transfers_started_before_a_reload() {
+    let content = pattern(3 << 20, 3);
+    let server = TestDaemon::builder().file("big", &content).start().await;
+    let daemon = &server.daemon;
+    let addr = daemon.tftp_addrs()[0];
+    let options = GetOptions {
+        retransmit: Duration::from_millis(300),
+        max_retries: 10,
+        ..Default::default()
+    };
+    let running = tokio::spawn(async move { get(addr, "big", &options).await.map(|d| d.data) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(daemon.active_transfers(), 1, "the transfer must be running");
+
+    // A [tftp] change: the running transfer now belongs to the old settings.
+    let mut config = daemon.config();
+    config.tftp.max_window_size = 2;
+    daemon.reload(config).unwrap();
+
+    let left = daemon.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(
+        left, 0,
+        "shutdown gave up on a transfer from before the reload"
+    );
+    let data = running.await.unwrap().expect("the transfer failed");
+    assert!(data == content, "corrupt transfer");
+}
