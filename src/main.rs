@@ -53,17 +53,18 @@ enum Command {
         /// only counted.
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// Ask for this block size (RFC 2348).
-        #[arg(long)]
+        /// Ask for this block size (RFC 2348: 8 to 65464).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(8..=65464))]
         blksize: Option<u16>,
-        /// Ask for this window size (RFC 7440).
-        #[arg(long)]
+        /// Ask for this window size (RFC 7440: 1 to 65535).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         windowsize: Option<u16>,
         /// Ask for the transfer size (RFC 2349).
         #[arg(long)]
         tsize: bool,
-        /// Retransmit time-out in seconds (also sent as the timeout option).
-        #[arg(long)]
+        /// Retransmit time-out in seconds, also sent as the timeout option
+        /// (RFC 2349: 1 to 255).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
         timeout: Option<u8>,
         /// Use netascii mode instead of octet.
         #[arg(long)]

@@ -256,13 +256,15 @@ fn decode_options(bytes: &[u8]) -> Result<Vec<(String, String)>, PacketError> {
 fn collect_options<'a>(
     fields: impl Iterator<Item = Result<&'a [u8], PacketError>>,
 ) -> Result<Vec<(String, String)>, PacketError> {
-    // 79xx phones send an extra NUL after the mode: empty fields are padding,
-    // and an option name without a value is ignored rather than refused.
+    // 79xx phones send an extra NUL after the mode: an empty field where a
+    // name is due is padding. An empty *value* (RFC 2090's `multicast`) is
+    // kept as one, so the options after it stay paired; negotiation ignores
+    // it. An option name without a value is ignored rather than refused.
     let mut options = Vec::new();
     let mut name: Option<String> = None;
     for field in fields {
         let field = field?;
-        if field.is_empty() {
+        if field.is_empty() && name.is_none() {
             continue;
         }
         let text = utf8(field)?;
@@ -339,6 +341,24 @@ mod tests {
         assert_eq!(
             request.options,
             vec![("blksize".to_string(), "512".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_empty_value_keeps_the_options_after_it_paired() {
+        // RFC 2090's multicast option has an empty value.
+        let wire = b"\x00\x01f\x00octet\x00multicast\x00\x00blksize\x001024\x00tsize\x000\x00";
+        let Packet::Rrq(request) = Packet::decode(wire).unwrap() else {
+            panic!()
+        };
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        assert_eq!(
+            request.options,
+            vec![
+                pair("multicast", ""),
+                pair("blksize", "1024"),
+                pair("tsize", "0")
+            ]
         );
     }
 
