@@ -148,6 +148,20 @@ fn bad_cases() -> Vec<BadCase> {
             "must be between 100ms and 1m, got 50ms",
         ),
         (
+            "cache lifetime beyond what a cache can hold",
+            s("[cache]\nttl = \"1001years\"\n"),
+            "cache.ttl",
+            2,
+            "must be between 0s and 10years, got 1001years",
+        ),
+        (
+            "device_ttl beyond what a cache can hold",
+            s("[cache]\ndevice_ttl = \"11years\"\n"),
+            "cache.device_ttl",
+            2,
+            "must be between 0s and 10years, got 11years",
+        ),
+        (
             "duration without unit",
             s("[tftp]\nretransmit_timeout = \"5\"\n"),
             "tftp.retransmit_timeout",

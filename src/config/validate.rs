@@ -281,6 +281,9 @@ impl Ctx<'_> {
     }
 
     fn cache(&self, c: raw::Cache) -> Res<CacheConfig> {
+        // Ten (Julian) years: longer is "forever" in practice, and the cache
+        // crate refuses lifetimes beyond 1,000 years.
+        const MAX_CACHE_TTL: Duration = Duration::from_secs(10 * 31_557_600);
         let d = CacheConfig::default();
         Ok(CacheConfig {
             max_bytes: self.size("cache.max_bytes", c.max_bytes, false, d.max_bytes)?,
@@ -290,17 +293,17 @@ impl Ctx<'_> {
                 true,
                 d.max_file_size,
             )?,
-            ttl: self.duration("cache.ttl", c.ttl, Duration::ZERO..=Duration::MAX, d.ttl)?,
+            ttl: self.duration("cache.ttl", c.ttl, Duration::ZERO..=MAX_CACHE_TTL, d.ttl)?,
             negative_ttl: self.duration(
                 "cache.negative_ttl",
                 c.negative_ttl,
-                Duration::ZERO..=Duration::MAX,
+                Duration::ZERO..=MAX_CACHE_TTL,
                 d.negative_ttl,
             )?,
             device_ttl: self.duration(
                 "cache.device_ttl",
                 c.device_ttl,
-                Duration::ZERO..=Duration::MAX,
+                Duration::ZERO..=MAX_CACHE_TTL,
                 d.device_ttl,
             )?,
             max_homes: self.int(
