@@ -487,6 +487,14 @@ fn bad_cases() -> Vec<BadCase> {
             "a request loop",
         ),
         (
+            "loop: IPv4-mapped loopback to a wildcard listener",
+            s("[http]\nlisten = [\"[::]:6970\"]\n\n\
+               [[cluster]]\nid = \"self\"\naddresses = [\"[::ffff:127.0.0.1]:6970\"]\n"),
+            "cluster[1].addresses[1]",
+            6,
+            "a request loop",
+        ),
+        (
             "loop: same IP and port",
             s("[http]\nlisten = [\"[::]:6970\", \"192.0.2.5:6971\"]\n\n\
                [[cluster]]\nid = \"self\"\naddresses = [\"192.0.2.5:6971\"]\n"),

@@ -221,9 +221,13 @@ pub(super) fn is_own_address(host: &Host, port: u16, listen: &SocketAddr) -> boo
     if listen.port() != port {
         return false;
     }
-    let ours = listen.ip();
+    // `[::ffff:127.0.0.1]` is 127.0.0.1.
+    let ours = listen.ip().to_canonical();
     match host {
-        Host::Ip(ip) => *ip == ours || (ours.is_unspecified() && ip.is_loopback()),
+        Host::Ip(ip) => {
+            let ip = ip.to_canonical();
+            ip == ours || (ours.is_unspecified() && ip.is_loopback())
+        }
         Host::Name(name) => name == "localhost" && (ours.is_unspecified() || ours.is_loopback()),
     }
 }
