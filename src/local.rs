@@ -96,10 +96,25 @@ impl LocalRoot {
         if let Some(body) = self.open_exact(name)? {
             return Ok(Some(body));
         }
+        let Some(stored) = self.find_other_case(name) else {
+            return Ok(None);
+        };
+        if let Some(body) = self.open_exact(&stored)? {
+            return Ok(Some(body));
+        }
+        // Renamed or removed since the index was built: the index is known
+        // to be wrong, so rebuild it now (once per stale entry).
+        self.invalidate_index();
         match self.find_other_case(name) {
             Some(stored) => self.open_exact(&stored),
             None => Ok(None),
         }
+    }
+
+    fn invalidate_index(&self) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        index.names.clear();
+        index.built = None;
     }
 
     fn open_exact(&self, name: &str) -> Result<Option<Body>, LocalError> {
@@ -280,6 +295,16 @@ mod tests {
             b"l"
         );
         assert!(root.open("missing.xml").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_file_renamed_to_another_case_is_found_again() {
+        let (dir, root) = root_with(&[("Foo.txt", b"v1")]);
+        assert_eq!(read(root.open("foo.txt").unwrap().unwrap()), b"v1");
+        std::fs::rename(dir.path().join("Foo.txt"), dir.path().join("FOO.TXT")).unwrap();
+        assert_eq!(read(root.open("foo.txt").unwrap().unwrap()), b"v1");
+        std::fs::remove_file(dir.path().join("FOO.TXT")).unwrap();
+        assert!(root.open("foo.txt").unwrap().is_none());
     }
 
     #[test]
