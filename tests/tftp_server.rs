@@ -13,6 +13,7 @@ use support::daemon::{TestDaemon, TestDaemonBuilder};
 use support::pattern;
 use tftproxy::tftp::client::{get, GetError, GetOptions};
 use tftproxy::tftp::packet::{Mode, Packet, Request};
+use tftproxy::tftp::server::NETASCII_MAX;
 use tokio::net::UdpSocket;
 
 /// TFTP on 127.0.0.1 and ::1, serving a temporary root.
@@ -204,6 +205,22 @@ async fn netascii_converts_line_ends_and_octet_does_not() {
         get(addr, "t.txt", &ascii_size).await.unwrap().tsize,
         Some(text.len() as u64 + 2)
     );
+}
+
+#[tokio::test]
+async fn netascii_is_refused_for_files_too_large_to_convert_in_memory() {
+    let big = pattern(NETASCII_MAX as usize + 1, 4);
+    let server = tftp_server().file("fw.loads", &big).start().await;
+    let addr = server.tftp_v4();
+    let ascii = GetOptions {
+        mode: Mode::Netascii,
+        ..quick()
+    };
+    let (code, message) = server_error(get(addr, "fw.loads", &ascii).await);
+    assert_eq!(code, 0);
+    assert!(message.contains("octet"), "{message}");
+    // The same file in octet mode is served.
+    assert!(get(addr, "fw.loads", &quick()).await.unwrap().data == big);
 }
 
 #[tokio::test]

@@ -27,6 +27,8 @@ pub struct Negotiated {
 }
 
 pub const DEFAULT_BLOCK_SIZE: u16 = 512;
+/// Longest `timeout` option accepted, in seconds.
+pub const MAX_TIMEOUT_OPTION_SECS: u8 = 30;
 pub const MIN_BLOCK_SIZE: u16 = 8;
 pub const MAX_BLOCK_SIZE: u16 = 65464;
 
@@ -104,6 +106,10 @@ pub fn negotiate(options: &[(String, String)], limits: &Limits, file_size: u64) 
         None => DEFAULT_BLOCK_SIZE,
     };
     let timeout = match requested.timeout_secs {
+        // RFC 2349 lets a server decline the option; a longer time-out would
+        // let a vanished client hold a transfer slot for most of an hour
+        // (the retry schedule is about 11 time-outs).
+        Some(secs) if secs > MAX_TIMEOUT_OPTION_SECS => limits.default_timeout,
         Some(secs) => {
             oack.push(("timeout".to_owned(), secs.to_string()));
             Duration::from_secs(u64::from(secs))
@@ -189,5 +195,14 @@ mod tests {
         let n = negotiate(&opts(&[("timeout", "3")]), &LIMITS, 10);
         assert_eq!(n.timeout, Duration::from_secs(3));
         assert_eq!(n.oack, opts(&[("timeout", "3")]));
+    }
+
+    #[test]
+    fn a_timeout_longer_than_30_s_is_declined() {
+        let n = negotiate(&opts(&[("timeout", "30")]), &LIMITS, 10);
+        assert_eq!(n.timeout, Duration::from_secs(30));
+        let n = negotiate(&opts(&[("timeout", "255"), ("tsize", "0")]), &LIMITS, 10);
+        assert_eq!(n.timeout, LIMITS.default_timeout);
+        assert_eq!(n.oack, opts(&[("tsize", "10")]));
     }
 }

@@ -41,6 +41,8 @@ pub const BUSY_MESSAGE: &str = "busy, retry later";
 
 /// Receive buffer asked for on listener sockets.
 const LISTENER_RECV_BUFFER: usize = 16 << 20;
+/// Largest file sent in netascii mode (converted in memory).
+pub const NETASCII_MAX: u64 = 1 << 20;
 /// Largest datagram a transfer socket reads (ACKs are 4 bytes).
 const TRANSFER_RECV_BUFFER: usize = 1024;
 
@@ -428,6 +430,21 @@ async fn run_transfer(
             return;
         }
     };
+    if request.mode == Mode::Netascii && body.len() > NETASCII_MAX {
+        // netascii is converted in memory; text files are small, and a
+        // firmware image asked for in netascii is a mistake, not a reason
+        // to hold its size in memory per request.
+        info!(%client, name, bytes = body.len(), "netascii refused for a large file");
+        context.metrics.request(Front::Tftp, RequestResult::Denied);
+        let message = format!(
+            "netascii is limited to files of {} KiB; ask in octet (binary) mode",
+            NETASCII_MAX >> 10
+        );
+        let _ = socket
+            .send(&Packet::error(ErrorCode::NotDefined, &message))
+            .await;
+        return;
+    }
     let body = match request.mode {
         Mode::Netascii => match body.to_bytes() {
             Ok(bytes) => Body::Memory(netascii::encode(&bytes).into()),
