@@ -46,8 +46,13 @@ pub fn normalise(raw: &str) -> Result<String, NameError> {
             part => parts.push(part),
         }
     }
-    if parts.is_empty() {
+    let Some(first) = parts.first() else {
         return Err(NameError::Empty);
+    };
+    // Checked again once leading `/` and `./` are gone: `/C:\x` and
+    // `/./~root` must not reach a cluster as `C:/x` and `~root`.
+    if first.starts_with('~') || has_drive_prefix(first) {
+        return Err(NameError::ForeignRoot);
     }
     Ok(parts.join("/"))
 }
@@ -216,6 +221,11 @@ mod tests {
             ("\\\\server\\share", NameError::ForeignRoot),
             ("C:\\boot.ini", NameError::ForeignRoot),
             ("~root/.ssh", NameError::ForeignRoot),
+            ("/C:\\boot.ini", NameError::ForeignRoot),
+            ("\\C:\\boot.ini", NameError::ForeignRoot),
+            ("./C:/boot.ini", NameError::ForeignRoot),
+            ("/~root/.ssh/id_rsa", NameError::ForeignRoot),
+            ("/./~root", NameError::ForeignRoot),
             ("/", NameError::Empty),
             ("", NameError::Empty),
         ] {

@@ -639,6 +639,10 @@ async fn unsafe_names_never_reach_a_cluster() {
         "//h/x",
         "\\\\h\\x",
         "C:\\x",
+        "/C:\\x",
+        "\\C:\\x",
+        "/~root/.ssh/id_rsa",
+        "/./~root",
         "",
     ] {
         let answer = get(&r, name).await;
