@@ -466,8 +466,9 @@ fn via_is_ours(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::VIA)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(is_from_proxy)
+        // Comments may carry non-ASCII bytes (RFC 9110 obs-text); such a
+        // header still names its hops.
+        .any(|v| is_from_proxy(&String::from_utf8_lossy(v.as_bytes())))
 }
 
 /// Decodes `%XX` escapes of a request path; `None` when the result is not

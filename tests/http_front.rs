@@ -329,6 +329,17 @@ async fn via_from_a_proxy_is_answered_locally_only() {
     assert_eq!(response.status(), 404);
     assert_eq!(cluster.requests(), 0);
 
+    // A comment with a non-ASCII byte (obs-text) does not hide the hop.
+    let obs_text = reqwest::header::HeaderValue::from_bytes(b"1.1 tftproxy (caf\xe9)").unwrap();
+    let response = client
+        .get(server.http_url("SEP0000000000AA.cnf.xml"))
+        .header("via", obs_text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(cluster.requests(), 0);
+
     // Local files are still served to a proxy.
     let response = get_via(&client, server.http_url("local.xml"), VIA).await;
     assert_eq!(response.status(), 200);
