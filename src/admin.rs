@@ -18,26 +18,33 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use tracing::{info, warn};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
 
 use crate::daemon::Daemon;
+use crate::http::serve_http1;
 use crate::metrics::UpstreamOutcome;
 use crate::resolve::{AddressStatus, ClusterStatus};
-use crate::shutdown::{self, Trigger};
+use crate::shutdown::{self, Shutdown, Trigger};
 
 /// Content type of the classic Prometheus text format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Content type of the OpenMetrics text format (what the encoder writes;
 /// Prometheus asks for it in `Accept`).
 pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Admin connections served at once (an operator and a scraper or two).
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
 
 #[derive(Clone)]
 struct AdminState {
@@ -63,20 +70,11 @@ impl AdminServer {
         daemon: Weak<Daemon>,
         started: Instant,
     ) -> std::io::Result<AdminServer> {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listener = TcpListener::from_std(listener)?;
         let bound = listener.local_addr()?;
-        let (stop, mut shutdown) = shutdown::channel();
+        let (stop, shutdown) = shutdown::channel();
         let app = router(AdminState { daemon, started });
-        tokio::spawn(async move {
-            info!(listen = %bound, "admin listening");
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.recv().await })
-                .await;
-            if let Err(error) = served {
-                warn!(%error, "admin listener failed");
-            }
-            info!(listen = %bound, "admin listener stopped");
-        });
+        tokio::spawn(serve(listener, app, shutdown));
         Ok(AdminServer {
             configured,
             bound,
@@ -93,6 +91,45 @@ impl Drop for AdminServer {
     fn drop(&mut self) {
         self.stop.fire();
     }
+}
+
+/// Accepts connections until shutdown, at most [`MAX_ADMIN_CONNECTIONS`] at
+/// a time, with the HTTP front's time-outs: idle or slow clients cannot hold
+/// descriptors the TFTP and HTTP fronts need.
+async fn serve(listener: TcpListener, app: Router, mut shutdown: Shutdown) {
+    let bound = listener.local_addr().ok();
+    info!(listen = ?bound, "admin listening");
+    let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    loop {
+        // Excess connections wait in the kernel's accept queue.
+        let slot = tokio::select! {
+            _ = shutdown.recv() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = shutdown.recv() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    warn!(%error, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve_http1(stream, service, shutdown).await {
+                debug!(%error, "admin connection ended");
+            }
+            drop(slot);
+        });
+    }
+    info!(listen = ?bound, "admin listener stopped");
 }
 
 fn router(state: AdminState) -> Router {

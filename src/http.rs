@@ -280,7 +280,7 @@ async fn connection(
     peer: SocketAddr,
     shared: Arc<HttpShared>,
     _slot: ConnectionSlot,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     let client = peer.ip().to_canonical();
     let service = {
@@ -301,6 +301,26 @@ async fn connection(
             }
         })
     };
+    if let Err(error) = serve_http1(stream, service, shutdown).await {
+        debug!(%client, %error, "HTTP connection ended");
+    }
+}
+
+/// Serves HTTP/1.1 on one connection with the bounds every front needs:
+/// the request head within [`HEADER_READ_TIMEOUT`] (idle keep-alive
+/// included), at most [`MAX_HEAD_BYTES`] of it, and a reader that stops
+/// reading for [`SEND_STALL_TIMEOUT`] is cut off. On shutdown the response
+/// in flight finishes and the connection closes.
+pub(crate) async fn serve_http1<S>(
+    stream: TcpStream,
+    service: S,
+    mut shutdown: Shutdown,
+) -> Result<(), hyper::Error>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let io = TokioIo::new(StallGuard::new(stream, SEND_STALL_TIMEOUT));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -309,15 +329,12 @@ async fn connection(
         .keep_alive(true)
         .serve_connection(io, service);
     tokio::pin!(conn);
-    let result = tokio::select! {
+    tokio::select! {
         result = conn.as_mut() => result,
         _ = shutdown.recv() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
-    };
-    if let Err(error) = result {
-        debug!(%client, %error, "HTTP connection ended");
     }
 }
 

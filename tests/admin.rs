@@ -443,3 +443,51 @@ impl JsonBody for reqwest::Response {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 }
+
+/// Idle admin connections are closed after the header time-out and at most
+/// `MAX_ADMIN_CONNECTIONS` are served at once, so nobody can pin the
+/// descriptors the TFTP and HTTP fronts need through the admin port.
+#[tokio::test]
+async fn idle_admin_connections_are_bounded_and_closed() {
+    use std::io::Read;
+    use std::time::Instant;
+    use tftproxy::admin::MAX_ADMIN_CONNECTIONS;
+    use tftproxy::http::HEADER_READ_TIMEOUT;
+
+    let server = admin_server(vec![]).start().await;
+    let addr = server.daemon.admin_addr().unwrap();
+    let margin = Duration::from_secs(5);
+    // Every slot taken by an idle connection, and one more waiting.
+    let idle: Vec<std::net::TcpStream> = (0..=MAX_ADMIN_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let started = Instant::now();
+    let patient = http_client(HEADER_READ_TIMEOUT + margin * 2);
+    let healthz = patient.get(server.admin_url("/healthz")).send();
+    let response = tokio::time::timeout(HEADER_READ_TIMEOUT + margin, healthz)
+        .await
+        .expect("healthz waited for ever behind idle connections")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // It had to wait for the idle ones to be cut off.
+    assert!(started.elapsed() >= HEADER_READ_TIMEOUT - Duration::from_secs(1));
+    let closed = tokio::task::spawn_blocking(move || {
+        idle.into_iter()
+            .filter_map(|mut stream| {
+                // The last one got its slot only when the others were cut.
+                stream
+                    .set_read_timeout(Some(HEADER_READ_TIMEOUT + margin))
+                    .unwrap();
+                let mut buf = Vec::new();
+                stream.read_to_end(&mut buf).ok()
+            })
+            .count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        closed,
+        MAX_ADMIN_CONNECTIONS + 1,
+        "idle connections left open"
+    );
+}
