@@ -128,6 +128,7 @@ pub enum OnUnreachable {
 pub struct RemoteConfig {
     pub port: u16,
     pub connect_timeout: Duration,
+    /// Longest wait for an answer to begin, then for each piece of its body.
     pub request_timeout: Duration,
     pub strategy: Strategy,
     pub on_unreachable: OnUnreachable,

@@ -37,6 +37,10 @@ pub const VIA: &str = "1.1 tftproxy";
 const VIA_PSEUDONYM: &str = "tftproxy";
 
 /// The `User-Agent` of upstream requests.
+/// Longest a body may take to arrive, however steadily: a 73 MB firmware
+/// image at 1 Mbit/s takes about 10 minutes.
+pub const BODY_CEILING: Duration = Duration::from_secs(15 * 60);
+
 pub const USER_AGENT: &str = concat!("tftproxy/", env!("CARGO_PKG_VERSION"));
 
 /// True when a `Via` header value (possibly a comma-separated list of hops,
@@ -75,10 +79,13 @@ pub enum FailReason {
     /// The connection was not established within `remote.connect_timeout`.
     #[error("connect timed out after {}", humantime::format_duration(*after))]
     ConnectTimeout { after: Duration },
-    /// No complete answer within `remote.request_timeout` (no response, or a
-    /// body that stalled).
+    /// No response within `remote.request_timeout`, or a body still not
+    /// complete after [`BODY_CEILING`].
     #[error("no complete answer within {}", humantime::format_duration(*after))]
     Timeout { after: Duration },
+    /// The body stopped arriving: no data for `remote.request_timeout`.
+    #[error("the body stalled: no data for {}", humantime::format_duration(*after))]
+    Stalled { after: Duration },
     /// A status that is neither 200, 404/403/410 nor 503 (3xx are not followed).
     #[error("unexpected HTTP status {}", status_text(*.0))]
     Status(u16),
@@ -313,15 +320,19 @@ impl Upstream {
             Ok(url) => url,
             Err(reason) => return (AddressOutcome::Failed(reason), None),
         };
-        let response = match self
-            .client
-            .get(url.as_str())
-            .timeout(self.request_timeout)
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            Err(e) => return (AddressOutcome::Failed(self.classify(&e, false)), None),
+        // `request_timeout` bounds the wait for the response head, then each
+        // wait for body data: a firmware image arriving steadily over a slow
+        // WAN link is not cut off, a stalled one is.
+        let send = self.client.get(url.as_str()).send();
+        let response = match tokio::time::timeout(self.request_timeout, send).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return (AddressOutcome::Failed(self.classify(&e, false)), None),
+            Err(_) => {
+                let reason = FailReason::Timeout {
+                    after: self.request_timeout,
+                };
+                return (AddressOutcome::Failed(reason), None);
+            }
         };
         let code = response.status().as_u16();
         let outcome = match code {
@@ -350,8 +361,23 @@ impl Upstream {
         }
         let capacity = expected.unwrap_or(0).min(limit).min(16 << 20);
         let mut body = BytesMut::with_capacity(capacity as usize);
+        let ceiling = tokio::time::Instant::now() + BODY_CEILING;
         loop {
-            match response.chunk().await {
+            let next = tokio::time::timeout(self.request_timeout, response.chunk());
+            let chunk = match tokio::time::timeout_at(ceiling, next).await {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(_)) => {
+                    return Err(FailReason::Stalled {
+                        after: self.request_timeout,
+                    })
+                }
+                Err(_) => {
+                    return Err(FailReason::Timeout {
+                        after: BODY_CEILING,
+                    })
+                }
+            };
+            match chunk {
                 Ok(Some(chunk)) => {
                     if body.len() as u64 + chunk.len() as u64 > limit {
                         return Err(FailReason::TooLarge { limit });

@@ -56,6 +56,9 @@ pub struct Behaviour {
     pub stall_mid_body: bool,
     /// Send the body with `Transfer-Encoding: chunked` (no `Content-Length`).
     pub chunked: bool,
+    /// Send the body in pieces of this many bytes with this pause before
+    /// each (a slow but steady link).
+    pub trickle: Option<(usize, Duration)>,
     /// Extra response headers (e.g. `Location` for a 302, `Retry-After`).
     pub headers: Vec<(String, String)>,
 }
@@ -207,6 +210,11 @@ impl HttpCluster {
     /// the connection open.
     pub fn set_short_length(&self, on: bool) {
         self.state().behaviour.short_length = on;
+    }
+
+    /// Sends the body in `piece`-byte pieces, pausing `pause` before each.
+    pub fn set_trickle(&self, piece: usize, pause: Duration) {
+        self.state().behaviour.trickle = Some((piece, pause));
     }
 
     /// Sends headers and half the body, then resets the connection.
@@ -531,7 +539,16 @@ async fn respond(
             After::Hang
         });
     }
-    stream.write_all(&body).await?;
+    match behaviour.trickle {
+        Some((piece, pause)) => {
+            for piece in body.chunks(piece.max(1)) {
+                tokio::time::sleep(pause).await;
+                stream.write_all(piece).await?;
+                stream.flush().await?;
+            }
+        }
+        None => stream.write_all(&body).await?,
+    }
     stream.flush().await?;
     // After a surplus the connection stays open: the worst case for a
     // client that would parse the surplus as its next response.
