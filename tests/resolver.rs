@@ -733,6 +733,28 @@ async fn reconfigure_keeps_the_caches_of_remaining_clusters() {
     assert_eq!(a.requests_for("AppDialRules.xml"), 1);
 }
 
+/// `locate` tells what a phone gets: a name the local root refuses is
+/// refused, even when a cluster has it.
+#[tokio::test]
+async fn locate_reports_a_local_refusal_as_the_verdict() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("dir.xml")).unwrap();
+    let b = HttpCluster::start().await;
+    b.put("dir.xml", "remote");
+    let mut config = config(clusters_of([&b]));
+    config.tftp.root = Some(root.path().to_path_buf());
+    let r = resolver(&config);
+    let phone_gets = get(&r, "dir.xml").await;
+    assert!(matches!(phone_gets, Answer::Denied(_)), "{phone_gets:?}");
+    let report = r.locate("dir.xml").await;
+    assert!(
+        matches!(report.verdict, LocateVerdict::Denied(_)),
+        "{:?}",
+        report.verdict
+    );
+    assert!(report.reason.contains("local root"), "{}", report.reason);
+}
+
 #[tokio::test]
 async fn locate_asks_every_address_and_explains() {
     let [a1, a2, b] = HttpCluster::start_many().await;

@@ -705,7 +705,15 @@ impl Resolver {
             cluster_specific: false,
         });
         let mut reason = String::new();
-        if let Some(size) = report.local {
+        if let Some(error) = report.local_error.clone() {
+            // What `resolve` does: the local root is read before the
+            // clusters, and a name it refuses is refused.
+            report.verdict = LocateVerdict::Denied(error.clone());
+            reason.push_str(&format!(
+                "the local root (tftp.root) refuses it ({error}) before any cluster is asked; \
+                 without it: {cluster_reason}"
+            ));
+        } else if let Some(size) = report.local {
             report.verdict = LocateVerdict::Local { size };
             reason.push_str("the local root (tftp.root) has it and is read before the clusters");
             if class.cluster_specific && inner.remote.prefer_home_cluster {
