@@ -258,6 +258,42 @@ async fn first_listed_cluster_wins() {
     assert_eq!(source(&answer), from_cluster("c1"));
 }
 
+/// A lower cluster's copy served while a higher one was busy or failing
+/// stands for that request only: once the higher one answers again it wins,
+/// and the lower one was never learned as the phone's home.
+#[tokio::test]
+async fn a_lower_cluster_that_answered_for_a_busy_one_is_not_remembered() {
+    for (trouble, status) in [("busy", 503), ("failing", 500)] {
+        let [a, b] = HttpCluster::start_many().await;
+        a.put(cnf(), "real home");
+        b.put(cnf(), "old copy");
+        a.put("XMLDefault.cnf.xml", "a default");
+        b.put("XMLDefault.cnf.xml", "b default");
+        a.set_status(status);
+        let r = resolver(&config(clusters_of([&a, &b])));
+        for name in [cnf(), "XMLDefault.cnf.xml".to_owned()] {
+            let answer = get_from(&r, &name, PHONE).await;
+            assert_eq!(source(&answer), from_cluster("c2"), "{trouble}: {name}");
+        }
+        assert_eq!(r.home_of_device(&format!("SEP{MAC}")), None, "{trouble}");
+
+        a.clear_status();
+        for (name, expected) in [
+            (cnf(), "real home"),
+            ("XMLDefault.cnf.xml".to_owned(), "a default"),
+        ] {
+            let answer = get_from(&r, &name, PHONE).await;
+            assert_eq!(body(&answer), expected, "{trouble}: {name}");
+            assert_eq!(source(&answer), from_cluster("c1"), "{trouble}: {name}");
+        }
+        assert_eq!(
+            r.home_of_device(&format!("SEP{MAC}")).as_deref(),
+            Some("c1"),
+            "{trouble}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_slow_lower_cluster_does_not_delay_the_answer() {
     let [a, b] = HttpCluster::start_many().await;

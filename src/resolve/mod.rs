@@ -317,6 +317,9 @@ enum Fetched {
         body: Bytes,
         /// Another flight had just filled the cache (no request made).
         cached: bool,
+        /// A higher-priority cluster was busy or unreachable: served, but
+        /// remembered neither as the name's location nor as a home.
+        provisional: bool,
     },
     NotFound,
     Busy,
@@ -326,7 +329,12 @@ enum Fetched {
 /// A step's outcome inside the resolver.
 #[derive(Clone)]
 enum Outcome {
-    Served { body: Bytes, source: Source },
+    Served {
+        body: Bytes,
+        source: Source,
+        /// See [`Fetched::Found`]: not a basis for learning a home.
+        provisional: bool,
+    },
     NotFound,
     Busy,
     Unreachable,
@@ -340,9 +348,10 @@ impl fmt::Debug for Fetched {
                 cluster,
                 body,
                 cached,
+                provisional,
             } => write!(
                 f,
-                "Found {{ cluster: {cluster}, body: <{} bytes>, cached: {cached} }}",
+                "Found {{ cluster: {cluster}, body: <{} bytes>, cached: {cached}, provisional: {provisional} }}",
                 body.len()
             ),
             Fetched::NotFound => f.write_str("NotFound"),
@@ -355,10 +364,14 @@ impl fmt::Debug for Fetched {
 impl fmt::Debug for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Served { body, source } => {
+            Outcome::Served {
+                body,
+                source,
+                provisional,
+            } => {
                 write!(
                     f,
-                    "Served {{ source: {source}, body: <{} bytes> }}",
+                    "Served {{ source: {source}, body: <{} bytes>, provisional: {provisional} }}",
                     body.len()
                 )
             }
@@ -376,8 +389,10 @@ impl From<Fetched> for Outcome {
                 cluster,
                 body,
                 cached,
+                provisional,
             } => Outcome::Served {
                 body,
+                provisional,
                 source: if cached {
                     Source::Cache { cluster }
                 } else {
@@ -526,7 +541,7 @@ impl Resolver {
                 debug!(name = %name, client = %lookup.client, home = %home.id,
                     "cluster-specific name: asking the client's home cluster first");
                 match inner.ask_one(&home, &name, false).await {
-                    Outcome::Served { body, source } => return file(body, source),
+                    Outcome::Served { body, source, .. } => return file(body, source),
                     other => debug!(name = %name, home = %home.id, answer = ?other,
                         "home cluster did not serve it; going on"),
                 }
@@ -565,6 +580,7 @@ impl Resolver {
             Some(device),
             Outcome::Served {
                 source: Source::Cache { cluster } | Source::Cluster { cluster },
+                provisional: false,
                 ..
             },
         ) = (&class.device, &outcome)
@@ -838,7 +854,7 @@ impl Inner {
 
     fn answer(&self, outcome: Outcome) -> Answer {
         match outcome {
-            Outcome::Served { body, source } => file(body, source),
+            Outcome::Served { body, source, .. } => file(body, source),
             Outcome::NotFound => Answer::NotFound,
             Outcome::Busy => Answer::RetryLater,
             Outcome::Unreachable => match self.remote.on_unreachable {
@@ -929,6 +945,7 @@ impl Inner {
                 return Outcome::Served {
                     body: entry.body,
                     source: Source::Cache { cluster: id },
+                    provisional: false,
                 };
             }
         }
@@ -957,6 +974,7 @@ impl Inner {
                     source: Source::Cache {
                         cluster: id.clone(),
                     },
+                    provisional: false,
                 };
             }
             Some(Cached::Stale(entry)) => {
@@ -1000,6 +1018,7 @@ impl Inner {
                         source: Source::Cache {
                             cluster: id.clone(),
                         },
+                        provisional: false,
                     }
                 }
                 None => failed.into(),
@@ -1120,6 +1139,7 @@ async fn fetch_one(
             cluster: id.clone(),
             body: entry.body,
             cached: true,
+            provisional: false,
         };
     }
     let report = inner.ask_cluster(&cluster, &name).await;
@@ -1133,6 +1153,7 @@ async fn fetch_one(
                 cluster: id.clone(),
                 body,
                 cached: false,
+                provisional: false,
             }
         }
         ClusterVerdict::NotFound => {
@@ -1173,6 +1194,7 @@ async fn fetch_all(
                         cluster: id,
                         body: entry.body,
                         cached: true,
+                        provisional: false,
                     };
                 }
             }
@@ -1237,10 +1259,22 @@ async fn fetch_all(
                 Some(ClusterVerdict::Found { body, .. }) => body,
                 _ => unreachable!("decide() returned a cluster that found nothing"),
             };
+            // A higher cluster that was busy or unreachable may hold the
+            // name too: the answer stands for this request only, so it is
+            // not stored as the name's location (Busy and Unreachable are
+            // never cached, not even as "a lower cluster wins").
+            let provisional = verdicts[..index].iter().any(|v| {
+                matches!(
+                    v,
+                    Some(ClusterVerdict::Busy | ClusterVerdict::Unreachable) | None
+                )
+            });
             inner.caches.put_content(&id, &name, body.clone());
-            inner
-                .caches
-                .set_location(Scope::All, &name, Location::Cluster(id.clone()));
+            if !provisional {
+                inner
+                    .caches
+                    .set_location(Scope::All, &name, Location::Cluster(id.clone()));
+            }
             inner
                 .caches
                 .forget_location(Scope::Cluster(id.clone()), &name);
@@ -1248,6 +1282,7 @@ async fn fetch_all(
                 cluster: id,
                 body,
                 cached: false,
+                provisional,
             }
         }
         Decision::NotFound => {
