@@ -511,6 +511,31 @@ async fn purge_sends_the_next_request_upstream() {
     assert_eq!(a.requests_for("AppDialRules.xml"), 2);
 }
 
+/// A fetch in flight when the operator purges brings back what was purged:
+/// it is given to those already waiting, but neither cached nor joined by
+/// requests made after the purge.
+#[tokio::test]
+async fn a_purge_during_a_fetch_is_not_undone_by_it() {
+    let a = HttpCluster::start().await;
+    a.put("Ringlist.xml", "v1");
+    a.set_delay(Duration::from_millis(600));
+    let r = Arc::new(resolver(&config(clusters_of([&a]))));
+    let before = tokio::spawn({
+        let r = r.clone();
+        async move { body(&get(&r, "Ringlist.xml").await) }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    a.put("Ringlist.xml", "v2");
+    a.set_delay(Duration::ZERO);
+    r.purge(Some("Ringlist.xml"));
+    // Asked after the purge, while the old fetch is still running.
+    assert_eq!(body(&get(&r, "Ringlist.xml").await), "v2");
+    assert_eq!(before.await.unwrap(), "v1");
+    // The old fetch, finished now, did not put v1 back.
+    assert_eq!(body(&get(&r, "Ringlist.xml").await), "v2");
+    assert_eq!(a.requests_for("Ringlist.xml"), 2);
+}
+
 // ---- home clusters ------------------------------------------------------------------
 
 #[tokio::test]

@@ -16,7 +16,7 @@
 //! Both are `moka::sync` caches: a weigher, per-entry expiry and an LRU
 //! policy are exactly what these tables need.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -126,6 +126,10 @@ pub struct Caches {
     settings: CacheSettings,
     location: Cache<LocationKey, Location>,
     content: Cache<ContentKey, ContentEntry>,
+    /// Bumped by every purge. A fetch that began before a purge must not
+    /// store what it brings back: it may be the very copy the operator
+    /// purged. Writes hold it for reading, a purge for writing.
+    generation: RwLock<u64>,
 }
 
 /// What the content cache holds for a key.
@@ -162,7 +166,24 @@ impl Caches {
             settings,
             location,
             content,
+            generation: RwLock::new(0),
         }
+    }
+
+    /// The purge generation now (see [`Caches::write_since`]).
+    pub fn generation(&self) -> u64 {
+        *self.generation.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `write` unless a purge happened since `generation` was read;
+    /// a purge waits for a write in progress. Returns whether it ran.
+    pub fn write_since(&self, generation: u64, write: impl FnOnce(&Caches)) -> bool {
+        let current = self.generation.read().unwrap_or_else(|p| p.into_inner());
+        if *current != generation {
+            return false;
+        }
+        write(self);
+        true
     }
 
     pub fn settings(&self) -> &CacheSettings {
@@ -230,6 +251,8 @@ impl Caches {
     /// Drops every entry about `name` (compared without regard to case), in
     /// both caches; `None` drops everything. Returns how many entries went.
     pub fn purge(&self, name: Option<&str>) -> usize {
+        let mut generation = self.generation.write().unwrap_or_else(|p| p.into_inner());
+        *generation += 1;
         let mut dropped = 0;
         for (key, _) in self.location.iter() {
             if purged(name, &key.name) {

@@ -283,13 +283,21 @@ struct ClusterState {
 enum FetchKey {
     /// One cluster alone (home cluster first, known location, device
     /// refresh).
-    One { cluster: Arc<str>, name: Arc<str> },
+    One {
+        cluster: Arc<str>,
+        name: Arc<str>,
+        generation: u64,
+    },
     /// Every enabled cluster, one of them possibly already asked.
     Fanout {
         name: Arc<str>,
         known: Option<(Arc<str>, Known)>,
+        generation: u64,
     },
 }
+// `generation` is the caches' purge generation when the flight began: a
+// request after a purge starts a new flight instead of joining one whose
+// answer may be what was purged.
 
 /// A verdict already obtained from one cluster before a fan-out.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -996,12 +1004,20 @@ impl Inner {
                 None
             }
         };
+        let generation = self.caches.generation();
         let key = FetchKey::One {
             cluster: id.clone(),
             name: name.clone(),
+            generation,
         };
         let (flight, leader) = self.flights.run(key, || {
-            fetch_one(self.clone(), cluster.clone(), name.clone(), device)
+            fetch_one(
+                self.clone(),
+                cluster.clone(),
+                name.clone(),
+                device,
+                generation,
+            )
         });
         if !leader {
             debug!(name = %name, cluster = %id, "joining a fetch in flight");
@@ -1033,13 +1049,15 @@ impl Inner {
         known: Option<(Arc<str>, Known)>,
         device: bool,
     ) -> Outcome {
+        let generation = self.caches.generation();
         let key = FetchKey::Fanout {
             name: name.clone(),
             known: known.clone(),
+            generation,
         };
-        let (flight, leader) = self
-            .flights
-            .run(key, || fetch_all(self.clone(), name.clone(), known, device));
+        let (flight, leader) = self.flights.run(key, || {
+            fetch_all(self.clone(), name.clone(), known, device, generation)
+        });
         debug!(name = %name, leader, "asking the clusters");
         flight.await.unwrap_or(Fetched::Unreachable).into()
     }
@@ -1130,6 +1148,7 @@ async fn fetch_one(
     cluster: Arc<ClusterState>,
     name: Arc<str>,
     device: bool,
+    generation: u64,
 ) -> Fetched {
     let id = &cluster.id;
     // A flight that ended between this waiter's cache check and the start
@@ -1145,10 +1164,10 @@ async fn fetch_one(
     let report = inner.ask_cluster(&cluster, &name).await;
     let fetched = match report.verdict {
         ClusterVerdict::Found { body, .. } => {
-            inner.caches.put_content(id, &name, body.clone());
-            inner
-                .caches
-                .forget_location(Scope::Cluster(id.clone()), &name);
+            inner.caches.write_since(generation, |caches| {
+                caches.put_content(id, &name, body.clone());
+                caches.forget_location(Scope::Cluster(id.clone()), &name);
+            });
             Fetched::Found {
                 cluster: id.clone(),
                 body,
@@ -1157,13 +1176,13 @@ async fn fetch_one(
             }
         }
         ClusterVerdict::NotFound => {
-            inner.caches.forget_content(id, &name);
-            inner
-                .caches
-                .set_location(Scope::Cluster(id.clone()), &name, Location::Nowhere);
-            if inner.caches.location(Scope::All, &name) == Some(Location::Cluster(id.clone())) {
-                inner.caches.forget_location(Scope::All, &name);
-            }
+            inner.caches.write_since(generation, |caches| {
+                caches.forget_content(id, &name);
+                caches.set_location(Scope::Cluster(id.clone()), &name, Location::Nowhere);
+                if caches.location(Scope::All, &name) == Some(Location::Cluster(id.clone())) {
+                    caches.forget_location(Scope::All, &name);
+                }
+            });
             Fetched::NotFound
         }
         ClusterVerdict::Busy => Fetched::Busy,
@@ -1182,6 +1201,7 @@ async fn fetch_all(
     name: Arc<str>,
     known: Option<(Arc<str>, Known)>,
     device: bool,
+    generation: u64,
 ) -> Fetched {
     // A flight that ended between this waiter's cache check and the start
     // of this one has filled the cache: use it.
@@ -1269,15 +1289,13 @@ async fn fetch_all(
                     Some(ClusterVerdict::Busy | ClusterVerdict::Unreachable) | None
                 )
             });
-            inner.caches.put_content(&id, &name, body.clone());
-            if !provisional {
-                inner
-                    .caches
-                    .set_location(Scope::All, &name, Location::Cluster(id.clone()));
-            }
-            inner
-                .caches
-                .forget_location(Scope::Cluster(id.clone()), &name);
+            inner.caches.write_since(generation, |caches| {
+                caches.put_content(&id, &name, body.clone());
+                if !provisional {
+                    caches.set_location(Scope::All, &name, Location::Cluster(id.clone()));
+                }
+                caches.forget_location(Scope::Cluster(id.clone()), &name);
+            });
             Fetched::Found {
                 cluster: id,
                 body,
@@ -1286,9 +1304,9 @@ async fn fetch_all(
             }
         }
         Decision::NotFound => {
-            inner
-                .caches
-                .set_location(Scope::All, &name, Location::Nowhere);
+            inner.caches.write_since(generation, |caches| {
+                caches.set_location(Scope::All, &name, Location::Nowhere);
+            });
             Fetched::NotFound
         }
         Decision::Busy => Fetched::Busy,
