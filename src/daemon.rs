@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::admin::AdminServer;
 use crate::config::{Config, HttpConfig};
 use crate::http::{self, HttpListener, HttpShared};
+use crate::logging::Logging;
 use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::resolve::{Resolver, SharedResolver};
 use crate::shutdown::{self, Trigger};
@@ -397,10 +398,9 @@ fn start_tftp(
 }
 
 /// `tftproxy serve`: runs until SIGTERM or SIGINT, reloading on SIGHUP.
-pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+pub async fn run(config_path: PathBuf, config: Config, logging: Logging) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     raise_open_file_limit();
-    let grace = config.tftp.shutdown_grace;
     let daemon = Daemon::start(config).await?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -417,7 +417,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                 systemd::reloading();
                 match Config::load(&config_path) {
                     Ok(new) => match daemon.reload(new) {
-                        Ok(()) => info!(config = %config_path.display(), "configuration reloaded"),
+                        Ok(()) => {
+                            logging.apply(&daemon.config().log);
+                            info!(config = %config_path.display(), "configuration reloaded");
+                        }
                         Err(e) => error!(error = %e, "reload failed; the running configuration stays"),
                     },
                     Err(e) => {
@@ -435,11 +438,25 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             }
         }
     }
-    systemd::stopping();
+    // The grace of the configuration in force (a reload may have changed it).
+    let grace = daemon.config().tftp.shutdown_grace;
+    systemd::stopping(grace);
     info!(grace = ?grace, active = daemon.active_transfers(), "stopping: letting transfers finish");
-    let left = daemon.shutdown(grace).await;
+    let shutdown = daemon.shutdown(grace);
+    tokio::pin!(shutdown);
+    let left = loop {
+        tokio::select! {
+            left = &mut shutdown => break left,
+            // A second SIGTERM or Ctrl-C: the operator does not want to wait.
+            _ = terminate.recv() => break daemon.active_transfers(),
+            _ = interrupt.recv() => break daemon.active_transfers(),
+            _ = ticker.tick() => if watchdog.is_some() {
+                systemd::watchdog();
+            },
+        }
+    };
     if left > 0 {
-        warn!(abandoned = left, "grace time over; abandoning transfers");
+        warn!(abandoned = left, "abandoning transfers");
     }
     info!("tftproxy stopped");
     Ok(())

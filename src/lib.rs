@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod http;
 pub mod local;
 pub mod locate;
+pub mod logging;
 pub mod metrics;
 pub mod name;
 pub mod option150;

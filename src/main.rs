@@ -125,8 +125,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(LogFormatArg::Text) => LogFormat::Text,
                 None => config.log.format,
             };
-            init_logging(&config.log.level, format);
-            runtime()?.block_on(tftproxy::daemon::run(path, config))?;
+            let logging = tftproxy::logging::init(&config.log.level, format);
+            runtime()?.block_on(tftproxy::daemon::run(path, config, logging))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config: path } => match Config::load(&path) {
@@ -248,20 +248,4 @@ fn parse_server(text: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("cannot resolve server {text:?}"))?
         .next()
         .with_context(|| format!("server {text:?} has no address"))
-}
-
-/// Logs to standard error. Under systemd (journald adds its own timestamps)
-/// lines carry no time and no colours.
-fn init_logging(level: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match (format, under_journald) {
-        (LogFormat::Json, _) => builder.json().init(),
-        (LogFormat::Text, true) => builder.without_time().with_ansi(false).init(),
-        (LogFormat::Text, false) => builder.init(),
-    }
 }

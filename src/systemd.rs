@@ -25,9 +25,16 @@ pub fn reloading() {
     notify(&[NotifyState::Reloading]);
 }
 
-pub fn stopping() {
-    notify(&[NotifyState::Stopping]);
+/// Stopping, for up to `grace`: systemd's stop time-out is extended to
+/// cover it, so a grace longer than `TimeoutStopSec` is not cut short.
+pub fn stopping(grace: Duration) {
+    let usec = (grace + STOP_SLACK).as_micros();
+    let usec = u32::try_from(usec).unwrap_or(u32::MAX);
+    notify(&[NotifyState::Stopping, NotifyState::ExtendTimeoutUsec(usec)]);
 }
+
+/// Time to finish after the grace (abandon transfers, close sockets).
+const STOP_SLACK: Duration = Duration::from_secs(5);
 
 pub fn status(text: &str) {
     notify(&[NotifyState::Status(text)]);

@@ -25,7 +25,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_config(path: &Path, root: &Path, admin: SocketAddr, max_transfers: u32) {
+fn write_config(path: &Path, root: &Path, admin: SocketAddr, max_transfers: u32, level: &str) {
     std::fs::write(
         path,
         format!(
@@ -42,7 +42,7 @@ listen = ["127.0.0.1:0"]
 listen = "{admin}"
 
 [log]
-level = "info"
+level = "{level}"
 "#,
             root.display()
         ),
@@ -168,7 +168,7 @@ fn ready_reload_watchdog_and_stop() {
     std::fs::write(root.join("a.xml"), "a").unwrap();
     let config = dir.path().join("tftproxy.toml");
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    write_config(&config, &root, admin, 100);
+    write_config(&config, &root, admin, 100, "info");
     let notify_path = dir.path().join("notify.sock");
     let mut systemd = FakeSystemd::bind(&notify_path);
 
@@ -206,8 +206,9 @@ fn ready_reload_watchdog_and_stop() {
     // Watchdog pings every WATCHDOG_USEC / 2.
     systemd.wait_for("WATCHDOG=1", child);
 
-    // SIGHUP with a valid new config: RELOADING=1, then READY=1.
-    write_config(&config, &root, admin, 50);
+    // SIGHUP with a valid new config: RELOADING=1, then READY=1. Its log
+    // level applies at once: "configuration reloaded" (info) is not shown.
+    write_config(&config, &root, admin, 50, "warn");
     signal(child, libc::SIGHUP);
     systemd.wait_for("RELOADING=1", child);
     systemd.wait_for("READY=1", child);
@@ -229,9 +230,14 @@ fn ready_reload_watchdog_and_stop() {
         "{metrics}"
     );
 
-    // SIGTERM: STOPPING=1, then a clean exit.
+    // SIGTERM: STOPPING=1 with the stop time-out extended to the grace
+    // (default 10 s) and 5 s more, then a clean exit.
     signal(child, libc::SIGTERM);
-    systemd.wait_for("STOPPING=1", child);
+    let lines = systemd.wait_for("STOPPING=1", child);
+    assert!(
+        lines.iter().any(|l| l == "EXTEND_TIMEOUT_USEC=15000000"),
+        "{lines:?}"
+    );
     let status = wait_exit(child);
     let mut stderr = String::new();
     child
@@ -241,34 +247,59 @@ fn ready_reload_watchdog_and_stop() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(status.success(), "exit {status}; log:\n{stderr}");
-    // The invalid config was reported with its key.
-    assert!(stderr.contains("max_block_size"), "{stderr}");
     // Under journald (JOURNAL_STREAM set) lines carry no timestamp of their
-    // own: the first word is the level.
+    // own but a syslog priority journald reads: `<6> INFO …`.
     let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("<6> INFO"), "{first}");
+    // The invalid config was reported with its key, as an error (<3>).
     assert!(
-        first.trim_start().starts_with("INFO") || first.trim_start().starts_with("WARN"),
-        "{first}"
+        stderr
+            .lines()
+            .any(|l| l.starts_with("<3>") && l.contains("max_block_size")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("tftproxy started"), "{stderr}");
+    assert!(!stderr.contains("configuration reloaded"), "{stderr}");
+    assert!(
+        !stderr.contains("\x1b["),
+        "colour codes in the log: {stderr}"
     );
     reaper.0 = None;
 }
 
 #[test]
 fn no_notify_socket_no_problem() {
-    // Without NOTIFY_SOCKET (run by hand) serve runs and stops the same way.
+    // Without NOTIFY_SOCKET (run by hand) serve runs and stops the same way;
+    // a second SIGTERM during the grace time stops it at once; logs to a
+    // pipe carry no colour codes.
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("big.bin"), vec![7u8; 1 << 20]).unwrap();
     let config = dir.path().join("tftproxy.toml");
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    write_config(&config, &root, admin, 10);
+    let tftp: SocketAddr = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[tftp]\nlisten = [\"{tftp}\"]\nroot = \"{}\"\nshutdown_grace = \"1h\"\n\n\
+             [admin]\nlisten = \"{admin}\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_tftproxy"))
         .args(["serve", "-c"])
         .arg(&config)
         .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut reaper = Reaper(Some(child));
@@ -279,7 +310,44 @@ fn no_notify_socket_no_problem() {
         assert!(child.try_wait().unwrap().is_none(), "tftproxy exited");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A transfer that never ends by itself: its DATA is never acknowledged.
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .send_to(b"\x00\x01big.bin\x00octet\x00", tftp)
+        .unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut first = [0u8; 600];
+    let (n, _) = phone.recv_from(&mut first).expect("DATA 1");
+    assert_eq!(&first[..4], b"\x00\x03\x00\x01", "{n} bytes");
+
+    signal(child, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first SIGTERM waits for the transfer"
+    );
+    let second = Instant::now();
     signal(child, libc::SIGTERM);
     assert!(wait_exit(child).success());
+    // Well before the transfer would give up by itself (about 11 s).
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        second.elapsed()
+    );
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("abandoning transfers"), "{stderr}");
+    assert!(
+        !stderr.contains("\x1b["),
+        "colour codes in the log: {stderr}"
+    );
     reaper.0 = None;
 }

@@ -1,0 +1,126 @@
+//! Logs on standard error: text or JSON; under journald without timestamps
+//! or colours and with a `<N>` syslog priority on each line, so that
+//! `journalctl -p warning` finds warnings. The level comes from `RUST_LOG`
+//! or `[log] level`, and a reload applies a changed `[log] level`.
+
+use std::fmt;
+use std::io::IsTerminal;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+type SetLevel = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// The installed logger, for reloads.
+pub struct Logging {
+    format: LogFormat,
+    /// `RUST_LOG` set the level: the configuration's level does not apply.
+    from_env: bool,
+    set_level: SetLevel,
+}
+
+/// Installs the logger for the process. `level` is a tracing filter
+/// (`info`, `tftproxy=debug`), overridden by a valid `RUST_LOG`.
+pub fn init(level: &str, format: LogFormat) -> Logging {
+    let (filter, from_env) = match std::env::var("RUST_LOG") {
+        Ok(text) => match EnvFilter::try_new(&text) {
+            Ok(filter) => (filter, true),
+            Err(error) => {
+                // No logger yet: say it on stderr directly.
+                eprintln!("tftproxy: RUST_LOG={text:?} is not a valid filter ({error}); using [log] level {level:?}");
+                (EnvFilter::new(level), false)
+            }
+        },
+        Err(_) => (EnvFilter::new(level), false),
+    };
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    let set_level: SetLevel = match (format, under_journald) {
+        (LogFormat::Json, _) => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
+        (LogFormat::Text, true) => {
+            let builder = builder
+                .with_ansi(false)
+                .event_format(SyslogPriority(
+                    tracing_subscriber::fmt::format().without_time(),
+                ))
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
+        (LogFormat::Text, false) => {
+            let builder = builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+        }
+    };
+    Logging {
+        format,
+        from_env,
+        set_level,
+    }
+}
+
+impl Logging {
+    /// Applies a reloaded `[log]` section: the level now (unless `RUST_LOG`
+    /// set it); a new format needs a restart, and says so.
+    pub fn apply(&self, log: &LogConfig) {
+        if self.from_env {
+            tracing::debug!("RUST_LOG is set: [log] level is not applied");
+        } else {
+            match EnvFilter::try_new(&log.level) {
+                Ok(filter) => {
+                    if let Err(error) = (self.set_level)(filter) {
+                        tracing::warn!(%error, "cannot change the log level");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, level = %log.level, "invalid [log] level"),
+            }
+        }
+        if log.format != self.format {
+            tracing::warn!("[log] format changes take effect at the next start");
+        }
+    }
+}
+
+/// Prefixes each line with its syslog priority (`<3>` error … `<7>`
+/// debug), which journald reads from a service's standard error.
+struct SyslogPriority<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for SyslogPriority<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let priority = match *event.metadata().level() {
+            Level::ERROR => 3,
+            Level::WARN => 4,
+            Level::INFO => 6,
+            Level::DEBUG | Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
