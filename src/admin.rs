@@ -74,7 +74,7 @@ impl AdminServer {
         let bound = listener.local_addr()?;
         let (stop, shutdown) = shutdown::channel();
         let app = router(AdminState { daemon, started });
-        tokio::spawn(serve(listener, app, shutdown));
+        tokio::spawn(serve(listener, bound, app, shutdown));
         Ok(AdminServer {
             configured,
             bound,
@@ -96,9 +96,8 @@ impl Drop for AdminServer {
 /// Accepts connections until shutdown, at most [`MAX_ADMIN_CONNECTIONS`] at
 /// a time, with the HTTP front's time-outs: idle or slow clients cannot hold
 /// descriptors the TFTP and HTTP fronts need.
-async fn serve(listener: TcpListener, app: Router, mut shutdown: Shutdown) {
-    let bound = listener.local_addr().ok();
-    info!(listen = ?bound, "admin listening");
+async fn serve(listener: TcpListener, bound: SocketAddr, app: Router, mut shutdown: Shutdown) {
+    info!(listen = %bound, "admin listening");
     let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
         // Excess connections wait in the kernel's accept queue.
@@ -129,7 +128,7 @@ async fn serve(listener: TcpListener, app: Router, mut shutdown: Shutdown) {
             drop(slot);
         });
     }
-    info!(listen = ?bound, "admin listener stopped");
+    info!(listen = %bound, "admin listener stopped");
 }
 
 fn router(state: AdminState) -> Router {

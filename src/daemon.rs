@@ -64,10 +64,11 @@ pub struct Daemon {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        // Not `source`: the message says it already (see ConfigError::Read).
+        error: std::io::Error,
     },
     #[error(transparent)]
     Resolver(#[from] crate::resolve::ResolverError),
@@ -111,9 +112,9 @@ impl Daemon {
         if let Some((configured, listener)) = admin_bound {
             let server =
                 AdminServer::start(configured, listener, daemon.this.clone(), daemon.started)
-                    .map_err(|source| StartError::Bind {
+                    .map_err(|error| StartError::Bind {
                         addr: configured,
-                        source,
+                        error,
                     })?;
             *lock(&daemon.admin) = Some(server);
         }
@@ -313,7 +314,7 @@ fn bind_http(
         if keep.contains(&addr) || bound.iter().any(|(a, _)| *a == addr) {
             continue;
         }
-        let listener = http::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        let listener = http::bind(addr).map_err(|error| StartError::Bind { addr, error })?;
         bound.push((addr, listener));
     }
     Ok(bound)
@@ -327,7 +328,7 @@ fn start_http(
         .into_iter()
         .map(|(addr, listener)| {
             HttpListener::start(addr, listener, shared.clone())
-                .map_err(|source| StartError::Bind { addr, source })
+                .map_err(|error| StartError::Bind { addr, error })
         })
         .collect()
 }
@@ -340,7 +341,7 @@ fn bind_admin(
     match &config.admin {
         Some(admin) if Some(admin.listen) != current => {
             let addr = admin.listen;
-            let listener = http::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+            let listener = http::bind(addr).map_err(|error| StartError::Bind { addr, error })?;
             Ok(Some((addr, listener)))
         }
         _ => Ok(None),
@@ -354,7 +355,7 @@ fn bind_tftp(config: &Config, keep: &[SocketAddr]) -> Result<Vec<Listener>, Star
         .listen
         .iter()
         .filter(|addr| !keep.contains(addr))
-        .map(|&addr| Listener::bind(addr).map_err(|source| StartError::Bind { addr, source }))
+        .map(|&addr| Listener::bind(addr).map_err(|error| StartError::Bind { addr, error }))
         .collect()
 }
 

@@ -29,3 +29,24 @@ fn get_refuses_option_values_outside_the_rfcs() {
         );
     }
 }
+
+#[test]
+fn a_missing_config_file_is_one_clear_line() {
+    for command in ["serve", "check", "locate"] {
+        let mut args = vec![command, "-c", "/nonexistent/tftproxy.toml"];
+        if command == "locate" {
+            args.push("x");
+        }
+        let (code, text) = tftproxy(&args);
+        assert_eq!(code, 1, "{command}: {text}");
+        assert!(
+            text.contains("/nonexistent/tftproxy.toml"),
+            "{command}: {text}"
+        );
+        assert_eq!(
+            text.matches("No such file or directory").count(),
+            1,
+            "{command}: the cause is said once: {text}"
+        );
+    }
+}

@@ -177,10 +177,12 @@ pub struct LogConfig {
 /// (or of its table's header when the key is absent).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        // Not `source`: the message already says it, and a source would
+        // be printed a second time by `{:#}`.
+        error: std::io::Error,
     },
     #[error("{path}:{line}: {key}: {message}")]
     Invalid {
@@ -206,9 +208,9 @@ pub const MAX_TRANSFERS_RANGE: RangeInclusive<i64> = 1..=100_000;
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Config::parse(&text, path)
     }
