@@ -101,6 +101,15 @@ impl FakeSystemd {
     }
 }
 
+/// Everything the (exited) child wrote to its piped standard error.
+fn stderr_of(child: &mut Child) -> String {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    stderr
+}
+
 fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: sending a signal to our own child process.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
@@ -239,13 +248,7 @@ fn ready_reload_watchdog_and_stop() {
         "{lines:?}"
     );
     let status = wait_exit(child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr_of(child);
     assert!(status.success(), "exit {status}; log:\n{stderr}");
     // Under journald (JOURNAL_STREAM set) lines carry no timestamp of their
     // own but a syslog priority journald reads: `<6> INFO …`.
@@ -337,13 +340,7 @@ fn no_notify_socket_no_problem() {
         "{:?}",
         second.elapsed()
     );
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr_of(child);
     assert!(stderr.contains("abandoning transfers"), "{stderr}");
     assert!(
         !stderr.contains("\x1b["),
