@@ -205,7 +205,9 @@ impl Daemon {
         }
         let running = std::mem::take(&mut tftp.listeners);
         tftp.listeners = start_tftp(&new, running, tftp_bound, &tftp.context);
-        lock(&self.retired).retain(|c| c.active_transfers() > 0);
+        // Kept while anything still holds a context: a transfer, or a listener
+        // that loaded it just before the swap and may still start one on it.
+        lock(&self.retired).retain(|c| Arc::strong_count(c) > 1 || c.active_transfers() > 0);
         self.swap_http(&new, http_bound);
         self.swap_admin(&new, admin_bound);
         *lock(&self.config) = new;

@@ -251,8 +251,11 @@ impl Caches {
     /// Drops every entry about `name` (compared without regard to case), in
     /// both caches; `None` drops everything. Returns how many entries went.
     pub fn purge(&self, name: Option<&str>) -> usize {
-        let mut generation = self.generation.write().unwrap_or_else(|p| p.into_inner());
-        *generation += 1;
+        // Bumped, then released before the scan: writes already in progress
+        // finished before the bump (the write lock waits for them), later
+        // ones carry the old number and are refused; resolves do not wait
+        // for the scan.
+        *self.generation.write().unwrap_or_else(|p| p.into_inner()) += 1;
         let mut dropped = 0;
         for (key, _) in self.location.iter() {
             if purged(name, &key.name) {
