@@ -105,14 +105,24 @@ impl LocalRoot {
         // Renamed or removed since the index was built: the index is known
         // to be wrong, so rebuild it now (once per stale entry).
         self.invalidate_index();
-        match self.find_other_case(name) {
-            Some(stored) => self.open_exact(&stored),
-            None => Ok(None),
+        let Some(stored) = self.find_other_case(name) else {
+            return Ok(None);
+        };
+        let opened = self.open_exact(&stored)?;
+        if opened.is_none() {
+            // Listed but cannot be opened (a dangling symlink): forget it, or
+            // every request for it would rebuild the index again.
+            self.index().names.remove(&name.to_ascii_lowercase());
         }
+        Ok(opened)
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn invalidate_index(&self) {
-        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.index();
         index.names.clear();
         index.built = None;
     }
@@ -209,7 +219,7 @@ impl LocalRoot {
 
     fn find_other_case(&self, name: &str) -> Option<String> {
         let wanted = name.to_ascii_lowercase();
-        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let mut index = self.index();
         if let Some(stored) = index.names.get(&wanted) {
             return Some(stored.clone());
         }
@@ -305,6 +315,19 @@ mod tests {
         assert_eq!(read(root.open("foo.txt").unwrap().unwrap()), b"v1");
         std::fs::remove_file(dir.path().join("FOO.TXT")).unwrap();
         assert!(root.open("foo.txt").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_dangling_symlink_does_not_rebuild_the_index_on_every_request() {
+        let (dir, root) = root_with(&[("other.txt", b"x")]);
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("Dangle.txt")).unwrap();
+        assert!(root.open("dangle.txt").unwrap().is_none());
+        let built = root.index().built;
+        assert!(built.is_some());
+        for _ in 0..3 {
+            assert!(root.open("dangle.txt").unwrap().is_none());
+        }
+        assert_eq!(root.index().built, built, "the index was rebuilt");
     }
 
     #[test]
