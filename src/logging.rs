@@ -18,15 +18,20 @@ type SetLevel = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
 
 /// The installed logger, for reloads.
 pub struct Logging {
-    format: LogFormat,
+    /// `[log] format` as the file said it at start (the command line may
+    /// have overridden it).
+    configured_format: LogFormat,
     /// `RUST_LOG` set the level: the configuration's level does not apply.
     from_env: bool,
     set_level: SetLevel,
 }
 
-/// Installs the logger for the process. `level` is a tracing filter
-/// (`info`, `tftproxy=debug`), overridden by a valid `RUST_LOG`.
-pub fn init(level: &str, format: LogFormat) -> Logging {
+/// Installs the logger for the process from `[log]`: `level` is a tracing
+/// filter (`info`, `tftproxy=debug`), overridden by a valid `RUST_LOG`;
+/// `format_override` is the command line's `--log-format`.
+pub fn init(log: &LogConfig, format_override: Option<LogFormat>) -> Logging {
+    let level = log.level.as_str();
+    let format = format_override.unwrap_or(log.format);
     let (filter, from_env) = match std::env::var("RUST_LOG") {
         Ok(text) => match EnvFilter::try_new(&text) {
             Ok(filter) => (filter, true),
@@ -42,35 +47,24 @@ pub fn init(level: &str, format: LogFormat) -> Logging {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
-    let set_level: SetLevel = match (format, under_journald) {
-        (LogFormat::Json, _) => {
-            let builder = builder.json().with_filter_reloading();
+    // The builder's type differs per arm; the reload handle is made alike.
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
             let handle = builder.reload_handle();
             builder.init();
-            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
-        }
-        (LogFormat::Text, true) => {
-            let builder = builder
-                .with_ansi(false)
-                .event_format(SyslogPriority(
-                    tracing_subscriber::fmt::format().without_time(),
-                ))
-                .with_filter_reloading();
-            let handle = builder.reload_handle();
-            builder.init();
-            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
-        }
-        (LogFormat::Text, false) => {
-            let builder = builder
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_filter_reloading();
-            let handle = builder.reload_handle();
-            builder.init();
-            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
-        }
+            Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string())) as SetLevel
+        }};
+    }
+    let set_level = match (format, under_journald) {
+        (LogFormat::Json, _) => install!(builder.json()),
+        (LogFormat::Text, true) => install!(builder.with_ansi(false).event_format(SyslogPriority(
+            tracing_subscriber::fmt::format().without_time()
+        ))),
+        (LogFormat::Text, false) => install!(builder.with_ansi(colours_wanted())),
     };
     Logging {
-        format,
+        configured_format: log.format,
         from_env,
         set_level,
     }
@@ -92,10 +86,15 @@ impl Logging {
                 Err(error) => tracing::warn!(%error, level = %log.level, "invalid [log] level"),
             }
         }
-        if log.format != self.format {
+        if log.format != self.configured_format {
             tracing::warn!("[log] format changes take effect at the next start");
         }
     }
+}
+
+/// Colours on a terminal, unless `NO_COLOR` is set (no-color.org).
+fn colours_wanted() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Prefixes each line with its syslog priority (`<3>` error … `<7>`

@@ -120,12 +120,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             log_format,
         } => {
             let config = Config::load(&path)?;
-            let format = match log_format {
-                Some(LogFormatArg::Json) => LogFormat::Json,
-                Some(LogFormatArg::Text) => LogFormat::Text,
-                None => config.log.format,
-            };
-            let logging = tftproxy::logging::init(&config.log.level, format);
+            let format_override = log_format.map(|f| match f {
+                LogFormatArg::Json => LogFormat::Json,
+                LogFormatArg::Text => LogFormat::Text,
+            });
+            let logging = tftproxy::logging::init(&config.log, format_override);
             runtime()?.block_on(tftproxy::daemon::run(path, config, logging))?;
             Ok(ExitCode::SUCCESS)
         }

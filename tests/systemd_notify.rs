@@ -252,8 +252,13 @@ fn ready_reload_watchdog_and_stop() {
     assert!(status.success(), "exit {status}; log:\n{stderr}");
     // Under journald (JOURNAL_STREAM set) lines carry no timestamp of their
     // own but a syslog priority journald reads: `<6> INFO …`.
+    // (The first line is a warning when the receive buffer cannot be
+    // raised, as for an unprivileged user.)
     let first = stderr.lines().next().unwrap_or_default();
-    assert!(first.starts_with("<6> INFO"), "{first}");
+    assert!(
+        first.starts_with("<6> INFO") || first.starts_with("<4> WARN"),
+        "{first}"
+    );
     // The invalid config was reported with its key, as an error (<3>).
     assert!(
         stderr
