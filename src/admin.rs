@@ -18,21 +18,22 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
+use futures::FutureExt;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::daemon::Daemon;
-use crate::http::serve_http1;
+use crate::http::{accept_until_shutdown, serve_http1};
 use crate::metrics::UpstreamOutcome;
 use crate::resolve::{AddressStatus, ClusterStatus};
 use crate::shutdown::{self, Shutdown, Trigger};
@@ -74,7 +75,7 @@ impl AdminServer {
         let bound = listener.local_addr()?;
         let (stop, shutdown) = shutdown::channel();
         let app = router(AdminState { daemon, started });
-        tokio::spawn(serve(listener, bound, app, shutdown));
+        tokio::spawn(serve(listener, app, shutdown));
         Ok(AdminServer {
             configured,
             bound,
@@ -96,39 +97,24 @@ impl Drop for AdminServer {
 /// Accepts connections until shutdown, at most [`MAX_ADMIN_CONNECTIONS`] at
 /// a time, with the HTTP front's time-outs: idle or slow clients cannot hold
 /// descriptors the TFTP and HTTP fronts need.
-async fn serve(listener: TcpListener, bound: SocketAddr, app: Router, mut shutdown: Shutdown) {
-    info!(listen = %bound, "admin listening");
+async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) {
     let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
-    loop {
-        // Excess connections wait in the kernel's accept queue.
-        let slot = tokio::select! {
-            _ = shutdown.recv() => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            _ = shutdown.recv() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    warn!(%error, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+    accept_until_shutdown(
+        &listener,
+        "admin",
+        shutdown,
+        || slots.clone().acquire_owned().map(Result::ok),
+        |stream, _, slot, shutdown| {
+            let service = TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                if let Err(error) = serve_http1(stream, service, shutdown).await {
+                    debug!(%error, "admin connection ended");
                 }
-            },
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(error) = serve_http1(stream, service, shutdown).await {
-                debug!(%error, "admin connection ended");
-            }
-            drop(slot);
-        });
-    }
-    info!(listen = %bound, "admin listener stopped");
+                drop(slot);
+            });
+        },
+    )
+    .await;
 }
 
 fn router(state: AdminState) -> Router {

@@ -237,41 +237,65 @@ impl Drop for HttpListener {
 }
 
 /// Accepts connections until shutdown; each connection runs in its own task.
-async fn serve(listener: TcpListener, shared: Arc<HttpShared>, mut shutdown: Shutdown) {
+async fn serve(listener: TcpListener, shared: Arc<HttpShared>, shutdown: Shutdown) {
+    accept_until_shutdown(
+        &listener,
+        "HTTP",
+        shutdown,
+        || async {
+            shared.room().await;
+            Some(())
+        },
+        |stream, peer, (), shutdown| {
+            let slot = shared.take();
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(connection(stream, peer, shared.clone(), slot, shutdown));
+        },
+    )
+    .await;
+}
+
+/// Accepts TCP connections until shutdown (for the HTTP and admin fronts).
+/// `room` waits until one more connection may be served and gives what it
+/// holds for it (`None` stops the loop): excess connections wait in the
+/// kernel's accept queue. `serve` starts serving an accepted connection.
+pub(crate) async fn accept_until_shutdown<S, R>(
+    listener: &TcpListener,
+    front: &'static str,
+    mut shutdown: Shutdown,
+    mut room: impl FnMut() -> R,
+    mut serve: impl FnMut(TcpStream, SocketAddr, S, Shutdown),
+) where
+    R: Future<Output = Option<S>>,
+{
     let local = listener.local_addr().ok();
     if let Some(local) = local {
-        info!(listen = %local, "HTTP listening");
+        info!(listen = %local, "{front} listening");
     }
     loop {
-        // Excess connections wait in the kernel's accept queue.
-        tokio::select! {
+        let slot = tokio::select! {
             _ = shutdown.recv() => break,
-            () = shared.room() => {}
-        }
+            slot = room() => match slot {
+                Some(slot) => slot,
+                None => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.recv() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // EMFILE and friends: back off a little rather than spin.
-                    warn!(%error, "HTTP accept failed");
+                    warn!(%error, "{front} accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let slot = shared.take();
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
-            stream,
-            peer,
-            shared.clone(),
-            slot,
-            shutdown.clone(),
-        ));
+        serve(stream, peer, slot, shutdown.clone());
     }
     if let Some(local) = local {
-        info!(listen = %local, "HTTP listener stopped");
+        info!(listen = %local, "{front} listener stopped");
     }
 }
 

@@ -552,9 +552,6 @@ fn is_peer_gone(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::ConnectionRefused
 }
 
-/// Binds the socket of one transfer on the address the request came to,
-/// inside `port_range` when one is set, and connects it to the client so the
-/// kernel filters out every other sender.
 /// The address a transfer socket binds (port 0: any): the one the request
 /// came to. An IPv6 link-local address names an address only together with
 /// its interface, so it takes the phone's scope (the kernel reports the
@@ -568,6 +565,9 @@ fn transfer_local_addr(ip: IpAddr, client: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Binds the socket of one transfer on the address the request came to,
+/// inside `port_range` when one is set, and connects it to the client so the
+/// kernel filters out every other sender.
 async fn bind_transfer_socket(
     local: SocketAddr,
     port_range: Option<&RangeInclusive<u16>>,

@@ -47,7 +47,8 @@ pub struct Behaviour {
     pub hang: bool,
     /// Send a `Content-Length` larger than the body actually sent, then close.
     pub wrong_length: bool,
-    /// Send a `Content-Length` smaller than the body actually sent, then close.
+    /// Send a `Content-Length` smaller than the body actually sent, and keep
+    /// the connection open.
     pub short_length: bool,
     /// Send the headers and half the body, then reset the connection (RST).
     pub reset_mid_body: bool,
