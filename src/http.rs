@@ -19,8 +19,9 @@
 //! Slow or hostile clients cannot pin the server: connections are capped at
 //! `http.max_connections` (excess ones wait in the kernel's accept queue),
 //! request heads must arrive within [`HEADER_READ_TIMEOUT`] (idle keep-alive
-//! connections included) and fit in [`MAX_HEAD_BYTES`], targets longer than
-//! [`MAX_URI_BYTES`] get `414`, and a response that makes no progress towards
+//! connections included) and fit in [`MAX_HEAD_BYTES`] (else `431`), targets
+//! longer than [`MAX_URI_BYTES`] that fit get `414`, and a response that makes
+//! no progress towards
 //! a client for [`SEND_STALL_TIMEOUT`] ends its connection.
 //!
 //! Files from the local root are streamed from disk in chunks read on the
