@@ -148,6 +148,10 @@ async fn exchange(
     connected: &mut bool,
 ) -> io::Result<()> {
     let mut peer: Option<SocketAddr> = None;
+    // One lazy timer, re-armed only when it fired or the deadline came
+    // earlier (see the server's transfer loop): no timer work per block.
+    let timer = tokio::time::sleep_until(Instant::now().into());
+    tokio::pin!(timer);
     loop {
         while let Some(datagram) = receive.poll_transmit() {
             if *connected {
@@ -162,6 +166,9 @@ async fn exchange(
         let Some(deadline) = receive.deadline() else {
             break;
         };
+        if timer.is_elapsed() || deadline < timer.deadline().into_std() {
+            timer.as_mut().reset(deadline.into());
+        }
         tokio::select! {
             received = socket.recv_from(buf) => {
                 let (n, from) = match received {
@@ -181,7 +188,7 @@ async fn exchange(
                     *connected = socket.connect(from).await.is_ok();
                 }
             }
-            _ = tokio::time::sleep_until(deadline.into()) => receive.handle_timeout(Instant::now()),
+            _ = &mut timer => receive.handle_timeout(Instant::now()),
         }
     }
     // Flush a final ERROR (e.g. refusing an OACK) before reporting.

@@ -512,10 +512,19 @@ async fn drive(
     socket: &UdpSocket,
 ) -> (Outcome, crate::tftp::transfer::Stats, u64) {
     let mut buf = [0u8; TRANSFER_RECV_BUFFER];
+    // One lazy timer for the whole transfer. Every ACK pushes the deadline
+    // on; re-arming a timer per packet is timer-wheel work on every block.
+    // Instead the timer is moved only when the deadline comes earlier or the
+    // timer has fired; a firing before the real deadline is a no-op for the
+    // state machine (it checks the time) and just re-arms the timer.
+    let timer = tokio::time::sleep_until(Instant::now().into());
+    tokio::pin!(timer);
     let outcome = loop {
         let mut gone = false;
         while let Some(datagram) = transfer.poll_transmit() {
-            if let Err(error) = socket.send(&datagram).await {
+            let sent = socket.send(&datagram).await;
+            transfer.recycle(datagram);
+            if let Err(error) = sent {
                 gone = is_peer_gone(&error);
                 if gone {
                     break;
@@ -534,6 +543,9 @@ async fn drive(
                 message: "client port unreachable".into(),
             };
         }
+        if timer.is_elapsed() || deadline < timer.deadline().into_std() {
+            timer.as_mut().reset(deadline.into());
+        }
         tokio::select! {
             received = socket.recv(&mut buf) => match received {
                 Ok(n) => transfer.handle_datagram(&buf[..n], Instant::now()),
@@ -542,7 +554,7 @@ async fn drive(
                 }
                 Err(_) => {}
             },
-            _ = tokio::time::sleep_until(deadline.into()) => transfer.handle_timeout(Instant::now()),
+            _ = &mut timer => transfer.handle_timeout(Instant::now()),
         }
     };
     (outcome, transfer.stats(), transfer.size())
