@@ -305,6 +305,68 @@ async fn a_repeated_rrq_from_the_same_port_starts_no_second_transfer() {
     assert_eq!(sources.len(), 1, "{sources:?}");
 }
 
+/// CPU time used by this thread. A `#[tokio::test]` runtime runs the
+/// daemon's tasks and the client on the test's one thread, so other tests
+/// running in parallel do not count.
+fn thread_cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+#[tokio::test]
+async fn waiting_for_a_retransmit_time_out_uses_no_cpu() {
+    // Both engines keep one timer per transfer and re-arm it lazily; a timer
+    // left fired would turn every wait into a busy loop. Here the server
+    // waits on a phone that stopped answering, and the client on a server
+    // that never answers, for about 1.2 s each.
+    let server = tftp_server()
+        .file("f", pattern(100_000, 3))
+        .tweak(|c| {
+            c.tftp.retransmit_timeout = Duration::from_millis(300);
+            c.tftp.max_retries = 3;
+        })
+        .start()
+        .await;
+    let silent_phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let silent_server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let before = thread_cpu_time();
+    silent_phone
+        .send_to(&rrq("f", &[]), server.tftp_v4())
+        .await
+        .unwrap();
+    let options = GetOptions {
+        retransmit: Duration::from_millis(300),
+        max_retries: 3,
+        ..Default::default()
+    };
+    let download = get(silent_server.local_addr().unwrap(), "f", &options).await;
+    assert!(download.is_err(), "nobody answered");
+    // The server sends block 1 and 3 retransmissions (at 0.3, 0.9, 1.5 s).
+    let mut buf = [0u8; 1024];
+    let mut blocks = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while blocks < 4 {
+        match tokio::time::timeout_at(until, silent_phone.recv_from(&mut buf)).await {
+            Ok(received) => {
+                received.unwrap();
+                blocks += 1;
+            }
+            Err(_) => panic!("{blocks} DATA in 5 s, expected block 1 and 3 retransmissions"),
+        }
+    }
+    let used = thread_cpu_time() - before;
+    assert!(
+        used < Duration::from_millis(400),
+        "{used:?} of CPU in 1.5 s of waiting"
+    );
+}
+
 #[tokio::test]
 async fn replies_leave_from_the_address_the_request_came_to() {
     // A wildcard listener; the phone asks 127.0.0.2. The client accepts the
