@@ -150,7 +150,7 @@ async fn exchange(
     let mut peer: Option<SocketAddr> = None;
     // One lazy timer, re-armed only when it fired or the deadline came
     // earlier (see the server's transfer loop): no timer work per block.
-    let timer = tokio::time::sleep_until(Instant::now().into());
+    let timer = tokio::time::sleep_until(receive.deadline().unwrap_or_else(Instant::now).into());
     tokio::pin!(timer);
     loop {
         while let Some(datagram) = receive.poll_transmit() {

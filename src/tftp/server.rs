@@ -517,7 +517,7 @@ async fn drive(
     // Instead the timer is moved only when the deadline comes earlier or the
     // timer has fired; a firing before the real deadline is a no-op for the
     // state machine (it checks the time) and just re-arms the timer.
-    let timer = tokio::time::sleep_until(Instant::now().into());
+    let timer = tokio::time::sleep_until(transfer.deadline().unwrap_or_else(Instant::now).into());
     tokio::pin!(timer);
     let outcome = loop {
         let mut gone = false;
