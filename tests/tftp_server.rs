@@ -324,7 +324,7 @@ async fn waiting_for_a_retransmit_time_out_uses_no_cpu() {
     // Both engines keep one timer per transfer and re-arm it lazily; a timer
     // left fired would turn every wait into a busy loop. Here the server
     // waits on a phone that stopped answering, and the client on a server
-    // that never answers, for about 1.2 s each.
+    // that never answers, for about 1.5 s.
     let server = tftp_server()
         .file("f", pattern(100_000, 3))
         .tweak(|c| {
