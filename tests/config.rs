@@ -1,7 +1,7 @@
 //! Configuration parsing and validation: located errors, defaults, the
 //! example file, the `render` round trip, address normalisation, values.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tftproxy::config::{
@@ -20,550 +20,124 @@ fn parse_ok(text: &str) -> Config {
     }
 }
 
-/// (what is tested, config text, expected key, expected line, message fragment)
-type BadCase = (&'static str, String, &'static str, usize, &'static str);
+/// Bad configurations are fixture files, one per case: `tests/fixtures/
+/// bad-config/<case>.toml` is the whole configuration, headed by comments
+/// stating what the error must say (format in the README there):
+///
+/// ```text
+/// # expect-key: tftp.max_block_size
+/// # expect-line: 6
+/// # expect-message: must be between 512 and 65464, got 70000
+/// ```
+///
+/// The line counts the header: it is the real line of the file. Every case is
+/// plain text, so none is left in code (`root-is-a-file.toml` names
+/// `Cargo.toml`, found in the crate root where `cargo test` runs).
+const BAD_CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bad-config");
 
-fn bad_cases() -> Vec<BadCase> {
-    let s = |x: &str| x.to_string();
-    let long_id = "a".repeat(51);
-    let long_description = "d".repeat(129);
-    vec![
-        (
-            "block size too big",
-            s("[tftp]\nmax_block_size = 70000\n"),
-            "tftp.max_block_size",
-            2,
-            "must be between 512 and 65464, got 70000",
-        ),
-        (
-            "block size too small",
-            s("# comment\n\n[tftp]\nmax_block_size = 511\n"),
-            "tftp.max_block_size",
-            4,
-            "must be between 512 and 65464, got 511",
-        ),
-        (
-            "window too big",
-            s("[tftp]\nmax_window_size = 65\n"),
-            "tftp.max_window_size",
-            2,
-            "must be between 1 and 64, got 65",
-        ),
-        (
-            "window zero",
-            s("[tftp]\nmax_window_size = 0\n"),
-            "tftp.max_window_size",
-            2,
-            "between 1 and 64",
-        ),
-        (
-            "no transfers",
-            s("[tftp]\nmax_transfers = 0\n"),
-            "tftp.max_transfers",
-            2,
-            "must be between 1 and 100000, got 0",
-        ),
-        (
-            "too many transfers",
-            s("[tftp]\nmax_retries = 3\nmax_transfers = 100001\n"),
-            "tftp.max_transfers",
-            3,
-            "got 100001",
-        ),
-        (
-            "privileged port range",
-            s("[tftp]\nport_range = \"1000-2000\"\n"),
-            "tftp.port_range",
-            2,
-            "1024 <= LO <= HI",
-        ),
-        (
-            "reversed port range",
-            s("[tftp]\nport_range = \"5000-4000\"\n"),
-            "tftp.port_range",
-            2,
-            "got \"5000-4000\"",
-        ),
-        (
-            "port range without HI",
-            s("[tftp]\nport_range = \"49152\"\n"),
-            "tftp.port_range",
-            2,
-            "must be \"LO-HI\"",
-        ),
-        (
-            "empty listen",
-            s("[tftp]\nlisten = []\n"),
-            "tftp.listen",
-            2,
-            "at least one address",
-        ),
-        (
-            "bad listen address",
-            s("[tftp]\nlisten = [\"0.0.0.0:69\", \"nonsense\"]\n"),
-            "tftp.listen[2]",
-            2,
-            "must be an IP address and port",
-        ),
-        (
-            "listen address without port, multi-line array",
-            s("[tftp]\nlisten = [\n  \"0.0.0.0:69\",\n  \"0.0.0.0\",\n]\n"),
-            "tftp.listen[2]",
-            4,
-            "got \"0.0.0.0\"",
-        ),
-        (
-            "listen address twice",
-            s("[tftp]\nlisten = [\"0.0.0.0:69\", \"0.0.0.0:69\"]\n"),
-            "tftp.listen[2]",
-            2,
-            "listed twice",
-        ),
-        (
-            "listen element of wrong type",
-            s("[tftp]\nlisten = [69]\n"),
-            "tftp.listen[1]",
-            2,
-            "expected a string",
-        ),
-        (
-            "root missing",
-            s("[tftp]\nroot = \"/nonexistent/tftproxy-test-root\"\n"),
-            "tftp.root",
-            2,
-            "cannot be used",
-        ),
-        (
-            "root is a file",
-            s("[tftp]\nroot = \"Cargo.toml\"\n"),
-            "tftp.root",
-            2,
-            "is not a directory",
-        ),
-        (
-            "retransmit too short",
-            s("[tftp]\nretransmit_timeout = \"50ms\"\n"),
-            "tftp.retransmit_timeout",
-            2,
-            "must be between 100ms and 1m, got 50ms",
-        ),
-        (
-            "cache lifetime beyond what a cache can hold",
-            s("[cache]\nttl = \"1001years\"\n"),
-            "cache.ttl",
-            2,
-            "must be between 0s and 10years, got 1001years",
-        ),
-        (
-            "device_ttl beyond what a cache can hold",
-            s("[cache]\ndevice_ttl = \"11years\"\n"),
-            "cache.device_ttl",
-            2,
-            "must be between 0s and 10years, got 11years",
-        ),
-        (
-            "duration without unit",
-            s("[tftp]\nretransmit_timeout = \"5\"\n"),
-            "tftp.retransmit_timeout",
-            2,
-            "must be a duration like",
-        ),
-        (
-            "duration as integer",
-            s("[tftp]\nshutdown_grace = 5\n"),
-            "tftp.shutdown_grace",
-            2,
-            "expected a duration string",
-        ),
-        (
-            "too many retries",
-            s("[tftp]\nmax_retries = 21\n"),
-            "tftp.max_retries",
-            2,
-            "between 1 and 20",
-        ),
-        (
-            "unknown key",
-            s("[tftp]\nlisten = [\"0.0.0.0:69\"]\nblocksize = 1428\n"),
-            "tftp.blocksize",
-            3,
-            "unknown key `blocksize`",
-        ),
-        (
-            "unknown section",
-            s("[tftp]\nmax_retries = 5\n\n[tfpt]\nmax_retries = 5\n"),
-            "tfpt",
-            4,
-            "unknown key `tfpt`",
-        ),
-        (
-            "syntax error: missing value",
-            s("[tftp]\nmax_retries = 5\nmax_block_size =\n"),
-            "tftp.max_block_size",
-            3,
-            "invalid TOML",
-        ),
-        (
-            "syntax error: duplicate key",
-            s("[cache]\nttl = \"1m\"\nttl = \"2m\"\n"),
-            "cache.ttl",
-            3,
-            "invalid TOML",
-        ),
-        (
-            "integer of wrong type",
-            s("[tftp]\nmax_retries = \"5\"\n"),
-            "tftp.max_retries",
-            2,
-            "expected an integer",
-        ),
-        (
-            "size without number",
-            s("[cache]\nmax_bytes = \"lots\"\n"),
-            "cache.max_bytes",
-            2,
-            "must be a size like",
-        ),
-        (
-            "negative size",
-            s("[cache]\nmax_bytes = -1\n"),
-            "cache.max_bytes",
-            2,
-            "must not be negative",
-        ),
-        (
-            "zero file size",
-            s("[cache]\nmax_file_size = 0\n"),
-            "cache.max_file_size",
-            2,
-            "must be greater than 0",
-        ),
-        (
-            "dotted keys at the top level are located",
-            s("# tftproxy\ntftp.max_retries = 3\ntftp.max_block_size = 100\n"),
-            "tftp.max_block_size",
-            3,
-            "got 100",
-        ),
-        (
-            "unknown top-level key",
-            s("verbose = true\n[tftp]\n"),
-            "verbose",
-            1,
-            "unknown key `verbose`",
-        ),
-        (
-            "CRLF line endings",
-            s("[remote]\r\nport = 6970\r\nstrategy = \"fastest\"\r\n"),
-            "remote.strategy",
-            3,
-            "got \"fastest\"",
-        ),
-        (
-            "ttl of wrong type",
-            s("[cache]\nttl = true\n"),
-            "cache.ttl",
-            2,
-            "expected a duration string",
-        ),
-        (
-            "too many homes",
-            s("[cache]\nmax_homes = 0\n"),
-            "cache.max_homes",
-            2,
-            "between 1 and 100000000",
-        ),
-        (
-            "unknown strategy",
-            s("[remote]\nstrategy = \"random\"\n"),
-            "remote.strategy",
-            2,
-            "must be \"parallel\" or \"sequential\", got \"random\"",
-        ),
-        (
-            "unknown on_unreachable",
-            s("[remote]\non_unreachable = \"ignore\"\n"),
-            "remote.on_unreachable",
-            2,
-            "must be \"retry-later\" or \"not-found\"",
-        ),
-        (
-            "remote port zero",
-            s("[remote]\nport = 0\n"),
-            "remote.port",
-            2,
-            "between 1 and 65535",
-        ),
-        (
-            "boolean of wrong type",
-            s("[remote]\nprefer_home_cluster = \"yes\"\n"),
-            "remote.prefer_home_cluster",
-            2,
-            "expected true or false",
-        ),
-        (
-            "zero timeout",
-            s("[remote]\nconnect_timeout = \"0s\"\n"),
-            "remote.connect_timeout",
-            2,
-            "must be between 1ms and 1h",
-        ),
-        ("log format", s("[log]\nformat = \"xml\"\n"), "log.format", 2, "\"text\" or \"json\""),
-        ("empty log level", s("[log]\nlevel = \"\"\n"), "log.level", 2, "tracing filter"),
-        (
-            "http listen as one bad string",
-            s("[http]\nlisten = \"bad\"\n"),
-            "http.listen[1]",
-            2,
-            "IP address and port",
-        ),
-        (
-            "fetch_wait too long",
-            s("[http]\nfetch_wait = \"2m\"\n"),
-            "http.fetch_wait",
-            2,
-            "must be between 0s and 1m",
-        ),
-        (
-            "admin listen is a name",
-            s("[admin]\nlisten = \"localhost:9669\"\n"),
-            "admin.listen",
-            2,
-            "must be an IP address and port",
-        ),
-        (
-            "cluster without id",
-            s("[[cluster]]\naddresses = [\"192.0.2.1\"]\n"),
-            "cluster[1].id",
-            1,
-            "is required",
-        ),
-        (
-            "cluster id with a space",
-            s("[[cluster]]\nid = \"bad id\"\naddresses = [\"192.0.2.1\"]\n"),
-            "cluster[1].id",
-            2,
-            "1-50 characters of A-Z a-z 0-9 . -",
-        ),
-        (
-            "cluster id too long",
-            format!("[[cluster]]\nid = \"{long_id}\"\naddresses = [\"192.0.2.1\"]\n"),
-            "cluster[1].id",
-            2,
-            "1-50 characters",
-        ),
-        (
-            "duplicate cluster id",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\"]\n\n\
-               [[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.2\"]\n"),
-            "cluster[2].id",
-            6,
-            "duplicate cluster id \"a\" (also cluster[1].id)",
-        ),
-        (
-            "description too long",
-            format!(
-                "[[cluster]]\nid = \"a\"\ndescription = \"{long_description}\"\n\
-                 addresses = [\"192.0.2.1\"]\n"
-            ),
-            "cluster[1].description",
-            3,
-            "at most 128 characters, got 129",
-        ),
-        (
-            "fqdn with underscore",
-            s("[[cluster]]\nid = \"a\"\nfqdn = \"cucm_a.example.com\"\naddresses = [\"192.0.2.1\"]\n"),
-            "cluster[1].fqdn",
-            3,
-            "A-Z a-z 0-9 . - * and space",
-        ),
-        (
-            "enabled cluster without addresses key: header line",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\"]\n\n[[cluster]]\nid = \"b\"\n"),
-            "cluster[2].addresses",
-            5,
-            "needs 1 to 3 addresses",
-        ),
-        (
-            "empty address list",
-            s("[[cluster]]\nid = \"a\"\naddresses = []\n"),
-            "cluster[1].addresses",
-            3,
-            "got 0",
-        ),
-        (
-            "four addresses",
-            s("[[cluster]]\nid = \"a\"\n\
-               addresses = [\"192.0.2.1\", \"192.0.2.2\", \"192.0.2.3\", \"192.0.2.4\"]\n"),
-            "cluster[1].addresses",
-            3,
-            "got 4",
-        ),
-        (
-            "address with a path",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"http://192.0.2.1/tftp\"]\n"),
-            "cluster[1].addresses[1]",
-            3,
-            "without path, query or fragment",
-        ),
-        (
-            "address with a query",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"http://192.0.2.1:6970?x=1\"]\n"),
-            "cluster[1].addresses[1]",
-            3,
-            "without path, query or fragment",
-        ),
-        (
-            "address with another scheme",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\", \"ftp://192.0.2.2\"]\n"),
-            "cluster[1].addresses[2]",
-            3,
-            "unsupported scheme",
-        ),
-        (
-            "bad IPv4 address",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.300\"]\n"),
-            "cluster[1].addresses[1]",
-            3,
-            "not a valid IPv4 address",
-        ),
-        (
-            "port out of range",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"[2001:db8::1]:99999\"]\n"),
-            "cluster[1].addresses[1]",
-            3,
-            "port must be a number between 1 and 65535",
-        ),
-        (
-            "IPv6 in URL without brackets",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"http://2001:db8::1\"]\n"),
-            "cluster[1].addresses[1]",
-            3,
-            "in brackets",
-        ),
-        (
-            "address with user information",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"http://admin@192.0.2.1\"]\n"),
-            "cluster[1].addresses[1]",
-            3,
-            "user information",
-        ),
-        (
-            "unspecified address",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"0.0.0.0\"]\n"),
-            "cluster[1].addresses[1]",
-            3,
-            "not the address of a server",
-        ),
-        (
-            "same address in two clusters after normalisation",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.10\"]\n\n\
-               [[cluster]]\nid = \"b\"\naddresses = [\"192.0.2.11\", \"HTTP://192.0.2.10:6970/\"]\n"),
-            "cluster[2].addresses[2]",
-            7,
-            "http://192.0.2.10:6970 is already an address of cluster[1].addresses[1]",
-        ),
-        (
-            "same address twice in one cluster",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"Cucm-A.example.com\", \"cucm-a.example.com:6970\"]\n"),
-            "cluster[1].addresses[2]",
-            3,
-            "listed twice in this cluster",
-        ),
-        (
-            "loop: loopback address to a wildcard listener",
-            s("[http]\nlisten = [\"0.0.0.0:6970\"]\n\n\
-               [[cluster]]\nid = \"self\"\naddresses = [\"127.0.0.1\"]\n"),
-            "cluster[1].addresses[1]",
-            6,
-            "own [http] listen address 0.0.0.0:6970",
-        ),
-        (
-            "loop: localhost to a loopback listener",
-            s("[http]\nlisten = [\"127.0.0.1:8080\"]\n\n\
-               [[cluster]]\nid = \"self\"\naddresses = [\"192.0.2.1\", \"http://localhost:8080\"]\n"),
-            "cluster[1].addresses[2]",
-            6,
-            "a request loop",
-        ),
-        (
-            "loop: IPv4-mapped loopback to a wildcard listener",
-            s("[http]\nlisten = [\"[::]:6970\"]\n\n\
-               [[cluster]]\nid = \"self\"\naddresses = [\"[::ffff:127.0.0.1]:6970\"]\n"),
-            "cluster[1].addresses[1]",
-            6,
-            "a request loop",
-        ),
-        (
-            "loop: same IP and port",
-            s("[http]\nlisten = [\"[::]:6970\", \"192.0.2.5:6971\"]\n\n\
-               [[cluster]]\nid = \"self\"\naddresses = [\"192.0.2.5:6971\"]\n"),
-            "cluster[1].addresses[1]",
-            6,
-            "a request loop",
-        ),
-        (
-            "single [cluster] table",
-            s("[cluster]\nid = \"a\"\n"),
-            "cluster",
-            1,
-            "double brackets",
-        ),
-        (
-            "unknown key in a cluster",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\"]\n\n\
-               [[cluster]]\nid = \"b\"\nadresses = [\"192.0.2.2\"]\n"),
-            "cluster[2].adresses",
-            7,
-            "unknown key `adresses`",
-        ),
-        (
-            "inline-table clusters are located too",
-            s("cluster = [\n  { id = \"a\", addresses = [\"192.0.2.1\"] },\n  \
-               { id = \"b\", addresses = [\"192.0.2.2:0\"] },\n]\n"),
-            "cluster[2].addresses[1]",
-            3,
-            "port must be a number",
-        ),
-        (
-            "address of wrong type",
-            s("[[cluster]]\nid = \"a\"\naddresses = [\"192.0.2.1\", 6970]\n"),
-            "cluster[1].addresses[2]",
-            3,
-            "expected a string",
-        ),
-    ]
+/// The number of cases when they moved to files; fewer means files were lost.
+const MIN_BAD_CONFIGS: usize = 72;
+
+/// What a fixture's header says the error is.
+struct Expectation {
+    key: String,
+    line: usize,
+    message: String,
+}
+
+/// Reads the `# expect-FIELD: value` lines that open a fixture.
+fn read_expectation(text: &str) -> Result<Expectation, String> {
+    let (mut key, mut line, mut message) = (None, None, None);
+    for header in text.lines() {
+        let Some(rest) = header.strip_prefix("# expect-") else {
+            break;
+        };
+        let Some((field, value)) = rest.split_once(':') else {
+            return Err(format!("header line without `:`: {header:?}"));
+        };
+        let slot = match field {
+            "key" => &mut key,
+            "line" => &mut line,
+            "message" => &mut message,
+            _ => return Err(format!("unknown header field `expect-{field}`")),
+        };
+        if slot.replace(value.trim().to_owned()).is_some() {
+            return Err(format!("`expect-{field}` given twice"));
+        }
+    }
+    let missing = |field: &str| format!("header has no `# expect-{field}:` line");
+    let line = line.ok_or_else(|| missing("line"))?;
+    Ok(Expectation {
+        key: key.ok_or_else(|| missing("key"))?,
+        line: line
+            .parse()
+            .map_err(|_| format!("`expect-line` is not a line number: {line:?}"))?,
+        message: message.ok_or_else(|| missing("message"))?,
+    })
 }
 
 #[test]
 fn bad_configs_name_key_line_and_what_is_allowed() {
-    let cases = bad_cases();
-    assert!(cases.len() >= 20);
+    let dir = Path::new(BAD_CONFIG_DIR);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= MIN_BAD_CONFIGS,
+        "{}: {} fixtures, expected at least {MIN_BAD_CONFIGS}",
+        dir.display(),
+        files.len()
+    );
     let mut failures = Vec::new();
-    for (what, text, key, line, fragment) in &cases {
-        match parse(text) {
-            Ok(_) => failures.push(format!("{what}: accepted\n{text}")),
+    for file in &files {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => {
+                failures.push(format!("{name}: cannot read: {e}"));
+                continue;
+            }
+        };
+        let expect = match read_expectation(&text) {
+            Ok(expect) => expect,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        if name.starts_with("crlf-") && !text.contains("\r\n") {
+            failures.push(format!("{name}: has lost its CRLF line endings"));
+        }
+        match Config::parse(&text, file) {
+            Ok(_) => failures.push(format!("{name}: accepted")),
             Err(ConfigError::Invalid {
                 path,
-                line: l,
-                key: k,
+                line,
+                key,
                 message,
             }) => {
-                assert_eq!(path, Path::new("test.toml"));
-                if k != *key || l != *line || !message.contains(fragment) {
+                if path != *file {
+                    failures.push(format!("{name}: error names path {}", path.display()));
+                }
+                if key != expect.key || line != expect.line || !message.contains(&expect.message) {
                     failures.push(format!(
-                        "{what}:\n  expected {line}: {key}: …{fragment}…\n  got      {l}: {k}: {message}"
+                        "{name}:\n  expected {}: {}: …{}…\n  got      {line}: {key}: {message}",
+                        expect.line, expect.key, expect.message
                     ));
                 }
             }
-            Err(e) => failures.push(format!("{what}: unexpected error {e}")),
+            Err(e) => failures.push(format!("{name}: unexpected error {e}")),
         }
     }
     assert!(
         failures.is_empty(),
-        "{} of {} cases failed:\n{}",
+        "{} of {} fixtures in {} failed:\n{}",
         failures.len(),
-        cases.len(),
+        files.len(),
+        dir.display(),
         failures.join("\n")
     );
 }
