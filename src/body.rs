@@ -1,19 +1,82 @@
 //! The bytes that answer a name, wherever they came from: a file in the local
 //! root (read in place, never copied whole into memory) or a buffer fetched
 //! from a cluster and held by the content cache.
+//!
+//! [`Blob`] is a byte buffer whose `Debug` prints its size, so every type
+//! that carries a body derives `Debug` and a `debug!` line never dumps a
+//! file. [`Body`] is what the fronts send; it is the [`BlockSource`] the
+//! TFTP state machine reads its blocks from.
 
+use std::fmt;
 use std::fs::File;
 use std::io;
+use std::ops::Deref;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::tftp::send::BlockSource;
+
+/// An immutable byte buffer, cheap to clone (reference counted), shown by
+/// `Debug` as `<N bytes>`.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Blob(Bytes);
+
+impl Blob {
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+impl Deref for Blob {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Bytes> for Blob {
+    fn from(bytes: Bytes) -> Blob {
+        Blob(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Blob {
+    fn from(bytes: Vec<u8>) -> Blob {
+        Blob(bytes.into())
+    }
+}
+
+impl From<&'static [u8]> for Blob {
+    fn from(bytes: &'static [u8]) -> Blob {
+        Blob(Bytes::from_static(bytes))
+    }
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
+}
+
+impl fmt::Display for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.0.len())
+    }
+}
+
 /// A readable, immutable file body. Cloning is cheap (reference counted).
 #[derive(Clone, Debug)]
 pub enum Body {
-    /// Bytes in memory (cache, upstream fetch, netascii conversion).
-    Memory(Bytes),
+    /// Bytes in memory (cache, upstream fetch, netascii conversion, small
+    /// local files).
+    Memory(Blob),
     /// A file opened in the local root; read with positional reads so that
     /// many transfers can share one descriptor.
     Disk { file: Arc<File>, len: u64 },
@@ -32,37 +95,33 @@ impl Body {
         self.len() == 0
     }
 
-    /// Copies up to `buf.len()` bytes starting at `offset` into `buf` and
-    /// returns how many were copied (fewer only at the end of the body).
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    /// Fills `buf` with the bytes at `offset`. Fails with `UnexpectedEof`
+    /// when the body has fewer (a local file that shrank while it was
+    /// being served: the phone must not get a silently short file).
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let shrank = || io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being served");
         match self {
             Body::Memory(bytes) => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                let n = buf.len().min(bytes.len() - start);
-                buf[..n].copy_from_slice(&bytes[start..start + n]);
-                Ok(n)
+                let start = usize::try_from(offset).map_err(|_| shrank())?;
+                let source = bytes
+                    .get(start..start.saturating_add(buf.len()))
+                    .ok_or_else(shrank)?;
+                buf.copy_from_slice(source);
+                Ok(())
             }
             Body::Disk { file, len } => {
-                let want = (buf.len() as u64).min(len.saturating_sub(offset)) as usize;
-                let mut done = 0;
-                while done < want {
-                    // A regular file read is served from the page cache in
-                    // microseconds; a blocking-pool hop would cost more.
-                    match file.read_at(&mut buf[done..want], offset + done as u64) {
-                        Ok(0) => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "file shrank while being served",
-                            ))
-                        }
-                        Ok(n) => done += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
+                if offset.saturating_add(buf.len() as u64) > *len {
+                    return Err(shrank());
                 }
-                Ok(done)
+                // A regular file read is served from the page cache in
+                // microseconds; a blocking-pool hop would cost more.
+                file.read_exact_at(buf, offset).map_err(|error| {
+                    if error.kind() == io::ErrorKind::UnexpectedEof {
+                        shrank()
+                    } else {
+                        error
+                    }
+                })
             }
         }
     }
@@ -70,14 +129,35 @@ impl Body {
     /// The whole body in memory (copies a disk file).
     pub fn to_bytes(&self) -> io::Result<Bytes> {
         match self {
-            Body::Memory(bytes) => Ok(bytes.clone()),
+            Body::Memory(bytes) => Ok(bytes.as_bytes().clone()),
             Body::Disk { len, .. } => {
                 let mut buf = vec![0; *len as usize];
-                let n = self.read_at(0, &mut buf)?;
-                buf.truncate(n);
+                self.read_exact_at(0, &mut buf)?;
                 Ok(Bytes::from(buf))
             }
         }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body::Memory(bytes.into())
+    }
+}
+
+impl From<Blob> for Body {
+    fn from(blob: Blob) -> Body {
+        Body::Memory(blob)
+    }
+}
+
+impl BlockSource for Body {
+    fn len(&self) -> u64 {
+        Body::len(self)
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        Body::read_exact_at(self, offset, buf)
     }
 }
 
@@ -87,11 +167,13 @@ mod tests {
 
     #[test]
     fn memory_reads_stop_at_the_end() {
-        let body = Body::Memory(Bytes::from_static(b"hello"));
+        let body = Body::from(Bytes::from_static(b"hello"));
+        let mut buf = [0u8; 2];
+        body.read_exact_at(3, &mut buf).unwrap();
+        assert_eq!(&buf, b"lo");
         let mut buf = [0u8; 4];
-        assert_eq!(body.read_at(3, &mut buf).unwrap(), 2);
-        assert_eq!(&buf[..2], b"lo");
-        assert_eq!(body.read_at(9, &mut buf).unwrap(), 0);
+        let error = body.read_exact_at(3, &mut buf).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
@@ -102,9 +184,28 @@ mod tests {
             file: Arc::new(tmp),
             len: 10,
         };
-        let mut buf = [0u8; 4];
-        assert_eq!(body.read_at(8, &mut buf).unwrap(), 2);
-        assert_eq!(&buf[..2], b"89");
+        let mut buf = [0u8; 2];
+        body.read_exact_at(8, &mut buf).unwrap();
+        assert_eq!(&buf, b"89");
         assert_eq!(body.to_bytes().unwrap(), Bytes::from_static(b"0123456789"));
+    }
+
+    #[test]
+    fn a_disk_file_shorter_than_its_length_is_an_error() {
+        let mut tmp = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut tmp, b"0123").unwrap();
+        let body = Body::Disk {
+            file: Arc::new(tmp),
+            len: 10,
+        };
+        let mut buf = [0u8; 8];
+        let error = body.read_exact_at(0, &mut buf).unwrap_err();
+        assert_eq!(error.to_string(), "file shrank while being served");
+    }
+
+    #[test]
+    fn debug_shows_the_size_not_the_bytes() {
+        let body = Body::from(Bytes::from(vec![0u8; 4096]));
+        assert_eq!(format!("{body:?}"), "Memory(<4096 bytes>)");
     }
 }

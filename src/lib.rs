@@ -1,25 +1,35 @@
 //! tftproxy — a proxy TFTP daemon for IP-phone fleets that span several
-//! call-control clusters.
+//! call-control clusters. ARCHITECTURE.md walks through the code.
 //!
-//! A phone's read request arrives on the TFTP listener ([`tftp::server`]) or
-//! the HTTP front ([`http`]); the [`resolve::Resolver`] decides which bytes
-//! answer the name (local root, caches, remote clusters over HTTP); the front
-//! end then speaks its protocol. The TFTP protocol itself lives in
-//! [`tftp::packet`] (codec) and [`tftp::transfer`] / [`tftp::receive`]
-//! (deterministic state machines that do no I/O).
+//! The layers, each depending only on those before it:
+//!
+//! 1. leaves: the TFTP protocol ([`tftp`], no I/O), the answer every layer
+//!    gives ([`verdict`]), bodies ([`body`]), names ([`name`]),
+//!    configuration ([`config`]), metrics ([`metrics`]), the proxy loop
+//!    guard ([`via`]);
+//! 2. [`source`]: where bytes come from (local root, clusters over HTTP);
+//! 3. [`resolve`]: which bytes answer a name, and [`diagnose`] (`locate`);
+//! 4. [`front`]: the protocols phones and operators speak (TFTP, HTTP,
+//!    admin), and [`client`] (the diagnostic TFTP client);
+//! 5. [`daemon`]: listeners, reload, shutdown; the binary is a thin shell.
 
-pub mod admin;
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 pub mod body;
+pub mod client;
 pub mod config;
 pub mod daemon;
-pub mod http;
-pub mod local;
-pub mod locate;
+pub mod diagnose;
+pub mod front;
 pub mod logging;
 pub mod metrics;
 pub mod name;
 pub mod option150;
 pub mod resolve;
-pub mod shutdown;
+pub mod source;
+mod sync;
 pub mod systemd;
 pub mod tftp;
+pub mod verdict;
+pub mod via;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tftproxy::config::{Config, LogFormat};
-use tftproxy::tftp::client::{self, GetOptions};
+use tftproxy::client::{self, GetOptions};
 use tftproxy::tftp::packet::Mode;
 
 const DEFAULT_CONFIG: &str = "/etc/tftproxy/tftproxy.toml";
@@ -203,9 +203,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = runtime()?.block_on(async {
                 let metrics = std::sync::Arc::new(tftproxy::metrics::Metrics::new());
                 let resolver = tftproxy::resolve::Resolver::new(&config, metrics)?;
-                anyhow::Ok(resolver.locate(&name).await)
+                anyhow::Ok(tftproxy::diagnose::locate(&resolver, &name).await)
             })?;
-            print!("{}", tftproxy::locate::render(&report));
+            print!("{}", tftproxy::diagnose::render(&report));
             Ok(ExitCode::SUCCESS)
         }
         Command::Option150 { addresses } => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::daemon::{cluster_config, http_client, TestDaemon, TestDaemonBuilder};
 use support::http_cluster::{refused_url, HttpCluster};
 use tftproxy::config::{AdminConfig, ClusterConfig};
-use tftproxy::tftp::client::{get, GetOptions};
+use tftproxy::client::{get, GetOptions};
 
 /// TFTP, HTTP and admin fronts on loopback, with `clusters`.
 fn admin_server(clusters: Vec<ClusterConfig>) -> TestDaemonBuilder {
@@ -451,8 +451,8 @@ impl JsonBody for reqwest::Response {
 async fn idle_admin_connections_are_bounded_and_closed() {
     use std::io::Read;
     use std::time::Instant;
-    use tftproxy::admin::MAX_ADMIN_CONNECTIONS;
-    use tftproxy::http::HEADER_READ_TIMEOUT;
+    use tftproxy::front::admin::MAX_ADMIN_CONNECTIONS;
+    use tftproxy::front::conn::HEADER_READ_TIMEOUT;
 
     let server = admin_server(vec![]).start().await;
     let addr = server.daemon.admin_addr().unwrap();

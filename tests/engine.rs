@@ -14,7 +14,7 @@ use tftproxy::body::Body;
 use tftproxy::tftp::options::{negotiate, Limits, Requested};
 use tftproxy::tftp::packet::Packet;
 use tftproxy::tftp::receive::{Receive, ReceiveConfig, ReceiveError};
-use tftproxy::tftp::transfer::{Outcome, Transfer};
+use tftproxy::tftp::send::{Outcome, Transfer};
 
 #[derive(Clone, Copy)]
 struct Path {
@@ -64,7 +64,7 @@ fn simulate(content: &[u8], options: Requested, limits: Limits, path: Path, seed
         ..Default::default()
     };
     let mut client = Receive::start("file.bin", config, now);
-    let mut server: Option<Transfer> = None;
+    let mut server: Option<Transfer<Body>> = None;
     let mut network = BinaryHeap::new();
     let mut sequence = 0u64;
     let mut server_packets = 0;
@@ -141,7 +141,7 @@ fn simulate(content: &[u8], options: Requested, limits: Limits, path: Path, seed
                 match (Packet::decode(&datagram), server.as_mut()) {
                     (Ok(Packet::Rrq(request)), None) => {
                         let n = negotiate(&request.options, &limits, content.len() as u64);
-                        let body = Body::Memory(Bytes::copy_from_slice(content));
+                        let body = Body::from(Bytes::copy_from_slice(content));
                         server = Some(Transfer::start(body, &n, 6, now).unwrap());
                     }
                     // The driver ignores a repeated RRQ while the transfer runs.

@@ -15,7 +15,7 @@ use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use tftproxy::config::{Config, RemoteConfig};
-use tftproxy::resolve::upstream::{AddressOutcome, FailReason, Upstream};
+use tftproxy::source::upstream::{AddressOutcome, FailReason, Upstream};
 
 const BODY: &[u8] = b"<device><fullConfig>true</fullConfig></device>\n";
 const NAME: &str = "SEP001122334455.cnf.xml";
@@ -178,6 +178,6 @@ async fn ca_file_from_a_loaded_config_reaches_the_https_cluster() {
         .await;
     assert_eq!(
         format!("{:?}", report.verdict),
-        format!("Found {{ body: <{} bytes>, address: 0 }}", BODY.len())
+        format!("Found(ClusterFound {{ body: <{} bytes>, address: 0 }})", BODY.len())
     );
 }

@@ -10,7 +10,7 @@ use support::daemon::{cluster_config, TestDaemon};
 use support::http_cluster::HttpCluster;
 use support::pattern;
 use tftproxy::config::ClusterConfig;
-use tftproxy::tftp::client::{get, GetOptions};
+use tftproxy::client::{get, GetOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_survive_ten_reloads_and_the_last_cluster_set_wins() {
@@ -73,8 +73,13 @@ async fn transfers_survive_ten_reloads_and_the_last_cluster_set_wins() {
         } else {
             with_cluster(&cluster_b, 16)
         };
-        if let Err(message) = daemon.reload(config) {
-            rejected.push(message);
+        if let Err(error) = daemon.reload(config) {
+            // A typed error: the resolver refused the new root.
+            assert!(
+                matches!(error, tftproxy::daemon::DaemonError::Resolver(_)),
+                "{error:?}"
+            );
+            rejected.push(error.to_string());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

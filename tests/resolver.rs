@@ -14,9 +14,10 @@ use bytes::Bytes;
 use support::daemon::cluster_config;
 use support::http_cluster::{refused_url, HangingListener, HttpCluster};
 use tftproxy::config::{ClusterConfig, Config, OnUnreachable, Strategy};
-use tftproxy::metrics::{Front, Metrics};
-use tftproxy::resolve::upstream::ClusterVerdict;
-use tftproxy::resolve::{Answer, LocateVerdict, Lookup, Resolver, Source};
+use tftproxy::metrics::Metrics;
+use tftproxy::source::upstream::ClusterVerdict;
+use tftproxy::diagnose::{locate, LocateVerdict};
+use tftproxy::resolve::{Answer, Lookup, Resolver, Source};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -77,7 +78,6 @@ async fn get_from(resolver: &Resolver, name: &str, client: &str) -> Answer {
         .resolve(&Lookup {
             name,
             client,
-            front: Front::Tftp,
             from_proxy: false,
         })
         .await
@@ -88,7 +88,6 @@ async fn get_via_proxy(resolver: &Resolver, name: &str) -> Answer {
         .resolve(&Lookup {
             name,
             client: "192.0.2.200".parse().unwrap(),
-            front: Front::Http,
             from_proxy: true,
         })
         .await
@@ -712,7 +711,7 @@ async fn unsafe_names_never_reach_a_cluster() {
     assert_eq!(a.requests(), 0);
     assert_eq!(b.requests(), 0);
     assert!(matches!(
-        r.locate("../etc/passwd").await.verdict,
+        locate(&r, "../etc/passwd").await.verdict,
         LocateVerdict::Denied(_)
     ));
     assert_eq!(a.requests() + b.requests(), 0);
@@ -807,7 +806,7 @@ async fn locate_reports_a_local_refusal_as_the_verdict() {
     let r = resolver(&config);
     let phone_gets = get(&r, "dir.xml").await;
     assert!(matches!(phone_gets, Answer::Denied(_)), "{phone_gets:?}");
-    let report = r.locate("dir.xml").await;
+    let report = locate(&r, "dir.xml").await;
     assert!(
         matches!(report.verdict, LocateVerdict::Denied(_)),
         "{:?}",
@@ -829,7 +828,7 @@ async fn locate_asks_every_address_and_explains() {
     let r = resolver(&config(clusters));
     // Cached first: locate must still ask everyone.
     get(&r, &cnf()).await;
-    let report = r.locate(&format!("/{}", cnf())).await;
+    let report = locate(&r, &format!("/{}", cnf())).await;
     assert_eq!(a1.requests_for(&cnf()), 2);
     assert_eq!(a2.requests_for(&cnf()), 1, "every address is asked");
     assert_eq!(b.requests_for(&cnf()), 2);
@@ -844,7 +843,7 @@ async fn locate_asks_every_address_and_explains() {
     assert_eq!(c1.verdict, ClusterVerdict::NotFound);
     assert_eq!(c1.addresses.len(), 2);
     assert!(report.clusters[2].report.is_none());
-    let text = tftproxy::locate::render(&report);
+    let text = tftproxy::diagnose::render(&report);
     assert!(text.contains("c1  priority 1  → not found"), "{text}");
     assert!(text.contains("c3  disabled"), "{text}");
     assert!(text.contains("verdict: served from c2 (6 bytes)"), "{text}");
@@ -852,11 +851,11 @@ async fn locate_asks_every_address_and_explains() {
 
     // Busy, then unreachable.
     b.set_status(503);
-    let report = r.locate(&cnf()).await;
+    let report = locate(&r, &cnf()).await;
     assert_eq!(report.verdict, LocateVerdict::RetryLater);
     assert!(report.reason.contains("busy"), "{}", report.reason);
     let gone = resolver(&config(vec![cluster_config("c1", vec![refused_url()])]));
-    let report = gone.locate(&cnf()).await;
+    let report = locate(&gone, &cnf()).await;
     assert_eq!(report.verdict, LocateVerdict::RetryLater);
     assert!(report.reason.contains("retry-later"), "{}", report.reason);
 }

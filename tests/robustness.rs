@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use support::daemon::TestDaemon;
 use support::rng::Rng;
-use tftproxy::tftp::client::{get, GetOptions};
+use tftproxy::client::{get, GetOptions};
 use tokio::net::UdpSocket;
 
 /// Datagrams sent in all.

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use support::daemon::{TestDaemon, TestDaemonBuilder};
 use support::pattern;
-use tftproxy::tftp::client::{get, GetError, GetOptions};
+use tftproxy::client::{get, GetError, GetOptions};
 use tftproxy::tftp::packet::{Mode, Packet, Request};
-use tftproxy::tftp::server::NETASCII_MAX;
+use tftproxy::front::tftp::NETASCII_MAX;
 use tokio::net::UdpSocket;
 
 /// TFTP on 127.0.0.1 and ::1, serving a temporary root.
@@ -29,7 +29,7 @@ fn quick() -> GetOptions {
     }
 }
 
-fn server_error(result: Result<tftproxy::tftp::client::Download, GetError>) -> (u16, String) {
+fn server_error(result: Result<tftproxy::client::Download, GetError>) -> (u16, String) {
     match result {
         Err(e) => {
             let (code, message) = e
@@ -309,14 +309,8 @@ async fn a_repeated_rrq_from_the_same_port_starts_no_second_transfer() {
 /// daemon's tasks and the client on the test's one thread, so other tests
 /// running in parallel do not count.
 fn thread_cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
-        usage
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 #[tokio::test]
@@ -638,7 +632,7 @@ async fn the_client_can_reuse_one_socket_for_several_downloads() {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for (name, content) in [("a", &b"first"[..]), ("b", b"second"), ("a", b"first")] {
         let download =
-            tftproxy::tftp::client::get_with_socket(&socket, server.tftp_v4(), name, &quick())
+            tftproxy::client::get_with_socket(&socket, server.tftp_v4(), name, &quick())
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(download.data, content);

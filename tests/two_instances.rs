@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::daemon::{cluster_config, http_client, TestDaemon};
-use tftproxy::tftp::client::{get, GetOptions};
+use tftproxy::client::{get, GetOptions};
 
 /// "Quickly": far below any time-out in play, with slack for a loaded CI.
 const QUICK: Duration = Duration::from_millis(1500);

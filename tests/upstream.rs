@@ -1,4 +1,4 @@
-//! `resolve::upstream` against real HTTP servers on loopback.
+//! `source::upstream` against real HTTP servers on loopback.
 
 mod support;
 
@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use support::http_cluster::{refused_url, HangingListener, HttpCluster};
 use tftproxy::config::RemoteConfig;
-use tftproxy::resolve::upstream::{
-    is_from_proxy, AddressOutcome, ClusterReport, ClusterVerdict, FailReason, Upstream, VIA,
+use tftproxy::source::upstream::{
+    AddressOutcome, ClusterFound, ClusterReport, ClusterVerdict, FailReason, Upstream,
 };
+use tftproxy::via::{is_from_proxy, VIA};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
@@ -61,10 +62,10 @@ async fn fetch_cluster(servers: &[&HttpCluster], name: &str) -> ClusterReport {
 
 /// The verdict for `body` served by the address at index `address`.
 fn found_at(body: impl Into<Bytes>, address: usize) -> ClusterVerdict {
-    ClusterVerdict::Found {
-        body: body.into(),
+    ClusterVerdict::Found(ClusterFound {
+        body: body.into().into(),
         address,
-    }
+    })
 }
 
 const CNF: &str = "SEP001122334455.cnf.xml";

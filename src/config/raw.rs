@@ -8,7 +8,7 @@ use std::fmt;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(super) struct Config {
     pub tftp: Tftp,
     pub http: Option<Http>,
     pub admin: Option<Admin>,
@@ -20,7 +20,7 @@ pub struct Config {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Tftp {
+pub(super) struct Tftp {
     pub listen: Option<OneOrMany>,
     pub root: Option<String>,
     pub max_transfers: Option<i64>,
@@ -34,7 +34,7 @@ pub struct Tftp {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Http {
+pub(super) struct Http {
     pub listen: Option<OneOrMany>,
     pub fetch_wait: Option<Dur>,
     pub max_connections: Option<i64>,
@@ -42,13 +42,13 @@ pub struct Http {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Admin {
+pub(super) struct Admin {
     pub listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Cache {
+pub(super) struct Cache {
     pub max_bytes: Option<Size>,
     pub max_file_size: Option<Size>,
     pub ttl: Option<Dur>,
@@ -59,7 +59,7 @@ pub struct Cache {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Remote {
+pub(super) struct Remote {
     pub port: Option<i64>,
     pub connect_timeout: Option<Dur>,
     pub request_timeout: Option<Dur>,
@@ -72,7 +72,7 @@ pub struct Remote {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Cluster {
+pub(super) struct Cluster {
     pub id: Option<String>,
     pub description: Option<String>,
     pub fqdn: Option<String>,
@@ -82,13 +82,13 @@ pub struct Cluster {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Log {
+pub(super) struct Log {
     pub level: Option<String>,
     pub format: Option<String>,
 }
 
 /// A duration as written (a string); parsed during validation.
-pub struct Dur(pub String);
+pub(super) struct Dur(pub String);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -107,7 +107,7 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 /// A size as written: an integer of bytes or a string with a unit.
-pub enum Size {
+pub(super) enum Size {
     Bytes(i64),
     Text(String),
 }
@@ -135,7 +135,7 @@ impl<'de> Deserialize<'de> for Size {
 }
 
 /// A list of strings; a single string is accepted as a list of one.
-pub struct OneOrMany(pub Vec<String>);
+pub(super) struct OneOrMany(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for OneOrMany {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -1,4 +1,4 @@
-//! The location and content caches (DESIGN.md "Caches").
+//! The location and content caches (ARCHITECTURE.md, "Caches").
 //!
 //! - **location**: which cluster holds a name, or "nowhere". Two scopes share
 //!   one table: [`Scope::All`] is the answer of the cross-cluster rule (the
@@ -19,15 +19,16 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use moka::policy::{EvictionPolicy, Expiry};
 use moka::sync::Cache;
 
+use crate::body::Blob;
 use crate::config::CacheConfig;
+use crate::sync::{read, write};
 
 /// Which question a location entry answers.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub enum Scope {
+pub(super) enum Scope {
     /// "Which cluster answers this name" (the cross-cluster rule).
     All,
     /// "Does this cluster have this name" (it was asked alone).
@@ -35,33 +36,33 @@ pub enum Scope {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct LocationKey {
+pub(super) struct LocationKey {
     pub scope: Scope,
     pub name: Arc<str>,
 }
 
 /// Where a name is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Location {
+pub(super) enum Location {
     Cluster(Arc<str>),
     Nowhere,
 }
 
 /// A cached file body and when it was fetched.
 #[derive(Clone, Debug)]
-pub struct ContentEntry {
-    pub body: Bytes,
+pub(super) struct ContentEntry {
+    pub body: Blob,
     pub fetched: Instant,
 }
 
 impl ContentEntry {
-    pub fn age(&self) -> Duration {
+    pub(super) fn age(&self) -> Duration {
         self.fetched.elapsed()
     }
 }
 
 /// (cluster id, normalised name).
-pub type ContentKey = (Arc<str>, Arc<str>);
+pub(super) type ContentKey = (Arc<str>, Arc<str>);
 
 /// The per-entry lifetime of location entries.
 struct LocationExpiry {
@@ -102,7 +103,7 @@ impl Expiry<LocationKey, Location> for LocationExpiry {
 /// The settings a cache set was built with (a reload with other values
 /// starts fresh caches).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CacheSettings {
+pub(super) struct CacheSettings {
     pub max_bytes: u64,
     pub ttl: Duration,
     pub negative_ttl: Duration,
@@ -122,7 +123,7 @@ impl From<&CacheConfig> for CacheSettings {
 
 /// The location and content caches of one daemon (shared across reloads
 /// with compatible settings).
-pub struct Caches {
+pub(super) struct Caches {
     settings: CacheSettings,
     location: Cache<LocationKey, Location>,
     content: Cache<ContentKey, ContentEntry>,
@@ -134,7 +135,7 @@ pub struct Caches {
 
 /// What the content cache holds for a key.
 #[derive(Clone, Debug)]
-pub enum Cached {
+pub(super) enum Cached {
     /// Within its freshness lifetime: serve it.
     Fresh(ContentEntry),
     /// A device file older than `device_ttl`: ask its cluster again, serve
@@ -142,8 +143,30 @@ pub enum Cached {
     Stale(ContentEntry),
 }
 
+impl Cached {
+    pub(super) fn is_fresh(&self) -> bool {
+        matches!(self, Cached::Fresh(_))
+    }
+
+    /// The entry if it may be served without asking its cluster.
+    pub(super) fn fresh(self) -> Option<ContentEntry> {
+        match self {
+            Cached::Fresh(entry) => Some(entry),
+            Cached::Stale(_) => None,
+        }
+    }
+
+    /// The entry, fresh or stale (what stale-if-error and cache-only
+    /// answers may serve).
+    pub(super) fn any(self) -> ContentEntry {
+        match self {
+            Cached::Fresh(entry) | Cached::Stale(entry) => entry,
+        }
+    }
+}
+
 impl Caches {
-    pub fn new(settings: CacheSettings) -> Caches {
+    pub(super) fn new(settings: CacheSettings) -> Caches {
         let location = Cache::builder()
             // Bounded so a scan of random names cannot grow it forever; an
             // entry is a name and a cluster id.
@@ -171,35 +194,35 @@ impl Caches {
     }
 
     /// The purge generation now (see [`Caches::write_since`]).
-    pub fn generation(&self) -> u64 {
-        *self.generation.read().unwrap_or_else(|p| p.into_inner())
+    pub(super) fn generation(&self) -> u64 {
+        *read(&self.generation)
     }
 
     /// Runs `write` unless a purge happened since `generation` was read;
     /// a purge waits for a write in progress. Returns whether it ran.
-    pub fn write_since(&self, generation: u64, write: impl FnOnce(&Caches)) -> bool {
-        let current = self.generation.read().unwrap_or_else(|p| p.into_inner());
+    pub(super) fn write_since(&self, generation: u64, change: impl FnOnce(&Caches)) -> bool {
+        let current = read(&self.generation);
         if *current != generation {
             return false;
         }
-        write(self);
+        change(self);
         true
     }
 
-    pub fn settings(&self) -> &CacheSettings {
+    pub(super) fn settings(&self) -> &CacheSettings {
         &self.settings
     }
 
     // ---- location ------------------------------------------------------------
 
-    pub fn location(&self, scope: Scope, name: &Arc<str>) -> Option<Location> {
+    pub(super) fn location(&self, scope: Scope, name: &Arc<str>) -> Option<Location> {
         self.location.get(&LocationKey {
             scope,
             name: name.clone(),
         })
     }
 
-    pub fn set_location(&self, scope: Scope, name: &Arc<str>, location: Location) {
+    pub(super) fn set_location(&self, scope: Scope, name: &Arc<str>, location: Location) {
         self.location.insert(
             LocationKey {
                 scope,
@@ -209,7 +232,7 @@ impl Caches {
         );
     }
 
-    pub fn forget_location(&self, scope: Scope, name: &Arc<str>) {
+    pub(super) fn forget_location(&self, scope: Scope, name: &Arc<str>) {
         self.location.invalidate(&LocationKey {
             scope,
             name: name.clone(),
@@ -220,7 +243,7 @@ impl Caches {
 
     /// The cached body of `name` from `cluster`, fresh or stale.
     /// `device` says whether `name` is a device file (fresh `device_ttl`).
-    pub fn content(&self, cluster: &Arc<str>, name: &Arc<str>, device: bool) -> Option<Cached> {
+    pub(super) fn content(&self, cluster: &Arc<str>, name: &Arc<str>, device: bool) -> Option<Cached> {
         let entry = self.content.get(&(cluster.clone(), name.clone()))?;
         if device && entry.age() >= self.settings.device_ttl {
             Some(Cached::Stale(entry))
@@ -232,7 +255,7 @@ impl Caches {
         }
     }
 
-    pub fn put_content(&self, cluster: &Arc<str>, name: &Arc<str>, body: Bytes) {
+    pub(super) fn put_content(&self, cluster: &Arc<str>, name: &Arc<str>, body: Blob) {
         self.content.insert(
             (cluster.clone(), name.clone()),
             ContentEntry {
@@ -242,7 +265,7 @@ impl Caches {
         );
     }
 
-    pub fn forget_content(&self, cluster: &Arc<str>, name: &Arc<str>) {
+    pub(super) fn forget_content(&self, cluster: &Arc<str>, name: &Arc<str>) {
         self.content.invalidate(&(cluster.clone(), name.clone()));
     }
 
@@ -250,12 +273,12 @@ impl Caches {
 
     /// Drops every entry about `name` (compared without regard to case), in
     /// both caches; `None` drops everything. Returns how many entries went.
-    pub fn purge(&self, name: Option<&str>) -> usize {
+    pub(super) fn purge(&self, name: Option<&str>) -> usize {
         // Bumped, then released before the scan: writes already in progress
         // finished before the bump (the write lock waits for them), later
         // ones carry the old number and are refused; resolves do not wait
         // for the scan.
-        *self.generation.write().unwrap_or_else(|p| p.into_inner()) += 1;
+        *write(&self.generation) += 1;
         let mut dropped = 0;
         for (key, _) in self.location.iter() {
             if purged(name, &key.name) {
@@ -284,7 +307,7 @@ impl Caches {
     /// - "found on X" when X is still enabled and the clusters before it are
     ///   the same, in the same order (X is still the highest-priority Found);
     /// - "nowhere" when no cluster was added (every cluster said 404).
-    pub fn retain_clusters(&self, old: &[Arc<str>], new: &[Arc<str>]) {
+    pub(super) fn retain_clusters(&self, old: &[Arc<str>], new: &[Arc<str>]) {
         let kept = |id: &Arc<str>| new.contains(id);
         let before = |list: &[Arc<str>], id: &Arc<str>| -> Option<usize> {
             list.iter().position(|k| k == id)
@@ -312,20 +335,20 @@ impl Caches {
         self.run_pending_tasks();
     }
 
-    pub fn run_pending_tasks(&self) {
+    pub(super) fn run_pending_tasks(&self) {
         self.location.run_pending_tasks();
         self.content.run_pending_tasks();
     }
 
-    pub fn location_entries(&self) -> u64 {
+    pub(super) fn location_entries(&self) -> u64 {
         self.location.entry_count()
     }
 
-    pub fn content_entries(&self) -> u64 {
+    pub(super) fn content_entries(&self) -> u64 {
         self.content.entry_count()
     }
 
-    pub fn content_bytes(&self) -> u64 {
+    pub(super) fn content_bytes(&self) -> u64 {
         self.content.weighted_size()
     }
 }
@@ -375,8 +398,8 @@ mod tests {
     #[test]
     fn device_content_goes_stale_but_stays() {
         let caches = Caches::new(settings());
-        caches.put_content(&s("c1"), &s("SEP1.cnf.xml"), Bytes::from_static(b"x"));
-        caches.put_content(&s("c1"), &s("common"), Bytes::from_static(b"y"));
+        caches.put_content(&s("c1"), &s("SEP1.cnf.xml"), Blob::from(b"x".as_slice()));
+        caches.put_content(&s("c1"), &s("common"), Blob::from(b"y".as_slice()));
         assert!(matches!(
             caches.content(&s("c1"), &s("SEP1.cnf.xml"), true),
             Some(Cached::Fresh(_))
@@ -402,7 +425,7 @@ mod tests {
             caches.put_content(
                 &s("c"),
                 &Arc::from(format!("f{i}")),
-                Bytes::from(vec![0u8; 3000]),
+                Blob::from(vec![0u8; 3000]),
             );
             caches.run_pending_tasks();
         }
@@ -420,7 +443,7 @@ mod tests {
     fn purge_one_name_or_all() {
         let caches = Caches::new(settings());
         caches.set_location(Scope::All, &s("a"), Location::Cluster(s("c1")));
-        caches.put_content(&s("c1"), &s("a"), Bytes::from_static(b"x"));
+        caches.put_content(&s("c1"), &s("a"), Blob::from(b"x".as_slice()));
         caches.set_location(Scope::All, &s("b"), Location::Nowhere);
         caches.run_pending_tasks();
         assert_eq!(caches.purge(Some("A")), 2);
@@ -434,8 +457,8 @@ mod tests {
     fn retain_clusters_keeps_what_still_holds() {
         let caches = Caches::new(settings());
         let (c1, c2, c3) = (s("c1"), s("c2"), s("c3"));
-        caches.put_content(&c1, &s("a"), Bytes::from_static(b"x"));
-        caches.put_content(&c2, &s("a"), Bytes::from_static(b"y"));
+        caches.put_content(&c1, &s("a"), Blob::from(b"x".as_slice()));
+        caches.put_content(&c2, &s("a"), Blob::from(b"y".as_slice()));
         caches.set_location(Scope::All, &s("a"), Location::Cluster(c1.clone()));
         caches.set_location(Scope::All, &s("b"), Location::Cluster(c2.clone()));
         caches.set_location(Scope::All, &s("n"), Location::Nowhere);

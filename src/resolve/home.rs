@@ -1,4 +1,4 @@
-//! Learned home clusters (DESIGN.md "Caches", home).
+//! Learned home clusters (ARCHITECTURE.md, "Caches").
 //!
 //! Two tables, each bounded by `cache.max_homes` (least recently used
 //! entries go first): device key (`SEP001122AABBCC`, `CSFJSMITH`, a bare MAC)
@@ -19,14 +19,14 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 /// Device → cluster and client IP → cluster.
-pub struct Homes {
+pub(super) struct Homes {
     max: u64,
     devices: Cache<Arc<str>, Arc<str>>,
     clients: Cache<IpAddr, Arc<str>>,
 }
 
 impl Homes {
-    pub fn new(max_homes: u64) -> Homes {
+    pub(super) fn new(max_homes: u64) -> Homes {
         Homes {
             max: max_homes,
             devices: Cache::builder()
@@ -41,21 +41,21 @@ impl Homes {
     }
 
     /// The bound the tables were built with.
-    pub fn max_homes(&self) -> u64 {
+    pub(super) fn max_homes(&self) -> u64 {
         self.max
     }
 
-    pub fn device(&self, device: &str) -> Option<Arc<str>> {
+    pub(super) fn device(&self, device: &str) -> Option<Arc<str>> {
         self.devices.get(device)
     }
 
-    pub fn client(&self, client: IpAddr) -> Option<Arc<str>> {
+    pub(super) fn client(&self, client: IpAddr) -> Option<Arc<str>> {
         self.clients.get(&client.to_canonical())
     }
 
     /// Records that `device` (and the client that asked, if any) lives on
     /// `cluster`. Returns true when this changed what was known.
-    pub fn learn(&self, device: &str, client: Option<IpAddr>, cluster: &Arc<str>) -> bool {
+    pub(super) fn learn(&self, device: &str, client: Option<IpAddr>, cluster: &Arc<str>) -> bool {
         let mut changed = false;
         if self.devices.get(device).as_ref() != Some(cluster) {
             self.devices.insert(Arc::from(device), cluster.clone());
@@ -73,7 +73,7 @@ impl Homes {
     }
 
     /// Forgets every entry pointing to a cluster not in `keep`.
-    pub fn retain_clusters(&self, keep: &[Arc<str>]) {
+    pub(super) fn retain_clusters(&self, keep: &[Arc<str>]) {
         let kept = |id: &Arc<str>| keep.iter().any(|k| k == id);
         for (key, cluster) in self.devices.iter() {
             if !kept(&cluster) {
@@ -88,16 +88,16 @@ impl Homes {
         self.run_pending_tasks();
     }
 
-    pub fn run_pending_tasks(&self) {
+    pub(super) fn run_pending_tasks(&self) {
         self.devices.run_pending_tasks();
         self.clients.run_pending_tasks();
     }
 
-    pub fn device_entries(&self) -> u64 {
+    pub(super) fn device_entries(&self) -> u64 {
         self.devices.entry_count()
     }
 
-    pub fn client_entries(&self) -> u64 {
+    pub(super) fn client_entries(&self) -> u64 {
         self.clients.entry_count()
     }
 }

@@ -15,10 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
+use crate::sync::lock;
+
 type Flight<V> = Shared<BoxFuture<'static, Option<V>>>;
 
 /// In-flight work by key.
-pub struct SingleFlight<K, V: Clone> {
+pub(super) struct SingleFlight<K, V: Clone> {
     flights: Arc<Mutex<HashMap<K, Flight<V>>>>,
 }
 
@@ -35,7 +37,7 @@ where
     K: Hash + Eq + Clone + Send + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::default()
     }
 
@@ -44,7 +46,7 @@ where
     /// the task panicked. Must be called within a tokio runtime.
     ///
     /// The second value is true when this call started the flight.
-    pub fn run<F, W>(&self, key: K, work: W) -> (impl Future<Output = Option<V>>, bool)
+    pub(super) fn run<F, W>(&self, key: K, work: W) -> (impl Future<Output = Option<V>>, bool)
     where
         W: FnOnce() -> F,
         F: Future<Output = V> + Send + 'static,
@@ -76,11 +78,13 @@ where
     }
 
     /// Flights running now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
         lock(&self.flights).len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -115,9 +119,6 @@ impl<K: Hash + Eq, V: Clone> Drop for Landing<K, V> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[cfg(test)]
 mod tests {

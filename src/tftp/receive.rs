@@ -1,5 +1,5 @@
 //! The receiving side of a read transfer (a TFTP client) as a deterministic
-//! state machine, the mirror of [`crate::tftp::transfer`]: handed datagrams
+//! state machine, the mirror of [`crate::tftp::send`]: handed datagrams
 //! and the time, it returns datagrams to send and its next deadline.
 //!
 //! It sends the RRQ, checks the server's OACK against what was asked,

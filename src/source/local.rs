@@ -9,17 +9,17 @@
 //! during a boot storm.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::body::Body;
+use crate::sync::lock;
 
 /// Minimum time between two rebuilds of the case-insensitive index.
 pub const INDEX_REFRESH: Duration = Duration::from_secs(1);
@@ -76,7 +76,7 @@ impl LocalRoot {
         }
         let root_fd = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC).bits() as i32)
             .open(&root)?
             .into();
         Ok(LocalRoot {
@@ -84,10 +84,6 @@ impl LocalRoot {
             root_fd,
             index: Mutex::new(Index::default()),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.root
     }
 
     /// Opens a normalised name (see [`crate::name::normalise`]).
@@ -118,7 +114,7 @@ impl LocalRoot {
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.index)
     }
 
     fn invalidate_index(&self) {
@@ -152,7 +148,7 @@ impl LocalRoot {
             // one per block.
             let mut bytes = Vec::with_capacity(meta.len() as usize);
             (&file).read_to_end(&mut bytes).map_err(io_error)?;
-            return Ok(Some(Body::Memory(bytes.into())));
+            return Ok(Some(Body::from(bytes::Bytes::from(bytes))));
         }
         Ok(Some(Body::Disk {
             file: Arc::new(file),
@@ -163,34 +159,24 @@ impl LocalRoot {
     /// One `openat2(RESOLVE_BENEATH)`: the kernel resolves the name and
     /// refuses to leave the root, with no per-component `readlink`.
     fn open_beneath(&self, name: &str) -> Beneath {
-        let Ok(path) = CString::new(name) else {
+        use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+        use rustix::io::Errno;
+        if name.as_bytes().contains(&0) {
             return Beneath::Missing;
-        };
-        // SAFETY: open_how is plain integers; all-zero is its empty value.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        // O_NONBLOCK: a FIFO planted in the root must not hang the server.
-        how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64;
-        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-        // SAFETY: valid descriptor, NUL-terminated path, and `how` of the
-        // size we pass.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.root_fd.as_raw_fd(),
-                path.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel just gave us this descriptor.
-            return Beneath::Opened(unsafe { File::from_raw_fd(fd as RawFd) });
         }
-        let error = io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(libc::ENOENT | libc::ENOTDIR) => Beneath::Missing,
-            Some(libc::EXDEV | libc::ENOSYS | libc::EPERM | libc::E2BIG) => Beneath::CheckRealPath,
-            _ => Beneath::Failed(error),
+        // O_NONBLOCK: a FIFO planted in the root must not hang the server.
+        let opened = openat2(
+            &self.root_fd,
+            name,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        );
+        match opened {
+            Ok(fd) => Beneath::Opened(File::from(fd)),
+            Err(Errno::NOENT | Errno::NOTDIR) => Beneath::Missing,
+            Err(Errno::XDEV | Errno::NOSYS | Errno::PERM | Errno::TOOBIG) => Beneath::CheckRealPath,
+            Err(errno) => Beneath::Failed(errno.into()),
         }
     }
 
@@ -211,7 +197,7 @@ impl LocalRoot {
         }
         OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
             .open(&real)
             .map(Some)
             .map_err(io_error)
@@ -370,8 +356,8 @@ mod tests {
         let (dir, root) = root_with(&[("sub/file", b"x")]);
         assert!(matches!(root.open("sub"), Err(LocalError::NotAFile(_))));
         let fifo = dir.path().join("pipe");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        use rustix::fs::{mknodat, FileType, Mode, CWD};
+        mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
         assert!(matches!(root.open("pipe"), Err(LocalError::NotAFile(_))));
     }
 }

@@ -201,16 +201,7 @@ async fn exchange(
 /// Dissolves a UDP socket's association (`connect` to `AF_UNSPEC`), so it
 /// receives from anyone again.
 fn disconnect(socket: &UdpSocket) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: an all-zero sockaddr with family AF_UNSPEC is the documented
-    // way to dissolve the association; the length covers the family field.
-    unsafe {
-        let mut unspec: libc::sockaddr = std::mem::zeroed();
-        unspec.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
-        libc::connect(
-            socket.as_raw_fd(),
-            &unspec,
-            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
-        );
-    }
+    // Failure leaves the socket connected: the caller then only hears from
+    // the peer it was connected to, which is what it asked for last.
+    let _ = rustix::net::connect_unspec(socket);
 }

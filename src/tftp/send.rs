@@ -2,9 +2,10 @@
 //!
 //! A [`Transfer`] is handed the client's datagrams and the current time and
 //! answers with datagrams to send ([`Transfer::poll_transmit`]) and the time
-//! it next needs waking ([`Transfer::deadline`]). It owns no socket and reads
-//! no clock, so tests drive it through loss, duplication and reordering
-//! without sleeping.
+//! it next needs waking ([`Transfer::deadline`]). It owns no socket, reads no
+//! clock and opens no file: its bytes come from a [`BlockSource`] the caller
+//! provides. Tests drive it through loss, duplication and reordering without
+//! sleeping.
 //!
 //! Behaviour worth knowing:
 //! - the first block is read when the transfer is created, so a read failure
@@ -21,7 +22,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::body::Body;
 use crate::tftp::options::Negotiated;
 use crate::tftp::packet::{ErrorCode, Packet, OP_DATA};
 
@@ -29,6 +29,34 @@ use crate::tftp::packet::{ErrorCode, Packet, OP_DATA};
 /// for a window we already have are (rightly) ignored, so the timer is the
 /// only way out of a lost window, and a phone's own patience is short.
 const MAX_BACKOFF_SHIFT: u32 = 1;
+
+/// Where a transfer's bytes come from, provided by the caller (a buffer, a
+/// file it opened). The state machine asks for exactly the bytes of one
+/// block at a time, never past the end.
+pub trait BlockSource {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+
+    /// Fills `buf` with the bytes at `offset`; an error when they cannot all
+    /// be read (the source shrank, an I/O error).
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+/// A buffer in memory is a source (tests, small bodies).
+impl BlockSource for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let bytes = self
+            .get(start..start.saturating_add(buf.len()))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
 
 /// How a transfer ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,8 +80,8 @@ pub struct Stats {
 
 /// One read transfer, from the first packet to the last acknowledgement.
 #[derive(Debug)]
-pub struct Transfer {
-    body: Body,
+pub struct Transfer<S> {
+    body: S,
     block_size: usize,
     window: u64,
     timeout: Duration,
@@ -78,16 +106,16 @@ pub struct Transfer {
     stats: Stats,
 }
 
-impl Transfer {
+impl<S: BlockSource> Transfer<S> {
     /// Starts a transfer of `body` with the negotiated parameters: reads the
     /// first block, then queues the OACK (when options were accepted) or the
     /// first window of data.
     pub fn start(
-        body: Body,
+        body: S,
         negotiated: &Negotiated,
         max_retries: u32,
         now: Instant,
-    ) -> io::Result<Transfer> {
+    ) -> io::Result<Transfer<S>> {
         let block_size = usize::from(negotiated.block_size.max(1));
         let last_block = body.len() / block_size as u64 + 1;
         let mut transfer = Transfer {
@@ -242,21 +270,15 @@ impl Transfer {
     /// Encodes DATA for `block` (1-based, unbounded; the wire number wraps).
     fn read_block(&mut self, block: u64) -> io::Result<Vec<u8>> {
         let offset = (block - 1) * self.block_size as u64;
-        let expected = (self.body.len() - offset).min(self.block_size as u64) as usize;
+        let len = (self.body.len() - offset).min(self.block_size as u64) as usize;
         let mut packet = self
             .spare
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(4 + expected));
+            .unwrap_or_else(|| Vec::with_capacity(4 + len));
         packet.extend_from_slice(&OP_DATA.to_be_bytes());
         packet.extend_from_slice(&(block as u16).to_be_bytes());
-        packet.resize(4 + expected, 0);
-        let read = self.body.read_at(offset, &mut packet[4..])?;
-        if read != expected {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being served",
-            ));
-        }
+        packet.resize(4 + len, 0);
+        self.body.read_exact_at(offset, &mut packet[4..])?;
         Ok(packet)
     }
 
@@ -279,6 +301,7 @@ impl Transfer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::Body;
     use bytes::Bytes;
 
     fn negotiated(block_size: u16, window_size: u16, oack: bool) -> Negotiated {
@@ -295,12 +318,12 @@ mod tests {
     }
 
     fn body(len: usize) -> Body {
-        Body::Memory(Bytes::from(
+        Body::from(Bytes::from(
             (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
         ))
     }
 
-    fn drain(t: &mut Transfer) -> Vec<Packet> {
+    fn drain(t: &mut Transfer<Body>) -> Vec<Packet> {
         std::iter::from_fn(|| t.poll_transmit())
             .map(|d| Packet::decode(&d).unwrap())
             .collect()

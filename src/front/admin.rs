@@ -17,7 +17,7 @@
 //! configuration says otherwise.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::extract::{Path, State};
@@ -25,18 +25,18 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
-use futures::FutureExt;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-use crate::daemon::Daemon;
-use crate::http::{accept_until_shutdown, serve_http1};
-use crate::metrics::UpstreamOutcome;
-use crate::resolve::{AddressStatus, ClusterStatus};
-use crate::shutdown::{self, Shutdown, Trigger};
+use super::conn::{accept_until_stopped, serve_http1};
+use super::slots::Slots;
+use super::ListenerHandle;
+use crate::metrics::{Metrics, UpstreamOutcome};
+use crate::resolve::{AddressStatus, ClusterStatus, ResolverHandle};
 
 /// Content type of the classic Prometheus text format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -47,74 +47,51 @@ pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0;
 /// Admin connections served at once (an operator and a scraper or two).
 pub const MAX_ADMIN_CONNECTIONS: usize = 64;
 
+/// What the admin API reads: the resolver, the metrics, and the work
+/// running now. Nothing else of the daemon.
 #[derive(Clone)]
-struct AdminState {
-    daemon: Weak<Daemon>,
-    started: Instant,
+pub(crate) struct AdminState {
+    pub(crate) resolver: ResolverHandle,
+    pub(crate) metrics: Arc<Metrics>,
+    /// TFTP transfers running.
+    pub(crate) transfers: TaskTracker,
+    /// HTTP front connections open.
+    pub(crate) http_connections: TaskTracker,
+    /// When the daemon started (uptime).
+    pub(crate) started: Instant,
 }
 
-/// A running admin listener; stops when dropped.
-pub struct AdminServer {
-    /// The address as configured.
-    pub configured: SocketAddr,
-    /// The address actually bound.
-    pub bound: SocketAddr,
-    stop: Trigger,
-}
-
-impl AdminServer {
-    /// Serves the admin API of `daemon` on a listener from
-    /// [`crate::http::bind`].
-    pub fn start(
-        configured: SocketAddr,
-        listener: std::net::TcpListener,
-        daemon: Weak<Daemon>,
-        started: Instant,
-    ) -> std::io::Result<AdminServer> {
-        let listener = TcpListener::from_std(listener)?;
-        let bound = listener.local_addr()?;
-        let (stop, shutdown) = shutdown::channel();
-        let app = router(AdminState { daemon, started });
-        tokio::spawn(serve(listener, app, shutdown));
-        Ok(AdminServer {
-            configured,
-            bound,
-            stop,
-        })
-    }
-
-    pub fn stop(&self) {
-        self.stop.fire();
-    }
-}
-
-impl Drop for AdminServer {
-    fn drop(&mut self) {
-        self.stop.fire();
-    }
-}
-
-/// Accepts connections until shutdown, at most [`MAX_ADMIN_CONNECTIONS`] at
-/// a time, with the HTTP front's time-outs: idle or slow clients cannot hold
-/// descriptors the TFTP and HTTP fronts need.
-async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) {
-    let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
-    accept_until_shutdown(
-        &listener,
-        "admin",
-        shutdown,
-        || slots.clone().acquire_owned().map(Result::ok),
-        |stream, _, slot, shutdown| {
-            let service = TowerToHyperService::new(app.clone());
-            tokio::spawn(async move {
-                if let Err(error) = serve_http1(stream, service, shutdown).await {
-                    debug!(%error, "admin connection ended");
-                }
-                drop(slot);
-            });
-        },
-    )
-    .await;
+/// Serves the admin API on a listener from [`super::conn::bind`] until the
+/// handle is dropped; at most [`MAX_ADMIN_CONNECTIONS`] at a time, with the
+/// HTTP front's time-outs: idle or slow clients cannot hold descriptors the
+/// TFTP and HTTP fronts need.
+pub(crate) fn start(
+    configured: SocketAddr,
+    listener: std::net::TcpListener,
+    state: AdminState,
+) -> std::io::Result<ListenerHandle> {
+    let listener = TcpListener::from_std(listener)?;
+    let bound = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let app = router(state);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let slots = Slots::new(MAX_ADMIN_CONNECTIONS);
+            accept_until_stopped(listener, "admin", &slots, stop.clone(), |stream, _, slot| {
+                let service = TowerToHyperService::new(app.clone());
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = serve_http1(stream, service, stop).await {
+                        debug!(%error, "admin connection ended");
+                    }
+                    drop(slot);
+                });
+            })
+            .await;
+        }
+    });
+    Ok(ListenerHandle::new(configured, bound, stop))
 }
 
 fn router(state: AdminState) -> Router {
@@ -127,15 +104,6 @@ fn router(state: AdminState) -> Router {
         .route("/cache/{*name}", delete(purge_one))
         .fallback(not_found)
         .with_state(state)
-}
-
-/// The daemon, unless it is gone (then the handler answers [`stopping`]).
-fn daemon(state: &AdminState) -> Option<Arc<Daemon>> {
-    state.daemon.upgrade()
-}
-
-fn stopping() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping\n").into_response()
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
@@ -174,11 +142,9 @@ async fn not_found() -> Response {
 }
 
 async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    let Some(daemon) = daemon(&state) else {
-        return stopping();
-    };
-    refresh_gauges(&daemon);
-    let text = daemon.metrics().encode();
+    // Exact cache and home-table counts before the scrape.
+    state.resolver.current().refresh_gauges();
+    let text = state.metrics.encode();
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -227,70 +193,46 @@ pub fn openmetrics_to_prometheus(text: &str) -> String {
 }
 
 async fn healthz(State(state): State<AdminState>) -> Response {
-    let Some(daemon) = daemon(&state) else {
-        return stopping();
-    };
     json_response(
         StatusCode::OK,
         &json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": state.started.elapsed().as_secs(),
-            "active_transfers": daemon.active_transfers(),
-            "http_connections": daemon.http_connections(),
+            "active_transfers": state.transfers.len(),
+            "http_connections": state.http_connections.len(),
         }),
     )
 }
 
 async fn clusters(State(state): State<AdminState>) -> Response {
-    let Some(daemon) = daemon(&state) else {
-        return stopping();
-    };
-    json_response(StatusCode::OK, &cluster_status(&daemon))
+    let clusters: Vec<serde_json::Value> = state
+        .resolver
+        .current()
+        .cluster_status()
+        .iter()
+        .map(cluster_json)
+        .collect();
+    json_response(StatusCode::OK, &json!({ "clusters": clusters }))
 }
 
 async fn purge_one(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    let Some(daemon) = daemon(&state) else {
-        return stopping();
-    };
-    let purged = purge(&daemon, Some(&name));
+    let purged = purge(&state, Some(&name));
     info!(name, purged, "cache purged by the admin API");
     json_response(StatusCode::OK, &json!({ "name": name, "purged": purged }))
 }
 
 async fn purge_all(State(state): State<AdminState>) -> Response {
-    let Some(daemon) = daemon(&state) else {
-        return stopping();
-    };
-    let purged = purge(&daemon, None);
+    let purged = purge(&state, None);
     info!(purged, "every cache purged by the admin API");
     json_response(StatusCode::OK, &json!({ "purged": purged }))
 }
 
-// ---- what the resolver knows ------------------------------------------------
-
-/// Brings the cache and home-table gauges up to date before a scrape.
-fn refresh_gauges(daemon: &Daemon) {
-    daemon.resolver().load().refresh_gauges();
-}
-
 /// Removes `name` (or everything) from the resolver's caches.
-fn purge(daemon: &Daemon, name: Option<&str>) -> usize {
-    let purged = daemon.resolver().load().purge(name);
-    daemon.metrics().cache_purged.inc_by(purged as u64);
+fn purge(state: &AdminState, name: Option<&str>) -> usize {
+    let purged = state.resolver.current().purge(name);
+    state.metrics.cache_purged.inc_by(purged as u64);
     purged
-}
-
-/// Every configured cluster with what the resolver last saw of it.
-fn cluster_status(daemon: &Daemon) -> serde_json::Value {
-    let clusters: Vec<serde_json::Value> = daemon
-        .resolver()
-        .load()
-        .cluster_status()
-        .iter()
-        .map(cluster_json)
-        .collect();
-    json!({ "clusters": clusters })
 }
 
 fn cluster_json(cluster: &ClusterStatus) -> serde_json::Value {

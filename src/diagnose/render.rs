@@ -1,7 +1,5 @@
-//! `tftproxy locate -c FILE NAME`: the text an engineer reads when a phone
-//! does not get its file. [`crate::resolve::Resolver::locate`] asks every
-//! enabled cluster (every address, bypassing the caches); [`render`] prints
-//! each address's answer and time, then what a phone would get and why.
+//! The text of `tftproxy locate -c FILE NAME`: each address's answer and
+//! time, then what a phone would get and why.
 //!
 //! ```text
 //! SEP001122334455.cnf.xml  (device SEP001122334455)
@@ -21,8 +19,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::{LocateReport, LocateVerdict};
 use crate::config::{OnUnreachable, Strategy};
-use crate::resolve::{LocateReport, LocateVerdict};
 
 /// The report as text, one line per address; ends with a newline.
 pub fn render(report: &LocateReport) -> String {
@@ -141,12 +139,12 @@ fn millis(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::Blob;
+    use crate::diagnose::ClusterLocate;
     use crate::name::Classified;
-    use crate::resolve::upstream::{
-        AddressOutcome, AddressReport, ClusterReport, ClusterVerdict, FailReason,
+    use crate::source::upstream::{
+        AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, FailReason,
     };
-    use crate::resolve::ClusterLocate;
-    use bytes::Bytes;
 
     fn answer(outcome: AddressOutcome, status: Option<u16>, ms: u64) -> AddressReport {
         AddressReport {
@@ -183,10 +181,10 @@ mod tests {
                     id: "cluster-b".into(),
                     enabled: true,
                     report: Some(ClusterReport {
-                        verdict: ClusterVerdict::Found {
-                            body: Bytes::from_static(b"12345"),
+                        verdict: ClusterVerdict::Found(ClusterFound {
+                            body: Blob::from(b"12345".as_slice()),
                             address: 1,
-                        },
+                        }),
                         addresses: vec![
                             (
                                 "http://192.0.2.20:6970".into(),
@@ -201,7 +199,7 @@ mod tests {
                             (
                                 "http://192.0.2.21:6970".into(),
                                 answer(
-                                    AddressOutcome::Found(Bytes::from_static(b"12345")),
+                                    AddressOutcome::Found(Blob::from(b"12345".as_slice())),
                                     Some(200),
                                     35,
                                 ),

@@ -1,0 +1,49 @@
+//! The fronts: the protocols phones and operators speak. [`tftp`] (the UDP
+//! socket driver around the pure [`crate::tftp`] state machines), [`http`]
+//! (phones' `GET /<name>` on port 6970) and [`admin`] (metrics, health,
+//! cluster status, cache purge). A front knows its protocol and the narrow
+//! interface of the resolver ([`crate::resolve::ResolverHandle`]), nothing of
+//! clusters or caches. [`conn`] is the HTTP/1 plumbing the two HTTP fronts
+//! share; [`slots`] the resizable limits on transfers and connections.
+//!
+//! Every listener runs until its [`ListenerHandle`] is dropped or stopped;
+//! the daemon owns the handles (ARCHITECTURE.md, "Lifecycle").
+
+pub mod admin;
+pub mod conn;
+pub(crate) mod http;
+pub(crate) mod slots;
+pub mod tftp;
+
+use std::net::SocketAddr;
+
+use tokio_util::sync::CancellationToken;
+
+/// A running listener of any front: where it was asked to listen, where it
+/// is bound. Stops when dropped (or [`ListenerHandle::stop`]ped): the accept
+/// loop ends and the socket closes; work it started (transfers, requests in
+/// flight) finishes on its own.
+#[derive(Debug)]
+pub(crate) struct ListenerHandle {
+    /// The address as configured (port 0 stays 0).
+    pub(crate) configured: SocketAddr,
+    /// The address actually bound.
+    pub(crate) bound: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl ListenerHandle {
+    pub(crate) fn new(configured: SocketAddr, bound: SocketAddr, stop: CancellationToken) -> Self {
+        ListenerHandle {
+            configured,
+            bound,
+            stop,
+        }
+    }
+}
+
+impl Drop for ListenerHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,219 @@
+//! The TFTP front: listener sockets that take requests, and one task per
+//! transfer on its own ephemeral socket that drives a
+//! [`crate::tftp::send::Transfer`].
+//!
+//! A listener does as little as possible so that it keeps up with a boot
+//! storm: it drains its socket in batches (`recvmmsg`), asks
+//! [`crate::tftp::accept`] what each datagram calls for, and hands each read
+//! request to a new task. The socket's receive buffer is enlarged so that a
+//! burst of thousands of RRQs is queued rather than dropped (a dropped RRQ
+//! costs the phone its retransmit time). Each request's destination address
+//! is read from `IP_PKTINFO`, and the transfer socket binds that address, so
+//! replies leave from the address the phone asked, even on a multi-homed
+//! host behind a wildcard listener.
+
+mod socket;
+mod transfer;
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use quinn_udp::{RecvMeta, BATCH_SIZE};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::slots::Slots;
+use super::ListenerHandle;
+use crate::config::TftpConfig;
+use crate::metrics::{Front, Metrics, RequestResult};
+use crate::resolve::ResolverHandle;
+use crate::sync::lock;
+use crate::tftp::accept::{accept, Accept, Refused};
+use crate::tftp::options::Limits;
+use crate::tftp::packet::{ErrorCode, Packet};
+
+pub(crate) use socket::Listener;
+
+/// The message phones get when they must try again (Cisco's wording is
+/// undocumented; this one says what to do).
+pub const BUSY_MESSAGE: &str = "busy, retry later";
+
+/// Largest file sent in netascii mode (converted in memory).
+pub const NETASCII_MAX: u64 = 1 << 20;
+
+/// Settings of the TFTP engine, from `[tftp]`. A transfer keeps the ones in
+/// force when it started.
+#[derive(Clone, Debug)]
+struct Settings {
+    limits: Limits,
+    max_retries: u32,
+    port_range: Option<RangeInclusive<u16>>,
+}
+
+impl Settings {
+    fn from_config(config: &TftpConfig) -> Settings {
+        Settings {
+            limits: Limits {
+                max_block_size: config.max_block_size,
+                max_window_size: config.max_window_size,
+                default_timeout: config.retransmit_timeout,
+            },
+            max_retries: config.max_retries,
+            port_range: config.port_range.clone(),
+        }
+    }
+}
+
+/// What every listener and transfer of the daemon shares, across reloads.
+pub(crate) struct TftpFront {
+    settings: ArcSwap<Settings>,
+    resolver: ResolverHandle,
+    metrics: Arc<Metrics>,
+    /// `tftp.max_transfers`, for every listener and generation together.
+    slots: Slots,
+    /// Clients with a transfer running → a fingerprint of the request that
+    /// started it, to ignore that request when the phone repeats it.
+    active: Mutex<HashMap<SocketAddr, u64>>,
+    /// The transfers running.
+    transfers: TaskTracker,
+}
+
+impl TftpFront {
+    pub(crate) fn new(config: &TftpConfig, resolver: ResolverHandle, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(TftpFront {
+            settings: ArcSwap::from_pointee(Settings::from_config(config)),
+            resolver,
+            metrics,
+            slots: Slots::new(config.max_transfers),
+            active: Mutex::default(),
+            transfers: TaskTracker::new(),
+        })
+    }
+
+    /// Applies a reloaded `[tftp]`: new requests get the new settings,
+    /// running transfers finish under the ones they started with; the
+    /// `max_transfers` limit counts both.
+    pub(crate) fn update(&self, config: &TftpConfig) {
+        self.settings.store(Arc::new(Settings::from_config(config)));
+        self.slots.resize(config.max_transfers);
+    }
+
+    /// The transfers running (to count them, or wait for them to end).
+    pub(crate) fn transfers(&self) -> &TaskTracker {
+        &self.transfers
+    }
+
+    /// Serves requests arriving on `listener` until the handle is dropped.
+    /// Transfers it started go on.
+    pub(crate) fn start(self: &Arc<Self>, configured: SocketAddr, listener: Listener) -> ListenerHandle {
+        let bound = listener.local_addr();
+        let stop = CancellationToken::new();
+        tokio::spawn(self.clone().serve(Arc::new(listener), stop.clone()));
+        ListenerHandle::new(configured, bound, stop)
+    }
+
+    async fn serve(self: Arc<Self>, listener: Arc<Listener>, stop: CancellationToken) {
+        let gro = listener.gro_segments().max(1);
+        let slot = 2048 * gro;
+        let mut storage = vec![0u8; slot * BATCH_SIZE];
+        let mut meta = [RecvMeta::default(); BATCH_SIZE];
+        info!(listen = %listener.local_addr(), "TFTP listening");
+        loop {
+            let received = tokio::select! {
+                _ = stop.cancelled() => break,
+                ready = listener.readable() => {
+                    if let Err(error) = ready {
+                        warn!(%error, "TFTP listener failed");
+                        break;
+                    }
+                    let mut bufs: Vec<IoSliceMut<'_>> =
+                        storage.chunks_mut(slot).map(IoSliceMut::new).collect();
+                    listener.try_recv(&mut bufs, &mut meta)
+                }
+            };
+            let count = match received {
+                Ok(count) => count,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => {
+                    // ICMP errors surface here; they concern one peer only.
+                    debug!(%error, "TFTP listener receive error");
+                    continue;
+                }
+            };
+            for (meta, chunk) in meta.iter().zip(storage.chunks(slot)).take(count) {
+                let stride = meta.stride.max(1);
+                for datagram in chunk[..meta.len].chunks(stride) {
+                    self.on_datagram(&listener, meta, datagram);
+                }
+            }
+        }
+        info!(listen = %listener.local_addr(), "TFTP listener stopped");
+    }
+
+    fn on_datagram(self: &Arc<Self>, listener: &Arc<Listener>, meta: &RecvMeta, datagram: &[u8]) {
+        let (client, dst_ip) = (meta.addr, meta.dst_ip);
+        let request = match accept(datagram) {
+            Accept::Start(request) => request,
+            Accept::Refuse { reply, why } => {
+                match why {
+                    Refused::Malformed => {
+                        self.metrics.malformed_packets.inc();
+                    }
+                    Refused::MailMode | Refused::WriteRequest => {
+                        if why == Refused::WriteRequest {
+                            debug!(%client, "write request refused");
+                        }
+                        self.metrics.request(Front::Tftp, RequestResult::Denied);
+                    }
+                }
+                return listener.send_from(client, dst_ip, &reply);
+            }
+            Accept::Ignore { malformed } => {
+                if malformed {
+                    self.metrics.malformed_packets.inc();
+                }
+                return;
+            }
+        };
+        // A repeated RRQ (same bytes, same port) while its transfer runs is
+        // the phone's retransmission: the transfer already answers it. A
+        // different request from the same port is the phone's next file,
+        // sent after it acknowledged the last block of this one.
+        let fingerprint = fingerprint(datagram);
+        if lock(&self.active).get(&client) == Some(&fingerprint) {
+            return;
+        }
+        let Some(permit) = self.slots.try_take() else {
+            self.metrics.busy_rejections.inc();
+            self.metrics.request(Front::Tftp, RequestResult::Busy);
+            let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
+            return listener.send_from(client, dst_ip, &busy);
+        };
+        lock(&self.active).insert(client, fingerprint);
+        let local = socket::transfer_local_addr(dst_ip.unwrap_or(listener.local_addr().ip()), client);
+        let start = transfer::Start {
+            front: self.clone(),
+            settings: self.settings.load_full(),
+            // Weak: a listener removed by a reload closes its socket at
+            // once, not when the last of its transfers ends.
+            listener: Arc::downgrade(listener),
+            client,
+            fingerprint,
+            local,
+            request,
+        };
+        self.transfers.spawn(transfer::run(start, permit));
+    }
+}
+
+fn fingerprint(datagram: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    datagram.hash(&mut hasher);
+    hasher.finish()
+}

@@ -1,0 +1,234 @@
+//! What a cluster's addresses answer, classified: the vocabulary shared by
+//! the upstream client, the resolver (metrics, cluster health) and
+//! `tftproxy locate`.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::body::Blob;
+use crate::verdict::{self, Verdict};
+
+/// Why one address did not give a usable answer. `Display` is written to read
+/// well at the end of a log line ("… failed: connection refused").
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FailReason {
+    /// The TCP (or TLS) connection could not be established.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The connection was not established within `remote.connect_timeout`.
+    #[error("connect timed out after {}", humantime::format_duration(*after))]
+    ConnectTimeout { after: Duration },
+    /// No response within `remote.request_timeout`, or a body still not
+    /// complete after [`super::BODY_CEILING`].
+    #[error("no complete answer within {}", humantime::format_duration(*after))]
+    Timeout { after: Duration },
+    /// The body stopped arriving: no data for `remote.request_timeout`.
+    #[error("the body stalled: no data for {}", humantime::format_duration(*after))]
+    Stalled { after: Duration },
+    /// A status that is neither 200, 404/403/410 nor 503 (3xx are not followed).
+    #[error("unexpected HTTP status {}", status_text(*.0))]
+    Status(u16),
+    /// The body did not match its `Content-Length`.
+    #[error("body is {got} bytes, Content-Length said {expected}")]
+    BodyLength { expected: u64, got: u64 },
+    /// The body is larger than `cache.max_file_size`.
+    #[error("file larger than the {limit}-byte limit (cache.max_file_size)")]
+    TooLarge { limit: u64 },
+    /// The body could not be read (connection reset, bad chunk encoding, …).
+    #[error("error reading the body: {0}")]
+    Body(String),
+    /// The request failed before a response arrived, for another reason
+    /// (connection closed early, malformed response, …).
+    #[error("request failed: {0}")]
+    Request(String),
+    /// The name cannot be expressed as a URL path on this base URL
+    /// (a `.`/`..` segment, or a malformed base URL).
+    #[error("cannot build a URL: {0}")]
+    InvalidUrl(String),
+}
+
+fn status_text(code: u16) -> String {
+    match StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{code} {reason}"),
+        None => code.to_string(),
+    }
+}
+
+/// What one address answered, classified by HTTP status:
+///
+/// | the address answers | outcome |
+/// |---|---|
+/// | 200 | Found (body bounded by `cache.max_file_size`) |
+/// | 404, 403, 410 | NotFound — authoritative, the other addresses are not asked |
+/// | 503 | Busy — try the next address |
+/// | connect error, time-out, other 5xx, 3xx, other 4xx, bad body | Failed — try the next address |
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressOutcome {
+    /// 200 with a complete body.
+    Found(Blob),
+    /// 404, 403 or 410.
+    NotFound,
+    /// 503.
+    Busy,
+    /// Anything else, and why.
+    Failed(FailReason),
+}
+
+impl AddressOutcome {
+    /// The outcome as a verdict (a failed address is unreachable).
+    pub fn verdict(&self) -> Verdict<&Blob> {
+        match self {
+            AddressOutcome::Found(body) => Verdict::Found(body),
+            AddressOutcome::NotFound => Verdict::NotFound,
+            AddressOutcome::Busy => Verdict::Busy,
+            AddressOutcome::Failed(_) => Verdict::Unreachable,
+        }
+    }
+}
+
+impl fmt::Display for AddressOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddressOutcome::Found(body) => write!(f, "found ({body})"),
+            AddressOutcome::NotFound => f.write_str("not found"),
+            AddressOutcome::Busy => f.write_str("busy"),
+            AddressOutcome::Failed(reason) => write!(f, "failed: {reason}"),
+        }
+    }
+}
+
+/// One address's answer with how long it took and the HTTP status, if any
+/// response arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressReport {
+    pub outcome: AddressOutcome,
+    pub elapsed: Duration,
+    pub status: Option<u16>,
+}
+
+/// What a Found cluster carries: the body, and which of its addresses (an
+/// index in the cluster's list) served it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterFound {
+    pub body: Blob,
+    pub address: usize,
+}
+
+impl fmt::Display for ClusterFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, address #{}", self.body, self.address + 1)
+    }
+}
+
+/// What a cluster (all its addresses together) answered for a name.
+pub type ClusterVerdict = Verdict<ClusterFound>;
+
+/// A cluster's verdict and, in the order asked, each address's report (for
+/// logs, metrics and `tftproxy locate`). Addresses not asked are absent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterReport {
+    pub verdict: ClusterVerdict,
+    pub addresses: Vec<(String, AddressReport)>,
+}
+
+impl ClusterReport {
+    /// The report of address answers listed in the cluster's order, with
+    /// the verdict [`verdict::over_replicas`] gives them.
+    pub fn of(addresses: Vec<(String, AddressReport)>) -> ClusterReport {
+        let verdict = verdict::over_replicas(addresses.iter().map(|(_, r)| r.outcome.verdict()))
+            .map(|(address, body)| ClusterFound {
+                body: body.clone(),
+                address,
+            });
+        ClusterReport { verdict, addresses }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_reasons_read_well() {
+        assert_eq!(
+            FailReason::Status(302).to_string(),
+            "unexpected HTTP status 302 Found"
+        );
+        assert_eq!(
+            FailReason::Status(599).to_string(),
+            "unexpected HTTP status 599"
+        );
+        assert_eq!(
+            FailReason::Timeout {
+                after: Duration::from_millis(500)
+            }
+            .to_string(),
+            "no complete answer within 500ms"
+        );
+        assert_eq!(
+            FailReason::BodyLength {
+                expected: 10,
+                got: 4
+            }
+            .to_string(),
+            "body is 4 bytes, Content-Length said 10"
+        );
+        assert_eq!(
+            FailReason::TooLarge { limit: 1024 }.to_string(),
+            "file larger than the 1024-byte limit (cache.max_file_size)"
+        );
+    }
+
+    #[test]
+    fn verdict_of_listed_answers() {
+        let report = |outcome| {
+            (
+                "http://h".to_string(),
+                AddressReport {
+                    outcome,
+                    elapsed: Duration::ZERO,
+                    status: None,
+                },
+            )
+        };
+        let failed = || AddressOutcome::Failed(FailReason::Status(500));
+        let verdict = |answers| ClusterReport::of(answers).verdict;
+        assert_eq!(
+            verdict(vec![report(failed()), report(AddressOutcome::NotFound)]),
+            Verdict::NotFound
+        );
+        assert_eq!(
+            verdict(vec![
+                report(AddressOutcome::Busy),
+                report(AddressOutcome::Found(Blob::from(b"x".as_slice())))
+            ]),
+            Verdict::Found(ClusterFound {
+                body: Blob::from(b"x".as_slice()),
+                address: 1
+            })
+        );
+        assert_eq!(
+            verdict(vec![report(failed()), report(AddressOutcome::Busy)]),
+            Verdict::Busy
+        );
+        assert_eq!(verdict(vec![report(failed())]), Verdict::Unreachable);
+        assert_eq!(verdict(vec![]), Verdict::Unreachable);
+    }
+
+    #[test]
+    fn outcomes_print_sizes_not_bodies() {
+        let outcome = AddressOutcome::Found(Blob::from(vec![0u8; 4096]));
+        assert_eq!(format!("{outcome:?}"), "Found(<4096 bytes>)");
+        assert_eq!(outcome.to_string(), "found (4096 bytes)");
+        let found: ClusterVerdict = Verdict::Found(ClusterFound {
+            body: Blob::from(vec![0u8; 12]),
+            address: 1,
+        });
+        assert_eq!(found.to_string(), "found (12 bytes, address #2)");
+    }
+}

@@ -1,0 +1,339 @@
+//! Asking a remote cluster for a name over HTTP.
+//!
+//! [`Upstream`] owns the one HTTP client the daemon uses to talk to clusters
+//! (connection reuse, no redirects, bounded time-outs, the `Via` loop guard
+//! of [`crate::via`]). [`Upstream::fetch_address`] asks one address and
+//! classifies its answer ([`AddressOutcome`], table in [`answer`]);
+//! [`Upstream::fetch_cluster`] walks a cluster's replica addresses in order
+//! until one is authoritative, and [`Upstream::fetch_every_address`] asks
+//! them all at once (for `locate`); both reduce the answers with the same
+//! rule, [`crate::verdict::over_replicas`].
+//!
+//! A leaf: it knows HTTP and the classification, nothing of caches, homes
+//! or priorities (that is the resolver's job).
+
+mod answer;
+mod url;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, VIA as VIA_HEADER};
+use tokio::sync::Semaphore;
+
+use crate::config::RemoteConfig;
+use crate::sync::lock;
+use crate::via::VIA;
+
+pub use answer::{
+    AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, FailReason,
+};
+pub use url::build_url;
+
+/// Longest a body may take to arrive, however steadily: a 73 MB firmware
+/// image at 1 Mbit/s takes about 10 minutes.
+pub const BODY_CEILING: Duration = Duration::from_secs(15 * 60);
+
+/// The `User-Agent` of upstream requests.
+pub const USER_AGENT: &str = concat!("tftproxy/", env!("CARGO_PKG_VERSION"));
+
+/// The client could not be built (TLS back end initialisation, or
+/// `remote.ca_file` no longer readable).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(String),
+    #[error("remote.ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
+}
+
+/// The certificates of `remote.ca_file`, trusted on top of the public roots.
+/// The file was checked when the configuration was loaded; it is read again
+/// here (it may have changed since).
+fn extra_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, UpstreamError> {
+    let error = |message: String| UpstreamError::CaFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| error(format!("cannot be read: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| error(innermost(&e)))?;
+    if certs.is_empty() {
+        return Err(error("holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
+/// The HTTP client for remote clusters. Cheap to clone (the connection pool
+/// is shared).
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: reqwest::Client,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_file_size: u64,
+    /// Requests in flight per address (`remote.max_requests_per_address`).
+    per_address: Arc<AddressLimits>,
+}
+
+/// One semaphore per base URL, made on first use.
+#[derive(Debug)]
+struct AddressLimits {
+    permits: usize,
+    by_address: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl AddressLimits {
+    fn of(&self, base_url: &str) -> Arc<Semaphore> {
+        let mut map = lock(&self.by_address);
+        map.entry(base_url.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.permits)))
+            .clone()
+    }
+}
+
+impl Upstream {
+    /// Builds the shared client from `[remote]` and `cache.max_file_size`.
+    pub fn new(remote: &RemoteConfig, max_file_size: u64) -> Result<Upstream, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        headers.insert(VIA_HEADER, HeaderValue::from_static(VIA));
+        let mut builder = reqwest::Client::builder().use_rustls_tls();
+        if let Some(path) = &remote.ca_file {
+            for cert in extra_roots(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            // Clusters are reached directly; an HTTP_PROXY in the service's
+            // environment must not silently reroute phone configurations.
+            .no_proxy()
+            .connect_timeout(remote.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| UpstreamError::Client(innermost(&e)))?;
+        Ok(Upstream {
+            client,
+            connect_timeout: remote.connect_timeout,
+            request_timeout: remote.request_timeout,
+            max_file_size,
+            per_address: Arc::new(AddressLimits {
+                permits: remote.max_requests_per_address.max(1),
+                by_address: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Asks one address (`base_url`, e.g. `http://192.0.2.10:6970`) for `name`
+    /// and classifies the answer. Never panics, never returns an error: every
+    /// failure is an [`AddressOutcome::Failed`] with its reason.
+    pub async fn fetch_address(&self, base_url: &str, name: &str) -> AddressReport {
+        // Waiting for a turn is not the address's latency: start the clock
+        // once the request may go.
+        let limit = self.per_address.of(base_url);
+        let _turn = limit.acquire().await;
+        let start = Instant::now();
+        let (outcome, status) = self.fetch_inner(base_url, name).await;
+        AddressReport {
+            outcome,
+            elapsed: start.elapsed(),
+            status,
+        }
+    }
+
+    async fn fetch_inner(&self, base_url: &str, name: &str) -> (AddressOutcome, Option<u16>) {
+        let url = match build_url(base_url, name) {
+            Ok(url) => url,
+            Err(reason) => return (AddressOutcome::Failed(reason), None),
+        };
+        // `request_timeout` bounds the wait for the response head, then each
+        // wait for body data: a firmware image arriving steadily over a slow
+        // WAN link is not cut off, a stalled one is.
+        let send = self.client.get(url.as_str()).send();
+        let response = match tokio::time::timeout(self.request_timeout, send).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return (AddressOutcome::Failed(self.classify(&e, false)), None),
+            Err(_) => {
+                let reason = FailReason::Timeout {
+                    after: self.request_timeout,
+                };
+                return (AddressOutcome::Failed(reason), None);
+            }
+        };
+        let code = response.status().as_u16();
+        let outcome = match code {
+            200 => match self.read_body(response).await {
+                Ok(body) => AddressOutcome::Found(body.into()),
+                Err(reason) => AddressOutcome::Failed(reason),
+            },
+            404 | 403 | 410 => AddressOutcome::NotFound,
+            503 => AddressOutcome::Busy,
+            other => AddressOutcome::Failed(FailReason::Status(other)),
+        };
+        (outcome, Some(code))
+    }
+
+    /// Reads a 200 body completely, bounded by `max_file_size` (never holds
+    /// more than the limit) and checked against `Content-Length`.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<bytes::Bytes, FailReason> {
+        let limit = self.max_file_size;
+        let expected = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if expected.is_some_and(|len| len > limit) {
+            return Err(FailReason::TooLarge { limit });
+        }
+        let capacity = expected.unwrap_or(0).min(limit).min(16 << 20);
+        let mut body = BytesMut::with_capacity(capacity as usize);
+        let ceiling = tokio::time::Instant::now() + BODY_CEILING;
+        loop {
+            let next = tokio::time::timeout(self.request_timeout, response.chunk());
+            let chunk = match tokio::time::timeout_at(ceiling, next).await {
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(_)) => {
+                    return Err(FailReason::Stalled {
+                        after: self.request_timeout,
+                    })
+                }
+                Err(_) => {
+                    return Err(FailReason::Timeout {
+                        after: BODY_CEILING,
+                    })
+                }
+            };
+            match chunk {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > limit {
+                        return Err(FailReason::TooLarge { limit });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let got = body.len() as u64;
+                    return Err(match expected {
+                        // The peer closed cleanly (FIN) before Content-Length
+                        // bytes; a reset or a time-out is reported as such.
+                        Some(expected)
+                            if got < expected
+                                && !e.is_timeout()
+                                && !matches!(io_error_kind(&e),
+                                    Some(k) if k != std::io::ErrorKind::UnexpectedEof) =>
+                        {
+                            FailReason::BodyLength { expected, got }
+                        }
+                        _ => self.classify(&e, true),
+                    });
+                }
+            }
+        }
+        let got = body.len() as u64;
+        if let Some(expected) = expected {
+            if got != expected {
+                return Err(FailReason::BodyLength { expected, got });
+            }
+        }
+        Ok(body.freeze())
+    }
+
+    fn classify(&self, e: &reqwest::Error, reading_body: bool) -> FailReason {
+        if e.is_connect() {
+            if e.is_timeout() {
+                FailReason::ConnectTimeout {
+                    after: self.connect_timeout,
+                }
+            } else {
+                FailReason::Connect(innermost(e))
+            }
+        } else if e.is_timeout() {
+            FailReason::Timeout {
+                after: self.request_timeout,
+            }
+        } else if reading_body || e.is_body() || e.is_decode() {
+            FailReason::Body(innermost(e))
+        } else if e.is_builder() {
+            FailReason::InvalidUrl(innermost(e))
+        } else {
+            FailReason::Request(innermost(e))
+        }
+    }
+
+    /// Asks a cluster's addresses (replicas, in order) for `name` until one
+    /// gives an authoritative answer (Found or NotFound). Busy and failed
+    /// addresses are skipped; each failure is logged at `warn`.
+    pub async fn fetch_cluster(&self, addresses: &[String], name: &str) -> ClusterReport {
+        let mut reports = Vec::with_capacity(addresses.len());
+        for base_url in addresses {
+            let report = self.fetch_address(base_url, name).await;
+            let elapsed_ms = report.elapsed.as_millis() as u64;
+            match &report.outcome {
+                AddressOutcome::Busy => tracing::debug!(
+                    upstream = %base_url,
+                    name,
+                    elapsed_ms,
+                    "upstream busy (503), trying the next address"
+                ),
+                AddressOutcome::Failed(reason) => tracing::warn!(
+                    upstream = %base_url,
+                    name,
+                    elapsed_ms,
+                    "upstream request failed: {reason}"
+                ),
+                AddressOutcome::Found(_) | AddressOutcome::NotFound => {}
+            }
+            let decided = report.outcome.verdict().is_authoritative();
+            reports.push((base_url.clone(), report));
+            if decided {
+                break;
+            }
+        }
+        ClusterReport::of(reports)
+    }
+
+    /// Asks every address of a cluster at once and waits for all of them
+    /// (for `tftproxy locate`: each replica's own answer). The verdict is the
+    /// one [`Upstream::fetch_cluster`] would reach walking the same answers
+    /// in order. Failures are not logged here.
+    pub async fn fetch_every_address(&self, addresses: &[String], name: &str) -> ClusterReport {
+        let reports = futures::future::join_all(
+            addresses
+                .iter()
+                .map(|base_url| self.fetch_address(base_url, name)),
+        )
+        .await;
+        ClusterReport::of(addresses.iter().cloned().zip(reports).collect())
+    }
+}
+
+/// The most specific message in an error's source chain ("Connection
+/// refused (os error 111)" rather than "error sending request for url …").
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// The kind of the first I/O error in an error's source chain.
+fn io_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        current = err.source();
+    }
+    None
+}
+
