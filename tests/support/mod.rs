@@ -1,22 +1,11 @@
 //! Helpers shared by the integration tests. Each test binary declares
-//! `mod support;` and uses what it needs (hence `dead_code` allowances in
-//! the modules).
-#![allow(dead_code)]
+//! `mod support;` and uses what it needs (hence the `dead_code` allowance in
+//! `daemon`). What does not depend on tftproxy lives in the
+//! `tftproxy-testkit` crate (`testkit/`), shared with the boot-storm bench,
+//! and is re-exported here.
 
 pub mod daemon;
-pub mod http_cluster;
-pub mod rng;
 
-/// `len` deterministic bytes for `seed` (xorshift64): no short period, so a
-/// truncated, reordered or repeated block shows.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+// Each test binary uses some of these (an unused one would warn).
+#[allow(unused_imports)]
+pub use tftproxy_testkit::{http_cluster, pattern, rng};

@@ -1,5 +1,6 @@
 //! A real HTTP/1.1 server on loopback that plays one address of a remote
-//! cluster (a CUCM TFTP server's port 6970) in integration tests.
+//! cluster (a CUCM TFTP server's port 6970) in integration tests and in
+//! the boot-storm bench.
 //!
 //! It is a small hand-written responder on a tokio `TcpListener`, so it can
 //! misbehave at the byte level: hang, lie about `Content-Length`, reset the
@@ -19,7 +20,6 @@
 //!
 //! Everything stops (listener and every open connection) when the handle
 //! drops.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

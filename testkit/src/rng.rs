@@ -1,6 +1,5 @@
 //! A small deterministic generator (xorshift64*): good enough to make
 //! garbage and impairments, and every failure replays from its seed.
-#![allow(dead_code)]
 
 pub struct Rng(u64);
 
@@ -11,6 +10,9 @@ impl Rng {
         Rng(seed.max(1))
     }
 
+    /// The next value. Not `Iterator::next`: the generator never ends, so
+    /// it returns the value itself (`rng.next() % n`), not an `Option`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
