@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use tftproxy::config::Config;
 use tftproxy::daemon::Daemon;
-use tftproxy::tftp::client::{get_with_socket, GetError, GetOptions};
+use tftproxy::client::{get_with_socket, GetError, GetOptions};
 use tftproxy::tftp::receive::ReceiveError;
 
 use crate::cli::{ClientArgs, StormArgs};
