@@ -31,7 +31,7 @@ snake_case_labels! {
     RequestResult { Served => "served", NotFound => "not_found", Busy => "busy", Denied => "denied", Error => "error" }
     TransferOutcome {
         Completed => "completed", TimedOut => "timed_out", ClientError => "client_error",
-        ReadFailed => "read_failed", Cancelled => "cancelled",
+        ReadFailed => "read_failed",
     }
     CacheKind { Location => "location", Content => "content" }
     UpstreamOutcome { Found => "found", NotFound => "not_found", Busy => "busy", Failed => "failed" }
@@ -74,7 +74,6 @@ pub enum TransferOutcome {
     TimedOut,
     ClientError,
     ReadFailed,
-    Cancelled,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -310,7 +310,7 @@ impl Resolver {
         self.inner.homes.client(client).map(|c| c.to_string())
     }
 
-    // ---- what `tftproxy locate` (crate::diagnose) reads ----------------------
+    // ---- what `tftproxy locate` (the diagnose module) reads ----------------------
 
     /// The local root, if one is configured.
     pub(crate) fn local_root(&self) -> Option<&LocalRoot> {

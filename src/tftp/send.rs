@@ -37,6 +37,10 @@ pub trait BlockSource {
     /// Total length in bytes.
     fn len(&self) -> u64;
 
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Fills `buf` with the bytes at `offset`; an error when they cannot all
     /// be read (the source shrank, an I/O error).
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
