@@ -1,0 +1,59 @@
+//! The TFTP server on loopback sockets, driven by the library client:
+//! sizes, families, concurrency, refusals, source addresses, a lossy path
+//! and graceful shutdown.
+//!
+//! One test binary; the tests are grouped by theme in the modules below, the
+//! server set-up, client options and packet helpers shared by them live here.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod load;
+mod lossy;
+mod requests;
+mod sessions;
+mod transfers;
+
+use std::time::Duration;
+
+use support::daemon::{TestDaemon, TestDaemonBuilder};
+use tftproxy::client::{GetError, GetOptions};
+use tftproxy::tftp::packet::{Mode, Packet, Request};
+
+/// TFTP on 127.0.0.1 and ::1, serving a temporary root.
+fn tftp_server() -> TestDaemonBuilder {
+    TestDaemon::builder().tftp_ipv6()
+}
+
+fn quick() -> GetOptions {
+    GetOptions {
+        retransmit: Duration::from_millis(300),
+        max_retries: 10,
+        ..Default::default()
+    }
+}
+
+fn server_error(result: Result<tftproxy::client::Download, GetError>) -> (u16, String) {
+    match result {
+        Err(e) => {
+            let (code, message) = e
+                .server_error()
+                .unwrap_or_else(|| panic!("not a server error: {e}"));
+            (code, message.to_owned())
+        }
+        Ok(d) => panic!("expected an error, got {} bytes", d.data.len()),
+    }
+}
+
+/// An octet-mode RRQ for `name` with `options`, encoded.
+fn rrq(name: &str, options: &[(&str, &str)]) -> Vec<u8> {
+    Packet::Rrq(Request {
+        filename: name.into(),
+        mode: Mode::Octet,
+        options: options
+            .iter()
+            .map(|&(option, value)| (option.into(), value.into()))
+            .collect(),
+    })
+    .encode()
+}
