@@ -9,7 +9,9 @@
 # Environment:
 #   RUNS     storms per (server, phones); medians are reported      (default 3)
 #   PHONES   phone counts                                           (default "50 1000 5000")
-#   SERVERS  among: tftproxy tftpd-hpa dnsmasq dnsmasq-max async-tftp
+#   SERVERS  among: tftproxy tftpd-hpa dnsmasq dnsmasq-max async-tftp tftproxy-base
+#   BASE     for tftproxy-base: another tftproxy binary (e.g. the previous commit's),
+#            run with the same configuration, for before/after comparisons
 #   PROXY    1 = also the proxy storm and the time-to-first-byte runs (default 1)
 #   REUSE    1 = also 1,000-phone storms where each phone reuses one source
 #            port for its four files (--reuse-socket)                (default 1)
@@ -77,6 +79,12 @@ start_server() {
     tftproxy)
         TARGET=127.0.0.1:$PORT_TFTPROXY
         setsid "$TFTPROXY" serve -c "$OUT/tftproxy.toml" >>"$log" 2>&1 &
+        ;;
+    tftproxy-base)
+        # Another tftproxy binary (BASE=path), same config: before/after.
+        [ -x "${BASE:-}" ] || { echo "tftproxy-base needs BASE=<tftproxy binary>" >&2; exit 2; }
+        TARGET=127.0.0.1:$PORT_TFTPROXY
+        setsid "$BASE" serve -c "$OUT/tftproxy.toml" >>"$log" 2>&1 &
         ;;
     tftpd-hpa)
         TARGET=127.0.0.1:$PORT_HPA

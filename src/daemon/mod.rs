@@ -7,7 +7,7 @@
 //! 0 listeners: [`Daemon::tftp_addrs`], [`Daemon::http_addrs`] and
 //! [`Daemon::admin_addr`] tell the ports actually bound).
 //!
-//! The daemon owns the listeners (one [`ListenerHandle`] each; dropping it
+//! The daemon owns the listeners (one `ListenerHandle` each; dropping it
 //! stops the listener). The work they start is tracked by the fronts: the
 //! TFTP front's transfers and the HTTP front's connections are task sets
 //! ([`tokio_util::task::TaskTracker`]) that shutdown closes and waits for.

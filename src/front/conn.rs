@@ -1,4 +1,4 @@
-//! HTTP/1 plumbing shared by the phone front ([`super::http`]) and the admin
+//! HTTP/1 plumbing shared by the phone front (`front::http`) and the admin
 //! front ([`super::admin`]): binding, the accept loop with its connection
 //! limit, and one connection served with the bounds every front needs.
 //!

@@ -1,12 +1,12 @@
 //! The fronts: the protocols phones and operators speak. [`tftp`] (the UDP
-//! socket driver around the pure [`crate::tftp`] state machines), [`http`]
+//! socket driver around the pure [`crate::tftp`] state machines), `http`
 //! (phones' `GET /<name>` on port 6970) and [`admin`] (metrics, health,
 //! cluster status, cache purge). A front knows its protocol and the narrow
 //! interface of the resolver ([`crate::resolve::ResolverHandle`]), nothing of
 //! clusters or caches. [`conn`] is the HTTP/1 plumbing the two HTTP fronts
-//! share; [`slots`] the resizable limits on transfers and connections.
+//! share; `slots` the resizable limits on transfers and connections.
 //!
-//! Every listener runs until its [`ListenerHandle`] is dropped or stopped;
+//! Every listener runs until its `ListenerHandle` is dropped or stopped;
 //! the daemon owns the handles (ARCHITECTURE.md, "Lifecycle").
 
 pub mod admin;

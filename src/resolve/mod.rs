@@ -10,16 +10,16 @@
 //!    first (`remote.prefer_home_cluster`); Found is served, anything else
 //!    goes on;
 //! 3. the local root;
-//! 4. the caches ([`cache`]): a device name whose device has a known home
-//!    ([`home`]) is asked of that cluster alone; otherwise the location
+//! 4. the caches (`cache`): a device name whose device has a known home
+//!    (`home`) is asked of that cluster alone; otherwise the location
 //!    cache says where the name is, or that it is nowhere;
 //! 5. the remote clusters over HTTP, all at once (`parallel`) or one after
-//!    another (`sequential`), reduced by [`crate::verdict::across_clusters`].
+//!    another (`sequential`), reduced by `crate::verdict::across_clusters`.
 //!
 //! The jobs are split: this file is the facade (the [`Resolver`] and its
-//! [`ResolverHandle`]) and steps 1–3; [`fetch`] is steps 4–5 (caches and
-//! coalesced upstream fetches); [`health`] records what each cluster
-//! address last answered; [`reload`] carries what was learned over a
+//! [`ResolverHandle`]) and steps 1–3; `fetch` is steps 4–5 (caches and
+//! coalesced upstream fetches); `health` records what each cluster
+//! address last answered; `reload` carries what was learned over a
 //! configuration change.
 
 mod cache;

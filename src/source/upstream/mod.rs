@@ -3,7 +3,7 @@
 //! [`Upstream`] owns the one HTTP client the daemon uses to talk to clusters
 //! (connection reuse, no redirects, bounded time-outs, the `Via` loop guard
 //! of [`crate::via`]). [`Upstream::fetch_address`] asks one address and
-//! classifies its answer ([`AddressOutcome`], table in [`answer`]);
+//! classifies its answer ([`AddressOutcome`], table in `answer.rs`);
 //! [`Upstream::fetch_cluster`] walks a cluster's replica addresses in order
 //! until one is authoritative, and [`Upstream::fetch_every_address`] asks
 //! them all at once (for `locate`); both reduce the answers with the same
