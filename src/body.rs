@@ -99,7 +99,12 @@ impl Body {
     /// when the body has fewer (a local file that shrank while it was
     /// being served: the phone must not get a silently short file).
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let shrank = || io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being served");
+        let shrank = || {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being served",
+            )
+        };
         match self {
             Body::Memory(bytes) => {
                 let start = usize::try_from(offset).map_err(|_| shrank())?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use tftproxy::config::{Config, LogFormat};
 use tftproxy::client::{self, GetOptions};
+use tftproxy::config::{Config, LogFormat};
 use tftproxy::tftp::packet::Mode;
 
 const DEFAULT_CONFIG: &str = "/etc/tftproxy/tftproxy.toml";

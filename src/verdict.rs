@@ -208,7 +208,10 @@ mod tests {
 
     #[test]
     fn the_first_authoritative_replica_decides() {
-        assert_eq!(over_replicas([Unreachable, NotFound, Verdict::Found("x")]), NotFound);
+        assert_eq!(
+            over_replicas([Unreachable, NotFound, Verdict::Found("x")]),
+            NotFound
+        );
         assert_eq!(
             over_replicas([Busy, Verdict::Found("x")]),
             Verdict::Found((1, "x"))

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use support::daemon::{cluster_config, http_client, TestDaemon, TestDaemonBuilder};
 use support::http_cluster::{refused_url, HttpCluster};
-use tftproxy::config::{AdminConfig, ClusterConfig};
 use tftproxy::client::{get, GetOptions};
+use tftproxy::config::{AdminConfig, ClusterConfig};
 
 /// TFTP, HTTP and admin fronts on loopback, with `clusters`.
 fn admin_server(clusters: Vec<ClusterConfig>) -> TestDaemonBuilder {

@@ -48,7 +48,12 @@ fn root() -> PathBuf {
 /// The top-level module a file under `src/` belongs to (`None`: lib.rs, main.rs).
 fn top_module(file: &Path) -> Option<String> {
     let relative = file.strip_prefix(root().join("src")).unwrap();
-    let first = relative.components().next()?.as_os_str().to_str()?.to_owned();
+    let first = relative
+        .components()
+        .next()?
+        .as_os_str()
+        .to_str()?
+        .to_owned();
     match first.strip_suffix(".rs") {
         Some("lib" | "main") => None,
         Some(stem) => Some(stem.to_owned()),
@@ -110,7 +115,10 @@ fn every_layer_module_exists() {
     for (module, _) in LAYERS {
         let file = root().join("src").join(format!("{module}.rs"));
         let dir = root().join("src").join(module).join("mod.rs");
-        assert!(file.exists() || dir.exists(), "src/{module} is listed but missing");
+        assert!(
+            file.exists() || dir.exists(),
+            "src/{module} is listed but missing"
+        );
     }
 }
 
@@ -129,10 +137,16 @@ fn source_files_are_short_and_say_what_they_are_for() {
         let text = std::fs::read_to_string(file).unwrap();
         let lines = text.lines().count();
         if lines > MAX_LINES {
-            problems.push(format!("{}: {lines} lines (limit {MAX_LINES})", file.display()));
+            problems.push(format!(
+                "{}: {lines} lines (limit {MAX_LINES})",
+                file.display()
+            ));
         }
         if !text.trim_start().starts_with("//!") && !text.contains("\n//!") {
-            problems.push(format!("{}: no //! doc saying what it is for", file.display()));
+            problems.push(format!(
+                "{}: no //! doc saying what it is for",
+                file.display()
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

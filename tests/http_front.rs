@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use support::daemon::{cluster_config, http_client, TestDaemon, TestDaemonBuilder};
 use support::http_cluster::HttpCluster;
 use support::pattern;
-use tftproxy::via::VIA;
 use tftproxy::client::{get, GetOptions};
+use tftproxy::via::VIA;
 
 /// Scheduling slack on a loaded 2-core machine.
 const MARGIN: Duration = Duration::from_millis(1500);
@@ -399,7 +399,9 @@ async fn slow_request_heads_are_cut_off() {
             .write_all(b"GET /a.xml HTTP/1.1\r\nHost: x\r\n")
             .unwrap();
         stream
-            .set_read_timeout(Some(tftproxy::front::conn::HEADER_READ_TIMEOUT + MARGIN * 2))
+            .set_read_timeout(Some(
+                tftproxy::front::conn::HEADER_READ_TIMEOUT + MARGIN * 2,
+            ))
             .unwrap();
         let started = Instant::now();
         let mut buf = Vec::new();

@@ -178,6 +178,9 @@ async fn ca_file_from_a_loaded_config_reaches_the_https_cluster() {
         .await;
     assert_eq!(
         format!("{:?}", report.verdict),
-        format!("Found(ClusterFound {{ body: <{} bytes>, address: 0 }})", BODY.len())
+        format!(
+            "Found(ClusterFound {{ body: <{} bytes>, address: 0 }})",
+            BODY.len()
+        )
     );
 }

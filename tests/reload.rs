@@ -9,8 +9,8 @@ use std::time::Duration;
 use support::daemon::{cluster_config, TestDaemon};
 use support::http_cluster::HttpCluster;
 use support::pattern;
-use tftproxy::config::ClusterConfig;
 use tftproxy::client::{get, GetOptions};
+use tftproxy::config::ClusterConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfers_survive_ten_reloads_and_the_last_cluster_set_wins() {

@@ -16,9 +16,9 @@ use anyhow::{bail, Context as _, Result};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use tftproxy::client::{get_with_socket, GetError, GetOptions};
 use tftproxy::config::Config;
 use tftproxy::daemon::Daemon;
-use tftproxy::client::{get_with_socket, GetError, GetOptions};
 use tftproxy::tftp::receive::ReceiveError;
 
 use crate::cli::{ClientArgs, StormArgs};

@@ -89,18 +89,24 @@ impl Listeners {
         admin_state: impl FnOnce() -> AdminState,
     ) {
         let mut new_tftp = bound.tftp;
-        self.tftp = reconcile(std::mem::take(&mut self.tftp), &config.tftp.listen, |addr| {
-            let index = new_tftp.iter().position(|(a, _)| *a == addr)?;
-            let (configured, listener) = new_tftp.swap_remove(index);
-            Some(tftp.start(configured, listener))
-        });
+        self.tftp = reconcile(
+            std::mem::take(&mut self.tftp),
+            &config.tftp.listen,
+            |addr| {
+                let index = new_tftp.iter().position(|(a, _)| *a == addr)?;
+                let (configured, listener) = new_tftp.swap_remove(index);
+                Some(tftp.start(configured, listener))
+            },
+        );
         let mut new_http = bound.http;
         let http_listen = config.http.as_ref().map_or(&[][..], |h| &h.listen);
         self.http = reconcile(std::mem::take(&mut self.http), http_listen, |addr| {
             let index = new_http.iter().position(|(a, _)| *a == addr)?;
             let (configured, listener) = new_http.swap_remove(index);
             http.start(configured, listener)
-                .inspect_err(|error| error!(listen = %configured, %error, "HTTP listener not started"))
+                .inspect_err(
+                    |error| error!(listen = %configured, %error, "HTTP listener not started"),
+                )
                 .ok()
         });
         if config.admin.is_none() {
@@ -108,7 +114,9 @@ impl Listeners {
         } else if let Some((configured, listener)) = bound.admin {
             // The old one (another address) stops when replaced.
             self.admin = start_admin(configured, listener, admin_state())
-                .inspect_err(|error| error!(listen = %configured, %error, "admin listener not started"))
+                .inspect_err(
+                    |error| error!(listen = %configured, %error, "admin listener not started"),
+                )
                 .ok();
         }
     }

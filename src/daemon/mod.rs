@@ -76,7 +76,9 @@ impl Daemon {
         });
         let config = daemon.config();
         let mut listeners = lock(&daemon.listeners);
-        listeners.apply(&config, bound, &daemon.tftp, &daemon.http, || daemon.admin_state());
+        listeners.apply(&config, bound, &daemon.tftp, &daemon.http, || {
+            daemon.admin_state()
+        });
         drop(listeners);
         Ok(daemon)
     }

@@ -129,7 +129,9 @@ pub async fn locate(resolver: &Resolver, raw: &str) -> LocateReport {
         report.verdict = LocateVerdict::Local { size };
         reason.push_str("the local root (tftp.root) has it and is read before the clusters");
         if class.cluster_specific && remote.prefer_home_cluster {
-            reason.push_str("; a phone whose home cluster is known gets its home cluster's copy first");
+            reason.push_str(
+                "; a phone whose home cluster is known gets its home cluster's copy first",
+            );
         }
         reason.push_str(&format!("; without it: {cluster_reason}"));
     } else {

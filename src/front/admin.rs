@@ -78,16 +78,22 @@ pub(crate) fn start(
         let stop = stop.clone();
         async move {
             let slots = Slots::new(MAX_ADMIN_CONNECTIONS);
-            accept_until_stopped(listener, "admin", &slots, stop.clone(), |stream, _, slot| {
-                let service = TowerToHyperService::new(app.clone());
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = serve_http1(stream, service, stop).await {
-                        debug!(%error, "admin connection ended");
-                    }
-                    drop(slot);
-                });
-            })
+            accept_until_stopped(
+                listener,
+                "admin",
+                &slots,
+                stop.clone(),
+                |stream, _, slot| {
+                    let service = TowerToHyperService::new(app.clone());
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = serve_http1(stream, service, stop).await {
+                            debug!(%error, "admin connection ended");
+                        }
+                        drop(slot);
+                    });
+                },
+            )
             .await;
         }
     });

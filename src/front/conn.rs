@@ -215,4 +215,3 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
         self.watch(cx, result)
     }
 }
-

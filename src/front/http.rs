@@ -77,7 +77,11 @@ pub(crate) struct HttpFront {
 }
 
 impl HttpFront {
-    pub(crate) fn new(config: &HttpConfig, resolver: ResolverHandle, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub(crate) fn new(
+        config: &HttpConfig,
+        resolver: ResolverHandle,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(HttpFront {
             resolver,
             metrics,
@@ -115,13 +119,19 @@ impl HttpFront {
 
     async fn accept(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {
         let front = self.clone();
-        accept_until_stopped(listener, "HTTP", &self.slots, stop.clone(), |stream, peer, slot| {
-            let _ = stream.set_nodelay(true);
-            let front = front.clone();
-            let stop = stop.clone();
-            self.connections
-                .spawn(async move { front.connection(stream, peer, slot, stop).await });
-        })
+        accept_until_stopped(
+            listener,
+            "HTTP",
+            &self.slots,
+            stop.clone(),
+            |stream, peer, slot| {
+                let _ = stream.set_nodelay(true);
+                let front = front.clone();
+                let stop = stop.clone();
+                self.connections
+                    .spawn(async move { front.connection(stream, peer, slot, stop).await });
+            },
+        )
         .await;
     }
 

@@ -243,7 +243,12 @@ impl Caches {
 
     /// The cached body of `name` from `cluster`, fresh or stale.
     /// `device` says whether `name` is a device file (fresh `device_ttl`).
-    pub(super) fn content(&self, cluster: &Arc<str>, name: &Arc<str>, device: bool) -> Option<Cached> {
+    pub(super) fn content(
+        &self,
+        cluster: &Arc<str>,
+        name: &Arc<str>,
+        device: bool,
+    ) -> Option<Cached> {
         let entry = self.content.get(&(cluster.clone(), name.clone()))?;
         if device && entry.age() >= self.settings.device_ttl {
             Some(Cached::Stale(entry))

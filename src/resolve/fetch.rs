@@ -47,10 +47,18 @@ pub(super) enum FetchKey {
 
 impl Inner {
     /// Steps 4 and 5 for a lookup that may go upstream.
-    pub(super) async fn remote(self: &Arc<Self>, name: &Arc<str>, class: &Classified) -> Verdict<Served> {
+    pub(super) async fn remote(
+        self: &Arc<Self>,
+        name: &Arc<str>,
+        class: &Classified,
+    ) -> Verdict<Served> {
         let device = class.device.is_some();
         if let Some(key) = &class.device {
-            if let Some(home) = self.homes.device(key).and_then(|id| self.enabled_cluster(&id)) {
+            if let Some(home) = self
+                .homes
+                .device(key)
+                .and_then(|id| self.enabled_cluster(&id))
+            {
                 debug!(name = %name, device = %key, home = %home.id,
                     "device name: asking its home cluster alone");
                 return match self.ask_one(&home, name, true).await {
@@ -125,7 +133,10 @@ impl Inner {
     ) -> Verdict<Served> {
         let id = &cluster.id;
         let cached = self.caches.content(id, name, device);
-        self.count(CacheKind::Content, cached.as_ref().is_some_and(|c| c.is_fresh()));
+        self.count(
+            CacheKind::Content,
+            cached.as_ref().is_some_and(|c| c.is_fresh()),
+        );
         let stale = match cached {
             Some(cached) if cached.is_fresh() => {
                 debug!(name = %name, cluster = %id, "content cache: fresh");
@@ -139,7 +150,9 @@ impl Inner {
             }
             None => {
                 debug!(name = %name, cluster = %id, "content cache: miss");
-                if let Some(Location::Nowhere) = self.caches.location(Scope::Cluster(id.clone()), name) {
+                if let Some(Location::Nowhere) =
+                    self.caches.location(Scope::Cluster(id.clone()), name)
+                {
                     self.count(CacheKind::Location, true);
                     debug!(name = %name, cluster = %id, "location cache: not on this cluster");
                     return Verdict::NotFound;
@@ -154,7 +167,13 @@ impl Inner {
             generation,
         };
         let (flight, leader) = self.flights.run(key, || {
-            fetch_one(self.clone(), cluster.clone(), name.clone(), device, generation)
+            fetch_one(
+                self.clone(),
+                cluster.clone(),
+                name.clone(),
+                device,
+                generation,
+            )
         });
         if !leader {
             debug!(name = %name, cluster = %id, "joining a fetch in flight");
@@ -215,7 +234,11 @@ async fn fetch_one(
     let id = &cluster.id;
     // A flight that ended between this waiter's cache check and the start
     // of this one has filled the cache: use it.
-    if let Some(entry) = inner.caches.content(id, &name, device).and_then(|c| c.fresh()) {
+    if let Some(entry) = inner
+        .caches
+        .content(id, &name, device)
+        .and_then(|c| c.fresh())
+    {
         return Verdict::Found(Served::from_cluster(id.clone(), entry.body, true));
     }
     let report = inner.ask_cluster(&cluster, &name).await;
@@ -261,7 +284,11 @@ async fn fetch_all(
         match inner.caches.location(Scope::All, &name) {
             Some(Location::Nowhere) => return Verdict::NotFound,
             Some(Location::Cluster(id)) => {
-                if let Some(entry) = inner.caches.content(&id, &name, device).and_then(|c| c.fresh()) {
+                if let Some(entry) = inner
+                    .caches
+                    .content(&id, &name, device)
+                    .and_then(|c| c.fresh())
+                {
                     return Verdict::Found(Served::from_cluster(id, entry.body, true));
                 }
             }

@@ -119,7 +119,6 @@ impl<K: Hash + Eq, V: Clone> Drop for Landing<K, V> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

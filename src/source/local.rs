@@ -76,7 +76,9 @@ impl LocalRoot {
         }
         let root_fd = OpenOptions::new()
             .read(true)
-            .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC).bits() as i32)
+            .custom_flags(
+                (rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC).bits() as i32,
+            )
             .open(&root)?
             .into();
         Ok(LocalRoot {
@@ -197,7 +199,9 @@ impl LocalRoot {
         }
         OpenOptions::new()
             .read(true)
-            .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+            .custom_flags(
+                (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32,
+            )
             .open(&real)
             .map(Some)
             .map_err(io_error)

@@ -85,7 +85,11 @@ pub(crate) struct TftpFront {
 }
 
 impl TftpFront {
-    pub(crate) fn new(config: &TftpConfig, resolver: ResolverHandle, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub(crate) fn new(
+        config: &TftpConfig,
+        resolver: ResolverHandle,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(TftpFront {
             settings: ArcSwap::from_pointee(Settings::from_config(config)),
             resolver,
@@ -111,7 +115,11 @@ impl TftpFront {
 
     /// Serves requests arriving on `listener` until the handle is dropped.
     /// Transfers it started go on.
-    pub(crate) fn start(self: &Arc<Self>, configured: SocketAddr, listener: Listener) -> ListenerHandle {
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        configured: SocketAddr,
+        listener: Listener,
+    ) -> ListenerHandle {
         let bound = listener.local_addr();
         let stop = CancellationToken::new();
         tokio::spawn(self.clone().serve(Arc::new(listener), stop.clone()));
@@ -196,7 +204,8 @@ impl TftpFront {
             return listener.send_from(client, dst_ip, &busy);
         };
         lock(&self.active).insert(client, fingerprint);
-        let local = socket::transfer_local_addr(dst_ip.unwrap_or(listener.local_addr().ip()), client);
+        let local =
+            socket::transfer_local_addr(dst_ip.unwrap_or(listener.local_addr().ip()), client);
         let start = transfer::Start {
             front: self.clone(),
             settings: self.settings.load_full(),

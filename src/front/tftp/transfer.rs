@@ -100,7 +100,11 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
     let (body, source) = match answer {
         Answer::File { body, source } => (body, source),
         Answer::NotFound => {
-            let refusal = Refusal::new(ErrorCode::FileNotFound, "File not found", RequestResult::NotFound);
+            let refusal = Refusal::new(
+                ErrorCode::FileNotFound,
+                "File not found",
+                RequestResult::NotFound,
+            );
             return refusal.send(&front, &socket, client, name, started).await;
         }
         Answer::RetryLater => {
@@ -123,7 +127,9 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
             "netascii is limited to files of {} KiB; ask in octet (binary) mode",
             NETASCII_MAX >> 10
         );
-        let _ = socket.send(&Packet::error(ErrorCode::NotDefined, &message)).await;
+        let _ = socket
+            .send(&Packet::error(ErrorCode::NotDefined, &message))
+            .await;
         return;
     }
     let body = match request.mode {

@@ -180,10 +180,7 @@ impl Upstream {
 
     /// Reads a 200 body completely, bounded by `max_file_size` (never holds
     /// more than the limit) and checked against `Content-Length`.
-    async fn read_body(
-        &self,
-        mut response: reqwest::Response,
-    ) -> Result<bytes::Bytes, FailReason> {
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<bytes::Bytes, FailReason> {
         let limit = self.max_file_size;
         let expected = response
             .headers()
@@ -336,4 +333,3 @@ fn io_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::Error
     }
     None
 }
-
