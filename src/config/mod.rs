@@ -34,14 +34,14 @@
 //! * this file: the public types, [`ConfigError`], the limits, the defaults,
 //!   [`Config::load`] and [`Config::parse`];
 //! * `raw`: the private serde structs the text is first read into;
-//! * `locate`: which line each key sits on, and which key a parse error is at;
+//! * `key_lines`: which line each key sits on, and which key a parse error is at;
 //! * `validate`: raw structs → [`Config`], with located errors;
 //! * `units`: durations and sizes, parsed and formatted;
 //! * `address`: cluster addresses, normalised to base URLs;
 //! * `render`: [`Config::render`], the effective configuration as TOML.
 
 mod address;
-mod locate;
+mod key_lines;
 mod raw;
 mod render;
 mod units;
@@ -55,7 +55,7 @@ use std::time::Duration;
 pub use address::normalize_address;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
-use locate::{line_of_offset, syntax_error_key, Locator};
+use key_lines::{line_of_offset, syntax_error_key, Locator};
 use validate::Ctx;
 
 /// The whole, validated configuration.

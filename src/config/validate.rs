@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::address::{is_own_address, parse_address};
-use super::locate::Locator;
+use super::key_lines::Locator;
 use super::raw;
 use super::render::quote;
 use super::{
