@@ -489,3 +489,55 @@ async fn reload_rebinds_changed_http_addresses() {
     server.daemon.reload(config).unwrap();
     assert!(server.daemon.http_addrs().is_empty());
 }
+
+/// `curl -r` resumes a firmware download: `206` with `Content-Range` and
+/// exactly the bytes asked, from a streamed disk body (over 256 KiB) and a
+/// memory body; a range past the end is `416` naming the length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_ranges_are_served_for_resumed_downloads() {
+    let firmware = pattern(700_000, 7);
+    let small = pattern(1000, 8);
+    let server = http_front(&[])
+        .file("firmware.loads", &firmware)
+        .file("small.xml", &small)
+        .start()
+        .await;
+    let url = |name: &str| server.http_url(name);
+
+    let (status, headers, body) =
+        curl_async(vec!["-r".into(), "0-99".into(), url("firmware.loads")]).await;
+    assert_eq!(status, 206);
+    assert_eq!(body, &firmware[..100]);
+    assert_eq!(header(&headers, "content-range"), Some("bytes 0-99/700000"));
+    assert_eq!(header(&headers, "content-length"), Some("100"));
+
+    let (status, headers, body) =
+        curl_async(vec!["-r".into(), "500000-".into(), url("firmware.loads")]).await;
+    assert_eq!(status, 206);
+    assert_eq!(body, &firmware[500_000..]);
+    assert_eq!(
+        header(&headers, "content-range"),
+        Some("bytes 500000-699999/700000")
+    );
+
+    let (status, _, body) = curl_async(vec!["-r".into(), "-10".into(), url("small.xml")]).await;
+    assert_eq!(status, 206);
+    assert_eq!(body, &small[990..]);
+
+    let (status, headers, body) = curl_async(vec![url("small.xml")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, small);
+    assert_eq!(header(&headers, "accept-ranges"), Some("bytes"));
+
+    let response = client()
+        .get(url("small.xml"))
+        .header("Range", "bytes=5000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 416);
+    assert_eq!(
+        response.headers()["content-range"].to_str().unwrap(),
+        "bytes */1000"
+    );
+}

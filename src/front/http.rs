@@ -22,31 +22,30 @@
 //! [`MAX_URI_BYTES`] that fit in the head get `414`.
 //!
 //! Files from the local root are streamed from disk in chunks read on the
-//! blocking pool; a 70 MB firmware is never read whole into memory.
+//! blocking pool ([`super::file_body`]); a 70 MB firmware is never read
+//! whole into memory. A single byte `Range` is honoured (`206`, `416`:
+//! [`super::range`]) so a firmware download can resume.
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use axum::body::{Body as HttpBody, Bytes};
+use axum::body::Body as HttpBody;
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::conn::{accept_until_stopped, serve_http1};
+use super::file_body::FileBody;
+use super::range::{self, Requested};
 use super::slots::Slots;
 use super::ListenerHandle;
-use crate::body::Body;
 use crate::config::HttpConfig;
 use crate::metrics::{Front, FrontLabels, Metrics, RequestResult};
 use crate::resolve::{Answer, Lookup, ResolverHandle};
@@ -57,8 +56,6 @@ pub(crate) const MAX_URI_BYTES: usize = 1024;
 /// Bound on producing a response head once the request is read, beyond
 /// `fetch_wait` (the resolve itself is cut at `fetch_wait`).
 const RESPONSE_SLACK: Duration = Duration::from_secs(5);
-/// Bytes read from disk (or sliced from memory) per body frame.
-const CHUNK: usize = 128 * 1024;
 /// The `Retry-After` value sent with `503`, in seconds: phones fall back to
 /// TFTP at once anyway.
 const RETRY_AFTER: &str = "1";
@@ -202,6 +199,11 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
         return text(StatusCode::BAD_REQUEST, "name is not UTF-8\n", head_only);
     };
     let name = name.strip_prefix('/').unwrap_or(&name);
+    let request_range = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let from_proxy = via::any_from_proxy(
         request
             .headers()
@@ -226,25 +228,48 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
     let (result, response) = match answer {
         Some(Answer::File { body, source }) => {
             let len = body.len();
-            info!(%client, name, %source, from_proxy, bytes = len, ms, method = %method, "HTTP served");
-            let response = if head_only {
+            let range_header = request_range.as_deref();
+            let (status, range) = match range::requested(range_header, len) {
+                Requested::Whole => (StatusCode::OK, 0..len),
+                Requested::Part(range) => (StatusCode::PARTIAL_CONTENT, range),
+                Requested::Unsatisfiable => {
+                    info!(%client, name, %source, bytes = len, ms, status = 416, range = range_header, "HTTP range not satisfiable");
+                    let mut response = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n", head_only);
+                    let content_range = format!("bytes */{len}");
+                    if let Ok(value) = HeaderValue::from_str(&content_range) {
+                        response.headers_mut().insert(header::CONTENT_RANGE, value);
+                    }
+                    return finish(metrics, RequestResult::Denied, response);
+                }
+            };
+            let sent = range.end - range.start;
+            info!(%client, name, %source, from_proxy, bytes = sent, ms, method = %method, status = status.as_u16(), "HTTP served");
+            let mut response = if head_only {
                 let mut response = Response::new(HttpBody::empty());
                 response
                     .headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(sent));
                 response
             } else {
                 let counter = metrics
                     .bytes_sent
                     .get_or_create(&FrontLabels { front: Front::Http })
                     .clone();
-                Response::new(HttpBody::new(FileBody::new(body, counter)))
+                Response::new(HttpBody::new(FileBody::new(body, range.clone(), counter)))
             };
-            let mut response = response;
-            response.headers_mut().insert(
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             );
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            if status == StatusCode::PARTIAL_CONTENT {
+                let content_range = format!("bytes {}-{}/{len}", range.start, range.end - 1);
+                if let Ok(value) = HeaderValue::from_str(&content_range) {
+                    headers.insert(header::CONTENT_RANGE, value);
+                }
+            }
             (RequestResult::Served, response)
         }
         Some(Answer::NotFound) => {
@@ -275,8 +300,16 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
             (RequestResult::Busy, busy(head_only))
         }
     };
+    finish(metrics, result, response)
+}
+
+/// Counts the request and adds the headers every answer carries.
+fn finish(
+    metrics: &Metrics,
+    result: RequestResult,
+    mut response: Response<HttpBody>,
+) -> Response<HttpBody> {
     metrics.request(Front::Http, result);
-    let mut response = response;
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -312,88 +345,6 @@ fn text(status: StatusCode, message: &str, head_only: bool) -> Response<HttpBody
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     response
-}
-
-/// A file body sent in chunks: memory bodies are sliced (no copy), disk
-/// bodies read with positional reads on the blocking pool. Its size is
-/// exact, so hyper sends `Content-Length`.
-struct FileBody {
-    body: Body,
-    offset: u64,
-    len: u64,
-    pending: Option<JoinHandle<io::Result<Bytes>>>,
-    sent: prometheus_client::metrics::counter::Counter,
-}
-
-impl FileBody {
-    fn new(body: Body, sent: prometheus_client::metrics::counter::Counter) -> FileBody {
-        let len = body.len();
-        FileBody {
-            body,
-            offset: 0,
-            len,
-            pending: None,
-            sent,
-        }
-    }
-}
-
-impl hyper::body::Body for FileBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
-        if this.offset >= this.len {
-            return Poll::Ready(None);
-        }
-        let want = (this.len - this.offset).min(CHUNK as u64) as usize;
-        let chunk = match &this.body {
-            Body::Memory(bytes) => {
-                let start = this.offset as usize;
-                bytes.as_bytes().slice(start..start + want)
-            }
-            Body::Disk { .. } => {
-                let pending = this.pending.get_or_insert_with(|| {
-                    let body = this.body.clone();
-                    let offset = this.offset;
-                    tokio::task::spawn_blocking(move || {
-                        let mut buf = vec![0u8; want];
-                        body.read_exact_at(offset, &mut buf)?;
-                        Ok(Bytes::from(buf))
-                    })
-                });
-                let joined = ready!(Pin::new(pending).poll(cx));
-                this.pending = None;
-                match joined {
-                    Ok(Ok(bytes)) => bytes,
-                    Ok(Err(error)) => {
-                        warn!(%error, "reading a file for HTTP failed");
-                        this.offset = this.len;
-                        return Poll::Ready(Some(Err(error)));
-                    }
-                    Err(join) => {
-                        this.offset = this.len;
-                        return Poll::Ready(Some(Err(io::Error::other(join.to_string()))));
-                    }
-                }
-            }
-        };
-        this.offset += chunk.len() as u64;
-        this.sent.inc_by(chunk.len() as u64);
-        Poll::Ready(Some(Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.offset >= self.len
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len - self.offset)
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 
 pub mod admin;
 pub mod conn;
+mod file_body;
 pub(crate) mod http;
+mod range;
 pub(crate) mod slots;
 pub mod tftp;
 
