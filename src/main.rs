@@ -72,6 +72,11 @@ enum Command {
     },
     /// Ask every cluster (every address) for NAME, bypassing the caches, and
     /// print each answer and its time, then what a phone would get and why.
+    ///
+    /// Exit status: 0 a phone would be served, 1 not found, 2 busy or
+    /// unreachable (the phone is told to retry later), 3 the name is refused.
+    /// A configuration that cannot be loaded also exits 1, with its error on
+    /// standard error.
     Locate {
         /// Configuration file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
@@ -206,7 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::Ok(tftproxy::diagnose::locate(&resolver, &name).await)
             })?;
             print!("{}", tftproxy::diagnose::render(&report));
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(report.verdict.exit_code()))
         }
         Command::Option150 { addresses } => {
             use tftproxy::option150;

@@ -65,6 +65,19 @@ pub enum LocateVerdict {
     RetryLater,
 }
 
+impl LocateVerdict {
+    /// `tftproxy locate`'s exit status: 0 served, 1 not found, 2 busy or
+    /// unreachable, 3 refused.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            LocateVerdict::Local { .. } | LocateVerdict::Cluster { .. } => 0,
+            LocateVerdict::NotFound => 1,
+            LocateVerdict::RetryLater => 2,
+            LocateVerdict::Denied(_) => 3,
+        }
+    }
+}
+
 /// Asks every enabled cluster, every address at once, for `raw`, bypassing
 /// the caches, and says what a phone with no known home cluster would get
 /// and why. Answers are recorded in the cluster status like any fetch.
@@ -138,7 +151,8 @@ pub async fn locate(resolver: &Resolver, raw: &str) -> LocateReport {
         report.verdict = cluster_verdict;
         reason.push_str(&cluster_reason);
     }
-    if let Some(device) = &class.device {
+    let any_cluster = report.clusters.iter().any(|c| c.enabled);
+    if let Some(device) = class.device.as_ref().filter(|_| any_cluster) {
         reason.push_str(&format!(
             "; device {device}: once its home cluster is known, its names are asked of that cluster alone first"
         ));
