@@ -26,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod name;
 pub mod option150;
+mod process_metrics;
 pub mod resolve;
 pub mod source;
 mod sync;

@@ -14,13 +14,26 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// Label values in Prometheus style (`not_found`, not `NotFound`).
+/// Label values in Prometheus style (`not_found`, not `NotFound`); log
+/// lines print the same words (`Display`), so logs and metrics share one
+/// vocabulary.
 macro_rules! snake_case_labels {
     ($($ty:ty { $($variant:ident => $text:literal),* $(,)? })*) => {$(
+        impl $ty {
+            pub fn as_str(&self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+        }
+
         impl EncodeLabelValue for $ty {
             fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-                let text = match self { $(Self::$variant => $text),* };
-                EncodeLabelValue::encode(&text, encoder)
+                EncodeLabelValue::encode(&self.as_str(), encoder)
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
             }
         }
     )*};
@@ -28,7 +41,7 @@ macro_rules! snake_case_labels {
 
 snake_case_labels! {
     Front { Tftp => "tftp", Http => "http" }
-    RequestResult { Served => "served", NotFound => "not_found", Busy => "busy", Denied => "denied", Error => "error" }
+    RequestResult { Served => "served", NotFound => "not_found", Busy => "busy", Denied => "denied", ClientGone => "client_gone", Error => "error" }
     TransferOutcome {
         Completed => "completed", TimedOut => "timed_out", ClientError => "client_error",
         ReadFailed => "read_failed",
@@ -53,6 +66,9 @@ pub enum RequestResult {
     NotFound,
     Busy,
     Denied,
+    /// The phone stopped answering (its port closed, or every retransmit
+    /// went unacknowledged): nothing wrong on our side.
+    ClientGone,
     Error,
 }
 
@@ -157,6 +173,24 @@ pub struct Metrics {
     pub http_fetch_wait_expired: Counter,
     /// Cache entries removed through the admin API.
     pub cache_purged: Counter,
+    /// Request to first byte sent (TFTP: first DATA or OACK queued; HTTP:
+    /// response head), by front.
+    pub first_byte: Family<FrontLabels, Histogram, fn() -> Histogram>,
+    /// Whole TFTP transfers, request to last ACK.
+    pub transfer_duration: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// Buckets for whole transfers: a boot-storm file takes milliseconds to
+/// seconds, a firmware image over a slow link minutes.
+fn transfer_histogram() -> Histogram {
+    Histogram::new([
+        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ])
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -198,6 +232,8 @@ impl Metrics {
             http_connections: Gauge::default(),
             http_fetch_wait_expired: Counter::default(),
             cache_purged: Counter::default(),
+            first_byte: Family::new_with_constructor(latency_histogram),
+            transfer_duration: transfer_histogram(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -291,6 +327,24 @@ impl Metrics {
             "Cache entries removed through the admin API",
             metrics.cache_purged.clone(),
         );
+        r.register(
+            "first_byte_seconds",
+            "Time from a request to its first byte sent, by front",
+            metrics.first_byte.clone(),
+        );
+        r.register(
+            "transfer_duration_seconds",
+            "Time from a TFTP request to the last acknowledgement",
+            metrics.transfer_duration.clone(),
+        );
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register("build_info", "The running tftproxy's version", build);
+        r.register_collector(Box::new(crate::process_metrics::ProcessCollector::new()));
         Metrics {
             registry,
             ..metrics

@@ -491,3 +491,76 @@ async fn idle_admin_connections_are_bounded_and_closed() {
         "idle connections left open"
     );
 }
+
+/// What an operator graphs besides the request counters: the version, the
+/// process (memory, descriptors, CPU, start), latency histograms per front,
+/// and a phone that vanished counted as `client_gone`, not as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_process_latency_and_vanished_phones() {
+    let server = admin_server(vec![])
+        .file("SEP001122334455.cnf.xml", support::pattern(3000, 1))
+        .start()
+        .await;
+    get(
+        server.tftp_v4(),
+        "SEP001122334455.cnf.xml",
+        &GetOptions::default(),
+    )
+    .await
+    .expect("served");
+    // A phone that asks and vanishes: its port is closed before the first
+    // DATA, so the transfer socket gets "port unreachable".
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rrq = b"\x00\x01SEP001122334455.cnf.xml\x00octet\x00";
+    phone.send_to(rrq, server.tftp_v4()).unwrap();
+    drop(phone);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let samples = loop {
+        let samples = Samples::scrape(&server).await;
+        let gone = samples.get(
+            "tftproxy_requests_total",
+            &[("front", "tftp"), ("result", "client_gone")],
+        );
+        if gone >= 1.0 || std::time::Instant::now() > deadline {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text = &samples.text;
+    assert_eq!(
+        samples.get(
+            "tftproxy_requests_total",
+            &[("front", "tftp"), ("result", "client_gone")]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        samples.get(
+            "tftproxy_requests_total",
+            &[("front", "tftp"), ("result", "error")]
+        ),
+        0.0,
+        "{text}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        samples.get("tftproxy_build_info", &[("version", version)]),
+        1.0
+    );
+    assert!(samples.get("tftproxy_process_resident_memory_bytes", &[]) > 1e6);
+    assert!(samples.get("tftproxy_process_open_fds", &[]) >= 3.0);
+    assert!(samples.get("tftproxy_process_start_time_seconds", &[]) > 1.7e9);
+    assert!(samples
+        .samples
+        .contains_key("tftproxy_process_cpu_seconds_total"));
+    assert_eq!(
+        samples.get("tftproxy_first_byte_seconds_count", &[("front", "tftp")]),
+        2.0,
+        "both requests reached their first DATA: {text}"
+    );
+    assert_eq!(
+        samples.get("tftproxy_transfer_duration_seconds_count", &[]),
+        2.0
+    );
+}

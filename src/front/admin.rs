@@ -35,7 +35,7 @@ use tracing::{debug, info};
 use super::conn::{accept_until_stopped, serve_http1};
 use super::slots::Slots;
 use super::ListenerHandle;
-use crate::metrics::{Metrics, UpstreamOutcome};
+use crate::metrics::Metrics;
 use crate::resolve::{AddressStatus, ClusterStatus, ResolverHandle};
 
 /// Content type of the classic Prometheus text format.
@@ -256,22 +256,13 @@ fn address_json(address: &AddressStatus) -> serde_json::Value {
     json!({
         "address": address.base_url,
         "up": address.up,
-        "last_outcome": address.last_outcome.map(outcome_name),
+        "last_outcome": address.last_outcome.map(|o| o.as_str()),
         "last_status": address.last_status,
         "last_latency_ms": address.last_latency.map(|d| d.as_secs_f64() * 1000.0),
         "last_checked": address.last_checked.map(rfc3339),
         "last_error": address.last_error,
         "last_error_at": address.last_error_at.map(rfc3339),
     })
-}
-
-fn outcome_name(outcome: UpstreamOutcome) -> &'static str {
-    match outcome {
-        UpstreamOutcome::Found => "found",
-        UpstreamOutcome::NotFound => "not_found",
-        UpstreamOutcome::Busy => "busy",
-        UpstreamOutcome::Failed => "failed",
-    }
 }
 
 /// `2026-01-02T03:04:05.678Z`.

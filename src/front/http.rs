@@ -234,7 +234,11 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
                 Requested::Part(range) => (StatusCode::PARTIAL_CONTENT, range),
                 Requested::Unsatisfiable => {
                     info!(%client, name, %source, bytes = len, ms, status = 416, range = range_header, "HTTP range not satisfiable");
-                    let mut response = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n", head_only);
+                    let mut response = text(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "range not satisfiable\n",
+                        head_only,
+                    );
                     let content_range = format!("bytes */{len}");
                     if let Ok(value) = HeaderValue::from_str(&content_range) {
                         response.headers_mut().insert(header::CONTENT_RANGE, value);

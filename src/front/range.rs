@@ -65,16 +65,31 @@ mod tests {
     #[test]
     fn single_ranges() {
         assert_eq!(requested(Some("bytes=0-99"), 1000), Requested::Part(0..100));
-        assert_eq!(requested(Some("bytes=900-"), 1000), Requested::Part(900..1000));
-        assert_eq!(requested(Some("bytes=900-5000"), 1000), Requested::Part(900..1000));
-        assert_eq!(requested(Some("bytes=-100"), 1000), Requested::Part(900..1000));
-        assert_eq!(requested(Some("bytes=-5000"), 1000), Requested::Part(0..1000));
+        assert_eq!(
+            requested(Some("bytes=900-"), 1000),
+            Requested::Part(900..1000)
+        );
+        assert_eq!(
+            requested(Some("bytes=900-5000"), 1000),
+            Requested::Part(900..1000)
+        );
+        assert_eq!(
+            requested(Some("bytes=-100"), 1000),
+            Requested::Part(900..1000)
+        );
+        assert_eq!(
+            requested(Some("bytes=-5000"), 1000),
+            Requested::Part(0..1000)
+        );
         assert_eq!(requested(Some(" bytes=5-5 "), 1000), Requested::Part(5..6));
     }
 
     #[test]
     fn unsatisfiable_ranges() {
-        assert_eq!(requested(Some("bytes=1000-"), 1000), Requested::Unsatisfiable);
+        assert_eq!(
+            requested(Some("bytes=1000-"), 1000),
+            Requested::Unsatisfiable
+        );
         assert_eq!(requested(Some("bytes=-0"), 1000), Requested::Unsatisfiable);
         assert_eq!(requested(Some("bytes=0-"), 0), Requested::Unsatisfiable);
     }

@@ -223,6 +223,12 @@ impl<S: BlockSource> Transfer<S> {
         self.body.len()
     }
 
+    /// Bytes the client has acknowledged so far (all of them once
+    /// completed): what a log line reports as sent.
+    pub fn acknowledged_bytes(&self) -> u64 {
+        (self.acked * self.block_size as u64).min(self.body.len())
+    }
+
     fn on_ack(&mut self, block: u16, now: Instant) {
         if self.pending_oack.is_some() {
             if block == 0 {

@@ -140,12 +140,20 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         _ => body,
     };
     let negotiated = negotiate(&request.options, &settings.limits, body.len());
+    let (blksize, windowsize) = (negotiated.block_size, negotiated.window_size);
     let transfer = match Transfer::start(body, &negotiated, settings.max_retries, Instant::now()) {
         Ok(transfer) => transfer,
         Err(error) => return fail_read(&front, &socket, client, name, &error).await,
     };
-    let (outcome, stats, size) = drive(transfer, &socket).await;
+    metrics
+        .first_byte
+        .get_or_create(&FrontLabels { front: Front::Tftp })
+        .observe(started.elapsed().as_secs_f64());
+    let (outcome, stats, size, sent) = drive(transfer, &socket).await;
     metrics.retransmissions.inc_by(stats.retransmissions);
+    metrics
+        .transfer_duration
+        .observe(started.elapsed().as_secs_f64());
     let label = match &outcome {
         Outcome::Completed => TransferOutcome::Completed,
         Outcome::TimedOut => TransferOutcome::TimedOut,
@@ -156,21 +164,35 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         .transfers
         .get_or_create(&TransferLabels { outcome: label })
         .inc();
+    metrics
+        .bytes_sent
+        .get_or_create(&FrontLabels { front: Front::Tftp })
+        .inc_by(sent);
     let ms = started.elapsed().as_millis() as u64;
-    match outcome {
+    let local = socket.local_addr().ok();
+    let local = local.map(|a| a.to_string()).unwrap_or_default();
+    let (result, reason) = match &outcome {
         Outcome::Completed => {
             metrics.request(Front::Tftp, RequestResult::Served);
-            metrics
-                .bytes_sent
-                .get_or_create(&FrontLabels { front: Front::Tftp })
-                .inc_by(size);
-            info!(%client, name, %source, bytes = size, ms, "served");
+            info!(%client, %local, name, %source, bytes = size, blksize, windowsize, ms, "served");
+            return;
         }
-        other => {
-            metrics.request(Front::Tftp, RequestResult::Error);
-            info!(%client, name, %source, bytes = size, ms, outcome = ?other, "transfer not completed");
+        Outcome::TimedOut => (
+            RequestResult::ClientGone,
+            "no acknowledgement after every retransmission".to_owned(),
+        ),
+        Outcome::ClientError { message, .. } if message == PORT_UNREACHABLE => {
+            (RequestResult::ClientGone, PORT_UNREACHABLE.to_owned())
         }
-    }
+        Outcome::ClientError { code, message } => (
+            RequestResult::Error,
+            format!("the phone sent ERROR {code}: {message}"),
+        ),
+        Outcome::ReadFailed(error) => (RequestResult::Error, format!("read failed: {error}")),
+    };
+    metrics.request(Front::Tftp, result);
+    warn!(%client, %local, name, %source, bytes = sent, size, blksize, windowsize, ms,
+        outcome = %label, %reason, "transfer not completed");
 }
 
 /// A resolver answer that is not a file, as the phone gets it.
@@ -204,7 +226,7 @@ impl<'a> Refusal<'a> {
             result,
         } = self;
         front.metrics.request(Front::Tftp, result);
-        info!(%client, name, result = ?result, ms = started.elapsed().as_millis() as u64, "{message}");
+        info!(%client, name, %result, ms = started.elapsed().as_millis() as u64, "{message}");
         let _ = socket.send(&Packet::error(code, message)).await;
     }
 }
@@ -223,8 +245,13 @@ async fn fail_read(
         .await;
 }
 
-/// Puts a transfer on a socket until it ends.
-async fn drive(mut transfer: Transfer<Body>, socket: &UdpSocket) -> (Outcome, Stats, u64) {
+/// Why a transfer ended when the phone's port closed (ICMP port
+/// unreachable): the phone went away, not an error of ours.
+const PORT_UNREACHABLE: &str = "client port unreachable";
+
+/// Puts a transfer on a socket until it ends: how it ended, its counters,
+/// the body's size and the bytes the phone acknowledged.
+async fn drive(mut transfer: Transfer<Body>, socket: &UdpSocket) -> (Outcome, Stats, u64, u64) {
     let mut buf = [0u8; TRANSFER_RECV_BUFFER];
     // One lazy timer for the whole transfer. Every ACK pushes the deadline
     // on; re-arming a timer per packet is timer-wheel work on every block.
@@ -266,13 +293,14 @@ async fn drive(mut transfer: Transfer<Body>, socket: &UdpSocket) -> (Outcome, St
             _ = &mut timer => transfer.handle_timeout(Instant::now()),
         }
     };
-    (outcome, transfer.stats(), transfer.size())
+    let sent = transfer.acknowledged_bytes();
+    (outcome, transfer.stats(), transfer.size(), sent)
 }
 
 fn client_port_unreachable() -> Outcome {
     Outcome::ClientError {
         code: 0,
-        message: "client port unreachable".into(),
+        message: PORT_UNREACHABLE.into(),
     }
 }
 
