@@ -50,6 +50,7 @@ snake_case_labels! {
     UpstreamOutcome { Found => "found", NotFound => "not_found", Busy => "busy", Failed => "failed" }
     HomeTable { Device => "device", ClientIp => "client_ip" }
     ReloadResult { Applied => "applied", Rejected => "rejected" }
+    RelayResult { Relayed => "relayed", NoHome => "no_home", Unreachable => "unreachable" }
 }
 
 /// Which front end a request came through.
@@ -178,6 +179,24 @@ pub struct Metrics {
     pub first_byte: Family<FrontLabels, Histogram, fn() -> Histogram>,
     /// Whole TFTP transfers, request to last ACK.
     pub transfer_duration: Histogram,
+    /// Connections to the secure-config relay, by what became of them.
+    pub tls_relay_connections: Family<RelayLabels, Counter>,
+}
+
+/// What became of a connection to the secure-config relay.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum RelayResult {
+    /// Relayed to the phone's home cluster.
+    Relayed,
+    /// No learned home: closed at once (the phone falls back to HTTP).
+    NoHome,
+    /// No address of the home cluster accepted the connection.
+    Unreachable,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelayLabels {
+    pub result: RelayResult,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -234,6 +253,7 @@ impl Metrics {
             cache_purged: Counter::default(),
             first_byte: Family::new_with_constructor(latency_histogram),
             transfer_duration: transfer_histogram(),
+            tls_relay_connections: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -336,6 +356,11 @@ impl Metrics {
             "transfer_duration_seconds",
             "Time from a TFTP request to the last acknowledgement",
             metrics.transfer_duration.clone(),
+        );
+        r.register(
+            "tls_relay_connections",
+            "Connections to the secure-config relay (6971/6972) by result",
+            metrics.tls_relay_connections.clone(),
         );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build

@@ -44,6 +44,7 @@ mod address;
 mod key_lines;
 mod raw;
 mod render;
+mod tls_relay;
 mod units;
 mod validate;
 
@@ -70,6 +71,36 @@ pub struct Config {
     /// included; see [`Config::enabled_clusters`].
     pub clusters: Vec<ClusterConfig>,
     pub log: LogConfig,
+    /// `[tls_relay]`: the secure-config relay (off when absent).
+    pub tls_relay: Option<TlsRelayConfig>,
+}
+
+/// `[tls_relay]`: phones' HTTPS connections (6971, 6972) relayed unopened to
+/// their home cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsRelayConfig {
+    pub listen: Vec<SocketAddr>,
+    /// The cluster port a connection goes to; `None`: the port it arrived on
+    /// (6971 → 6971, 6972 → 6972).
+    pub upstream_port: Option<u16>,
+    pub max_connections: usize,
+    /// A relayed connection with no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TlsRelayConfig {
+    /// The values taken by keys left out of a `[tls_relay]` section.
+    fn default() -> Self {
+        TlsRelayConfig {
+            listen: vec![
+                "0.0.0.0:6971".parse().unwrap(),
+                "0.0.0.0:6972".parse().unwrap(),
+            ],
+            upstream_port: None,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -271,6 +302,7 @@ impl Default for Config {
             remote: RemoteConfig::default(),
             clusters: Vec::new(),
             log: LogConfig::default(),
+            tls_relay: None,
         }
     }
 }

@@ -16,6 +16,16 @@ pub(super) struct Config {
     pub remote: Remote,
     pub cluster: Vec<Cluster>,
     pub log: Log,
+    pub tls_relay: Option<TlsRelay>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct TlsRelay {
+    pub listen: Option<OneOrMany>,
+    pub upstream_port: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub idle_timeout: Option<Dur>,
 }
 
 #[derive(Deserialize, Default)]

@@ -137,6 +137,36 @@ impl Config {
             LogFormat::Json => "json",
         };
         let _ = writeln!(o, "format = \"{format}\"");
+        let _ = writeln!(o);
+        match &self.tls_relay {
+            Some(t) => {
+                let _ = writeln!(o, "[tls_relay]");
+                let _ = writeln!(o, "listen = {}", addr_list(&t.listen));
+                match t.upstream_port {
+                    Some(port) => {
+                        let _ = writeln!(o, "upstream_port = {port}");
+                    }
+                    None => {
+                        let _ = writeln!(
+                            o,
+                            "# upstream_port: not set (the port a connection arrived on)"
+                        );
+                    }
+                }
+                let _ = writeln!(o, "max_connections = {}", t.max_connections);
+                let _ = writeln!(
+                    o,
+                    "idle_timeout = {}",
+                    quote(&format_duration(t.idle_timeout))
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "# [tls_relay]: not configured (phones' HTTPS 6971/6972 is not relayed)"
+                );
+            }
+        }
         if self.clusters.is_empty() {
             let _ = writeln!(o);
             let _ = writeln!(

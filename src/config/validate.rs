@@ -21,7 +21,7 @@ pub(super) struct Ctx<'a> {
     pub(super) loc: &'a Locator,
 }
 
-type Res<T> = Result<T, ConfigError>;
+pub(super) type Res<T> = Result<T, ConfigError>;
 
 impl Ctx<'_> {
     fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
@@ -33,7 +33,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn int(&self, key: &str, v: Option<i64>, range: RangeInclusive<i64>, default: i64) -> Res<i64> {
+    pub(super) fn int(
+        &self,
+        key: &str,
+        v: Option<i64>,
+        range: RangeInclusive<i64>,
+        default: i64,
+    ) -> Res<i64> {
         let v = v.unwrap_or(default);
         if !range.contains(&v) {
             return Err(self.err(
@@ -48,7 +54,7 @@ impl Ctx<'_> {
         Ok(v)
     }
 
-    fn duration(
+    pub(super) fn duration(
         &self,
         key: &str,
         v: Option<raw::Dur>,
@@ -83,7 +89,7 @@ impl Ctx<'_> {
         Ok(n)
     }
 
-    fn listen_list(
+    pub(super) fn listen_list(
         &self,
         key: &str,
         v: Option<raw::OneOrMany>,
@@ -143,6 +149,10 @@ impl Ctx<'_> {
         let log = self.log(raw.log)?;
         let http_listen = http.as_ref().map_or(&[][..], |h| &h.listen[..]);
         let clusters = self.clusters(raw.cluster, remote.port, http_listen)?;
+        let tls_relay = match raw.tls_relay {
+            Some(t) => Some(self.tls_relay(t)?),
+            None => None,
+        };
         Ok(Config {
             tftp,
             http,
@@ -151,6 +161,7 @@ impl Ctx<'_> {
             remote,
             clusters,
             log,
+            tls_relay,
         })
     }
 

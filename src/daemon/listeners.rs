@@ -14,6 +14,7 @@ use crate::front::admin::AdminState;
 use crate::front::conn;
 use crate::front::http::HttpFront;
 use crate::front::tftp::{Listener, TftpFront};
+use crate::front::tls_relay::TlsRelay;
 use crate::front::ListenerHandle;
 
 /// The running listeners, each front's in the order of its `listen` list.
@@ -22,6 +23,7 @@ pub(super) struct Listeners {
     pub(super) tftp: Vec<ListenerHandle>,
     pub(super) http: Vec<ListenerHandle>,
     pub(super) admin: Option<ListenerHandle>,
+    pub(super) tls_relay: Vec<ListenerHandle>,
 }
 
 /// Sockets bound for the addresses a configuration adds.
@@ -29,6 +31,7 @@ pub(super) struct Bound {
     tftp: Vec<(SocketAddr, Listener)>,
     http: Vec<(SocketAddr, std::net::TcpListener)>,
     admin: Option<(SocketAddr, std::net::TcpListener)>,
+    tls_relay: Vec<(SocketAddr, std::net::TcpListener)>,
 }
 
 impl Bound {
@@ -38,6 +41,7 @@ impl Bound {
             handles.iter().map(|h| h.configured).collect()
         };
         let http_listen = config.http.as_ref().map_or(&[][..], |h| &h.listen);
+        let relay_listen = config.tls_relay.as_ref().map_or(&[][..], |t| &t.listen);
         let admin = match (&config.admin, &running.admin) {
             (Some(admin), Some(current)) if current.configured == admin.listen => None,
             (Some(admin), _) => Some(bind(admin.listen, conn::bind)?),
@@ -47,6 +51,7 @@ impl Bound {
             tftp: bind_new(&config.tftp.listen, &served(&running.tftp), Listener::bind)?,
             http: bind_new(http_listen, &served(&running.http), conn::bind)?,
             admin,
+            tls_relay: bind_new(relay_listen, &served(&running.tls_relay), conn::bind)?,
         })
     }
 }
@@ -84,8 +89,7 @@ impl Listeners {
         &mut self,
         config: &Config,
         bound: Bound,
-        tftp: &Arc<TftpFront>,
-        http: &Arc<HttpFront>,
+        (tftp, http, relay): (&Arc<TftpFront>, &Arc<HttpFront>, &Arc<TlsRelay>),
         admin_state: impl FnOnce() -> AdminState,
     ) {
         let mut new_tftp = bound.tftp;
@@ -106,6 +110,18 @@ impl Listeners {
             http.start(configured, listener)
                 .inspect_err(
                     |error| error!(listen = %configured, %error, "HTTP listener not started"),
+                )
+                .ok()
+        });
+        let mut new_relay = bound.tls_relay;
+        let relay_listen = config.tls_relay.as_ref().map_or(&[][..], |t| &t.listen);
+        self.tls_relay = reconcile(std::mem::take(&mut self.tls_relay), relay_listen, |addr| {
+            let index = new_relay.iter().position(|(a, _)| *a == addr)?;
+            let (configured, listener) = new_relay.swap_remove(index);
+            relay
+                .start(configured, listener)
+                .inspect_err(
+                    |error| error!(listen = %configured, %error, "TLS relay listener not started"),
                 )
                 .ok()
         });

@@ -19,10 +19,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, HttpConfig};
+use crate::config::{Config, HttpConfig, TlsRelayConfig};
 use crate::front::admin::{self, AdminState};
 use crate::front::http::HttpFront;
 use crate::front::tftp::TftpFront;
+use crate::front::tls_relay::TlsRelay;
 use crate::front::ListenerHandle;
 use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::resolve::{Resolver, ResolverError, ResolverHandle};
@@ -52,6 +53,7 @@ pub struct Daemon {
     metrics: Arc<Metrics>,
     tftp: Arc<TftpFront>,
     http: Arc<HttpFront>,
+    tls_relay: Arc<TlsRelay>,
     listeners: Mutex<Listeners>,
     started: Instant,
 }
@@ -65,20 +67,26 @@ impl Daemon {
         let bound = Bound::new(&config, &Listeners::default())?;
         let tftp = TftpFront::new(&config.tftp, resolver.clone(), metrics.clone());
         let http = HttpFront::new(http_settings(&config), resolver.clone(), metrics.clone());
+        let tls_relay = TlsRelay::new(
+            relay_settings(&config),
+            config.remote.connect_timeout,
+            resolver.clone(),
+            metrics.clone(),
+        );
         let daemon = Arc::new(Daemon {
             config: Mutex::new(config),
             resolver,
             metrics,
             tftp,
             http,
+            tls_relay,
             listeners: Mutex::new(Listeners::default()),
             started: Instant::now(),
         });
         let config = daemon.config();
         let mut listeners = lock(&daemon.listeners);
-        listeners.apply(&config, bound, &daemon.tftp, &daemon.http, || {
-            daemon.admin_state()
-        });
+        let fronts = (&daemon.tftp, &daemon.http, &daemon.tls_relay);
+        listeners.apply(&config, bound, fronts, || daemon.admin_state());
         drop(listeners);
         Ok(daemon)
     }
@@ -102,6 +110,16 @@ impl Daemon {
     /// The HTTP front's addresses actually bound (empty without `[http]`).
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
         lock(&self.listeners).http.iter().map(|l| l.bound).collect()
+    }
+
+    /// The secure-config relay's addresses actually bound (empty without
+    /// `[tls_relay]`).
+    pub fn tls_relay_addrs(&self) -> Vec<SocketAddr> {
+        lock(&self.listeners)
+            .tls_relay
+            .iter()
+            .map(|l| l.bound)
+            .collect()
     }
 
     /// The admin front's address actually bound (without `[admin]`: none).
@@ -162,7 +180,10 @@ impl Daemon {
         self.resolver.replace(resolver);
         self.tftp.update(&new.tftp);
         self.http.update(http_settings(&new));
-        listeners.apply(&new, bound, &self.tftp, &self.http, || self.admin_state());
+        self.tls_relay
+            .update(relay_settings(&new), new.remote.connect_timeout);
+        let fronts = (&self.tftp, &self.http, &self.tls_relay);
+        listeners.apply(&new, bound, fronts, || self.admin_state());
         *lock(&self.config) = new;
         Ok(())
     }
@@ -175,15 +196,18 @@ impl Daemon {
             let mut listeners = lock(&self.listeners);
             listeners.tftp.clear(); // dropping a handle stops its listener
             listeners.http.clear(); // and tells its connections to close
+            listeners.tls_relay.clear();
             listeners.admin.take()
         };
         let (transfers, connections) = (self.tftp.transfers(), self.http.connections());
+        let relayed = self.tls_relay.connections();
         transfers.close();
         connections.close();
-        let both = async { tokio::join!(transfers.wait(), connections.wait()) };
-        let _ = tokio::time::timeout(grace, both).await;
+        relayed.close();
+        let all = async { tokio::join!(transfers.wait(), connections.wait(), relayed.wait()) };
+        let _ = tokio::time::timeout(grace, all).await;
         drop(admin);
-        transfers.len() + connections.len()
+        transfers.len() + connections.len() + relayed.len()
     }
 
     fn status_line(&self) -> String {
@@ -203,6 +227,16 @@ fn http_settings(config: &Config) -> &HttpConfig {
         .http
         .as_ref()
         .unwrap_or_else(|| DEFAULT.get_or_init(HttpConfig::default))
+}
+
+/// The settings the relay uses (defaults when there is no `[tls_relay]`:
+/// there are no relay listeners then anyway).
+fn relay_settings(config: &Config) -> &TlsRelayConfig {
+    static DEFAULT: std::sync::OnceLock<TlsRelayConfig> = std::sync::OnceLock::new();
+    config
+        .tls_relay
+        .as_ref()
+        .unwrap_or_else(|| DEFAULT.get_or_init(TlsRelayConfig::default))
 }
 
 /// Starts the admin front on a bound listener.

@@ -16,6 +16,7 @@ pub(crate) mod http;
 mod range;
 pub(crate) mod slots;
 pub mod tftp;
+pub(crate) mod tls_relay;
 
 use std::net::SocketAddr;
 

@@ -310,6 +310,18 @@ impl Resolver {
         self.inner.homes.client(client).map(|c| c.to_string())
     }
 
+    /// The learned home cluster of phones at `client`, if it is enabled, and
+    /// its addresses (base URLs) in order — where the secure-config relay
+    /// sends their HTTPS connections.
+    pub(crate) fn home_addresses_of_client(
+        &self,
+        client: IpAddr,
+    ) -> Option<(Arc<str>, Vec<String>)> {
+        let home = self.inner.homes.client(client)?;
+        let cluster = self.inner.enabled_cluster(&home)?;
+        Some((cluster.id.clone(), cluster.config.addresses.clone()))
+    }
+
     // ---- what `tftproxy locate` (the diagnose module) reads ----------------------
 
     /// The local root, if one is configured.

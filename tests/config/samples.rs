@@ -71,6 +71,8 @@ fn example_documents_every_key_it_checks() {
         "fqdn",
         "enabled",
         "addresses",
+        "idle_timeout",
+        "upstream_port",
     ] {
         assert!(
             text.contains(&format!("{key} = ")),
