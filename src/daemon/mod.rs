@@ -16,6 +16,7 @@ mod listeners;
 mod serve;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ pub struct Daemon {
     http: Arc<HttpFront>,
     listeners: Mutex<Listeners>,
     started: Instant,
+    /// Set once every listener serves (the admin `/readyz`).
+    ready: Arc<AtomicBool>,
 }
 
 impl Daemon {
@@ -73,6 +76,7 @@ impl Daemon {
             http,
             listeners: Mutex::new(Listeners::default()),
             started: Instant::now(),
+            ready: Arc::new(AtomicBool::new(false)),
         });
         let config = daemon.config();
         let mut listeners = lock(&daemon.listeners);
@@ -80,6 +84,8 @@ impl Daemon {
             daemon.admin_state()
         });
         drop(listeners);
+        // The caches live in memory: loaded as soon as they exist.
+        daemon.ready.store(true, Ordering::Release);
         Ok(daemon)
     }
 
@@ -91,6 +97,7 @@ impl Daemon {
             transfers: self.tftp.transfers().clone(),
             http_connections: self.http.connections().clone(),
             started: self.started,
+            ready: self.ready.clone(),
         }
     }
 
