@@ -210,6 +210,31 @@ async fn one_warning_per_down_transition_not_one_per_request() {
     assert_eq!(downs(&server, "c", &url), 1);
 }
 
+#[tokio::test]
+async fn an_answer_unusable_for_one_name_does_not_hold_the_address_down() {
+    let [first, second] = HttpCluster::start_many().await;
+    for i in 0..2 {
+        first.put(name(i), content(i));
+        second.put(name(i), content(i));
+    }
+    first.set_status_for(name(0), 500);
+    let server = TestDaemon::builder()
+        .http()
+        .clusters(vec![cluster_config(
+            "c",
+            vec![first.base_url(), second.base_url()],
+        )])
+        .start()
+        .await;
+    assert_eq!(fetch(&server, &name(0)).await.1, content(0));
+    assert_eq!(second.requests_for(&name(0)), 1);
+    let (status, body, _) = fetch(&server, &name(1)).await;
+    assert_eq!((status, body.as_str()), (200, content(1).as_str()));
+    assert_eq!(first.requests_for(&name(1)), 1, "still asked");
+    assert_eq!(second.requests_for(&name(1)), 0);
+    assert_eq!(address_up(&server, "c", &first.base_url()), Some(1));
+}
+
 /// The TFTP error a download ended with.
 fn server_error(result: Result<tftproxy::client::Download, GetError>) -> (u16, String) {
     match result {

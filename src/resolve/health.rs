@@ -47,10 +47,11 @@ pub struct AddressStatus {
     /// successes, so an operator sees what went wrong last).
     pub last_error: Option<String>,
     pub last_error_at: Option<SystemTime>,
-    /// False while the address is down: it failed (connect error,
-    /// time-out, bad status or body), or answered 503 with `Retry-After`,
-    /// and has not answered since. True when never asked, or when it last
-    /// answered 200/404 or a plain 503 (a busy address is up).
+    /// False when its last answer was a failure (connect error, time-out,
+    /// bad status or body), or while it is held down (after an address
+    /// failure or a 503 with `Retry-After`, until it answers again). True
+    /// when never asked, or when it last answered 200/404 or a plain 503 (a
+    /// busy address is up).
     pub up: bool,
     /// Phones' requests skip the address until then (`remote.hold_down`);
     /// `None` when it is asked. A down address whose hold ran out is asked
@@ -193,7 +194,7 @@ impl Resolver {
                 let addresses: Vec<AddressStatus> = lock(&c.addresses)
                     .iter()
                     .map(|a| AddressStatus {
-                        up: a.hold.is_up(),
+                        up: a.status.up && a.hold.is_up(),
                         held_down_until: a.hold.skipped_until(now).map(|t| wall + (t - now)),
                         ..a.status.clone()
                     })
@@ -254,6 +255,7 @@ impl Inner {
             s.last_status = answer.status;
             s.last_latency = Some(answer.elapsed);
             s.last_checked = Some(now);
+            s.up = outcome != UpstreamOutcome::Failed;
             let error = match (&answer.outcome, answer.retry_after) {
                 (AddressOutcome::Failed(reason), _) => Some(reason.to_string()),
                 (AddressOutcome::Busy, None) => Some("busy (HTTP 503)".to_owned()),
@@ -271,7 +273,11 @@ impl Inner {
             let transition = match &answer.outcome {
                 AddressOutcome::Found(_) | AddressOutcome::NotFound => a.hold.answered(),
                 AddressOutcome::Busy => a.hold.busy(instant, answer.retry_after, policy),
-                AddressOutcome::Failed(_) => a.hold.failed(instant, policy),
+                AddressOutcome::Failed(reason) if reason.is_address_failure() => {
+                    a.hold.failed(instant, policy)
+                }
+                // It answered, unusably for this name: it is reachable.
+                AddressOutcome::Failed(_) => a.hold.answered(),
             };
             let error = error.unwrap_or_default();
             match transition {

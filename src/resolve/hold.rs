@@ -1,5 +1,6 @@
-//! Hold-down of one cluster address: after a failure (connect error,
-//! time-out, bad answer) the address is skipped for `remote.hold_down`,
+//! Hold-down of one cluster address: after an address failure (connect
+//! error, time-out, broken connection: [`FailReason::is_address_failure`])
+//! the address is skipped for `remote.hold_down`,
 //! doubling while it keeps failing up to `remote.hold_down_max()`; a `503`
 //! with `Retry-After` holds it down for that long (at most
 //! [`HOLD_DOWN_CAP`]). When the time is up, one request (the probe) asks
@@ -13,6 +14,8 @@
 use std::time::{Duration, Instant};
 
 use crate::config::{RemoteConfig, HOLD_DOWN_CAP};
+#[cfg(doc)]
+use crate::source::upstream::FailReason;
 
 /// The durations that drive [`Hold`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +111,7 @@ impl Hold {
         Admission::Probe
     }
 
-    /// The address failed (connect error, time-out, bad answer).
+    /// The address failed (connect error, time-out, broken connection).
     pub(super) fn failed(&mut self, now: Instant, policy: &HoldPolicy) -> Transition {
         match self.down {
             None => {
@@ -150,7 +153,8 @@ impl Hold {
         }
     }
 
-    /// The address answered (200, 404, a 503 without `Retry-After`): up,
+    /// The address answered (200, 404, a 503 without `Retry-After`, or an
+    /// answer unusable for one name such as a 500): up,
     /// and the back-off starts again from `remote.hold_down`.
     pub(super) fn answered(&mut self) -> Transition {
         let was_down = self.down.is_some();

@@ -91,10 +91,7 @@ async fn an_old_device_file_is_fetched_again_from_its_home_only() {
 async fn a_stale_device_file_is_served_when_its_home_is_down() {
     let [a, b] = HttpCluster::start_many().await;
     b.put(cnf(), "v1");
-    let mut config = device_config([&a, &b], Duration::from_millis(200));
-    // Each answer below must reach the home (held down, it would not be asked).
-    config.remote.hold_down = Duration::ZERO;
-    let r = resolver(&config);
+    let r = resolver(&device_config([&a, &b], Duration::from_millis(200)));
     assert_eq!(body(&get_from(&r, &cnf(), PHONE).await), "v1");
     tokio::time::sleep(Duration::from_millis(300)).await;
 

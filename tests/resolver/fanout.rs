@@ -145,10 +145,7 @@ async fn a_lower_cluster_that_answered_for_a_busy_one_is_not_remembered() {
         a.put("XMLDefault.cnf.xml", "a default");
         b.put("XMLDefault.cnf.xml", "b default");
         a.set_status(status);
-        let mut config = config(clusters_of([&a, &b]));
-        // Once it answers again it is asked at once (not held down).
-        config.remote.hold_down = Duration::ZERO;
-        let r = resolver(&config);
+        let r = resolver(&config(clusters_of([&a, &b])));
         for name in [cnf(), "XMLDefault.cnf.xml".to_owned()] {
             let answer = get_from(&r, &name, PHONE).await;
             assert_eq!(source(&answer), from_cluster("c2"), "{trouble}: {name}");

@@ -58,6 +58,27 @@ impl FailReason {
     pub fn is_held_down(&self) -> bool {
         matches!(self, FailReason::HeldDown { .. })
     }
+
+    /// The address itself failed: no connection, no answer in time, the
+    /// connection broke. Otherwise it answered, but unusably for this name
+    /// (a 5xx or 3xx status, a body too large or cut short, a name that
+    /// cannot be a URL): another name may well work. Only an address
+    /// failure holds an address down.
+    pub fn is_address_failure(&self) -> bool {
+        match self {
+            FailReason::Connect(_)
+            | FailReason::ConnectTimeout { .. }
+            | FailReason::Timeout { .. }
+            | FailReason::Stalled { .. }
+            | FailReason::Body(_)
+            | FailReason::Request(_)
+            | FailReason::HeldDown { .. } => true,
+            FailReason::Status(_)
+            | FailReason::BodyLength { .. }
+            | FailReason::TooLarge { .. }
+            | FailReason::InvalidUrl(_) => false,
+        }
+    }
 }
 
 fn status_text(code: u16) -> String {

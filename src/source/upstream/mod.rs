@@ -299,8 +299,9 @@ impl Upstream {
 
     /// Asks a cluster's addresses (replicas, in order) for `name` until one
     /// gives an authoritative answer (Found or NotFound). Busy and failed
-    /// addresses are skipped (logged at `debug`: whoever keeps the
-    /// addresses' state says when one goes down).
+    /// addresses are skipped; an answer unusable for this name is logged at
+    /// `warn`, an address failure at `debug` (whoever keeps the addresses'
+    /// state says when one goes down).
     pub async fn fetch_cluster(&self, addresses: &[String], name: &str) -> ClusterReport {
         self.fetch_cluster_gated(addresses, name, &AskEvery).await
     }
@@ -331,7 +332,15 @@ impl Upstream {
                     elapsed_ms,
                     "upstream busy (503), trying the next address"
                 ),
-                AddressOutcome::Failed(reason) => tracing::debug!(
+                // The resolver warns once when an address goes down; an
+                // answer unusable for this name is worth a warning each time.
+                AddressOutcome::Failed(reason) if reason.is_address_failure() => tracing::debug!(
+                    upstream = %base_url,
+                    name,
+                    elapsed_ms,
+                    "upstream request failed: {reason}"
+                ),
+                AddressOutcome::Failed(reason) => tracing::warn!(
                     upstream = %base_url,
                     name,
                     elapsed_ms,
