@@ -127,6 +127,12 @@ pub struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AddressLabels {
+    pub cluster: String,
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
     pub cluster: String,
 }
@@ -165,6 +171,12 @@ pub struct Metrics {
     pub cache_bytes: Gauge,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
     pub upstream_latency: Family<ClusterLabels, Histogram, fn() -> Histogram>,
+    /// 1 while a cluster address is asked, 0 while it is down (held down
+    /// after a failure or a `Retry-After`, until it answers again).
+    pub upstream_address_up: Family<AddressLabels, Gauge>,
+    /// Times a cluster address went down (one per transition, as the
+    /// warning).
+    pub upstream_address_downs: Family<AddressLabels, Counter>,
     pub home_entries: Family<HomeLabels, Gauge>,
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// HTTP front connections open now.
@@ -246,6 +258,8 @@ impl Metrics {
             cache_bytes: Gauge::default(),
             upstream_requests: Family::default(),
             upstream_latency: Family::new_with_constructor(latency_histogram),
+            upstream_address_up: Family::default(),
+            upstream_address_downs: Family::default(),
             home_entries: Family::default(),
             config_reloads: Family::default(),
             http_connections: Gauge::default(),
@@ -321,6 +335,16 @@ impl Metrics {
             "upstream_duration_seconds",
             "Time for a cluster address to answer",
             metrics.upstream_latency.clone(),
+        );
+        r.register(
+            "upstream_address_up",
+            "1 while a cluster address is asked, 0 while it is held down after a failure or a Retry-After",
+            metrics.upstream_address_up.clone(),
+        );
+        r.register(
+            "upstream_address_downs",
+            "Times a cluster address went down (failed, or asked for time with Retry-After)",
+            metrics.upstream_address_downs.clone(),
         );
         r.register(
             "home_entries",

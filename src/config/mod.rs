@@ -172,6 +172,21 @@ pub struct RemoteConfig {
     /// port presents a certificate signed by the cluster's own CA or
     /// self-signed. Checked at load to hold at least one certificate.
     pub ca_file: Option<PathBuf>,
+    /// How long an address that failed to connect or timed out is skipped
+    /// at first; doubles while it keeps failing, up to
+    /// [`RemoteConfig::hold_down_max`]. Zero: never skipped.
+    pub hold_down: Duration,
+}
+
+/// The longest an address is held down after repeated failures, and the
+/// longest a `503` with `Retry-After` holds it down.
+pub const HOLD_DOWN_CAP: Duration = Duration::from_secs(60);
+
+impl RemoteConfig {
+    /// The longest hold-down: [`HOLD_DOWN_CAP`], or `hold_down` if longer.
+    pub fn hold_down_max(&self) -> Duration {
+        self.hold_down.max(HOLD_DOWN_CAP)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -367,6 +382,7 @@ impl Default for RemoteConfig {
             prefer_home_cluster: true,
             max_requests_per_address: 64,
             ca_file: None,
+            hold_down: Duration::from_secs(5),
         }
     }
 }

@@ -78,6 +78,7 @@ pub(super) struct Remote {
     pub prefer_home_cluster: Option<bool>,
     pub max_requests_per_address: Option<i64>,
     pub ca_file: Option<String>,
+    pub hold_down: Option<Dur>,
 }
 
 #[derive(Deserialize, Default)]

@@ -121,6 +121,7 @@ impl Config {
             "max_requests_per_address = {}",
             r.max_requests_per_address
         );
+        let _ = writeln!(o, "hold_down = {}", quote(&format_duration(r.hold_down)));
         match &r.ca_file {
             Some(ca_file) => {
                 let _ = writeln!(o, "ca_file = {}", quote(&ca_file.to_string_lossy()));

@@ -384,6 +384,12 @@ impl Ctx<'_> {
                 None => None,
                 Some(f) => Some(self.ca_file(&f)?),
             },
+            hold_down: self.duration(
+                "remote.hold_down",
+                r.hold_down,
+                Duration::ZERO..=Duration::from_secs(3600),
+                d.hold_down,
+            )?,
         })
     }
 

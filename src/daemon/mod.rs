@@ -16,6 +16,7 @@ mod listeners;
 mod serve;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,8 @@ pub struct Daemon {
     tls_relay: Arc<TlsRelay>,
     listeners: Mutex<Listeners>,
     started: Instant,
+    /// Set once every listener serves (the admin `/readyz`).
+    ready: Arc<AtomicBool>,
 }
 
 impl Daemon {
@@ -82,12 +85,15 @@ impl Daemon {
             tls_relay,
             listeners: Mutex::new(Listeners::default()),
             started: Instant::now(),
+            ready: Arc::new(AtomicBool::new(false)),
         });
         let config = daemon.config();
         let mut listeners = lock(&daemon.listeners);
         let fronts = (&daemon.tftp, &daemon.http, &daemon.tls_relay);
         listeners.apply(&config, bound, fronts, || daemon.admin_state());
         drop(listeners);
+        // The caches live in memory: loaded as soon as they exist.
+        daemon.ready.store(true, Ordering::Release);
         Ok(daemon)
     }
 
@@ -99,6 +105,7 @@ impl Daemon {
             transfers: self.tftp.transfers().clone(),
             http_connections: self.http.connections().clone(),
             started: self.started,
+            ready: self.ready.clone(),
         }
     }
 

@@ -9,7 +9,7 @@
 
 mod render;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{OnUnreachable, Strategy};
 use crate::name::{self, Classified};
@@ -53,6 +53,10 @@ pub struct ClusterLocate {
     /// cluster's replicas give together; `None` for a disabled cluster (or
     /// a refused name).
     pub report: Option<ClusterReport>,
+    /// The addresses phones' requests skipped when `locate` began (held
+    /// down after a failure or a `Retry-After`), and for how long still.
+    /// `locate` asks them anyway.
+    pub held_down: Vec<(String, Duration)>,
 }
 
 /// What a phone would get, as `locate` sees it.
@@ -96,6 +100,7 @@ pub async fn locate(resolver: &Resolver, raw: &str) -> LocateReport {
                 id: id.to_string(),
                 enabled,
                 report: None,
+                held_down: Vec::new(),
             })
             .collect(),
         strategy: remote.strategy,
@@ -120,6 +125,21 @@ pub async fn locate(resolver: &Resolver, raw: &str) -> LocateReport {
             Ok(Some(body)) => report.local = Some(body.len()),
             Ok(None) => {}
             Err(error) => report.local_error = Some(error.to_string()),
+        }
+    }
+    // Before asking: the answers may bring an address back.
+    let now = SystemTime::now();
+    for status in resolver.cluster_status() {
+        if let Some(entry) = report.clusters.iter_mut().find(|c| c.id == status.id) {
+            entry.held_down = status
+                .addresses
+                .iter()
+                .filter_map(|a| {
+                    let until = a.held_down_until?;
+                    let remaining = until.duration_since(now).unwrap_or_default();
+                    Some((a.base_url.clone(), remaining))
+                })
+                .collect();
         }
     }
     for (id, cluster_report) in resolver.ask_every_address(&name).await {

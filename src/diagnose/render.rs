@@ -8,7 +8,7 @@
 //! cluster-a  priority 1  → not found
 //!   http://192.0.2.10:6970    404        12 ms  not found
 //! cluster-b  priority 2  → found (12873 bytes, address #2)
-//!   http://192.0.2.20:6970    -        1001 ms  failed: connect timed out after 1s
+//!   http://192.0.2.20:6970    -        1001 ms  failed: connect timed out after 1s  [held down: phones do not ask it for 4s more]
 //!   http://192.0.2.21:6970    200        35 ms  found (12873 bytes)
 //! cluster-c  disabled (not asked)
 //!
@@ -93,12 +93,20 @@ pub fn render(report: &LocateReport) -> String {
                     let status = answer
                         .status
                         .map_or_else(|| "-".to_string(), |s| s.to_string());
-                    let _ = writeln!(
+                    let _ = write!(
                         out,
                         "  {url:<url_width$}  {status:>3}  {:>8}  {}",
                         millis(answer.elapsed),
                         answer.outcome
                     );
+                    if let Some((_, remaining)) = cluster.held_down.iter().find(|(u, _)| u == url) {
+                        let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+                        let _ = write!(
+                            out,
+                            "  [held down: phones do not ask it for {seconds}s more]"
+                        );
+                    }
+                    out.push('\n');
                 }
             }
         }
@@ -151,6 +159,7 @@ mod tests {
             outcome,
             elapsed: Duration::from_millis(ms),
             status,
+            retry_after: None,
         }
     }
 
@@ -176,6 +185,7 @@ mod tests {
                             answer(AddressOutcome::NotFound, Some(404), 12),
                         )],
                     }),
+                    held_down: vec![],
                 },
                 ClusterLocate {
                     id: "cluster-b".into(),
@@ -206,11 +216,13 @@ mod tests {
                             ),
                         ],
                     }),
+                    held_down: vec![("http://192.0.2.20:6970".into(), Duration::from_millis(4200))],
                 },
                 ClusterLocate {
                     id: "cluster-c".into(),
                     enabled: false,
                     report: None,
+                    held_down: vec![],
                 },
             ],
             strategy: Strategy::Parallel,
@@ -237,9 +249,13 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("-   1001 ms  failed: connect timed out after 1s"),
+            text.contains(
+                "-   1001 ms  failed: connect timed out after 1s  \
+                 [held down: phones do not ask it for 5s more]\n"
+            ),
             "{text}"
         );
+        assert!(text.contains("found (5 bytes)\n"), "{text}");
         assert!(text.contains("200     35 ms  found (5 bytes)"), "{text}");
         assert!(text.contains("cluster-c  disabled (not asked)"), "{text}");
         assert!(

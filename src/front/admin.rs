@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `GET /metrics` | every metric, Prometheus text (OpenMetrics when the scraper asks for it) |
 //! | `GET /healthz` | `200`, JSON: `status`, version, uptime, active transfers, open HTTP connections |
-//! | `GET /clusters` | JSON: every cluster and address, last status, last error, last latency, up or not |
+//! | `GET /readyz` | `200` once the listeners are bound and the caches loaded (`503` before), whatever the clusters' state; JSON: each cluster's reachability |
+//! | `GET /clusters` | JSON: every cluster and address, last status, last error, last latency, up or not, held down until when |
 //! | `DELETE /cache/<name>` | forgets `<name>` in every cache; JSON `{"name": …, "purged": N}` |
 //! | `DELETE /cache` | empties the caches; JSON `{"purged": N}` |
 //!
@@ -17,6 +18,7 @@
 //! configuration says otherwise.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -59,6 +61,8 @@ pub(crate) struct AdminState {
     pub(crate) http_connections: TaskTracker,
     /// When the daemon started (uptime).
     pub(crate) started: Instant,
+    /// Every listener is bound and the caches are loaded (`/readyz`).
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
 /// Serves the admin API on a listener from [`super::conn::bind`] until the
@@ -105,6 +109,7 @@ fn router(state: AdminState) -> Router {
         .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/clusters", get(clusters))
         .route("/cache", delete(purge_all))
         .route("/cache/{*name}", delete(purge_one))
@@ -132,7 +137,8 @@ async fn index() -> Response {
         "tftproxy admin\n\
          GET    /metrics        Prometheus metrics\n\
          GET    /healthz        liveness and live counts (JSON)\n\
-         GET    /clusters       every cluster and address: last status, error, latency (JSON)\n\
+         GET    /readyz         200 once serving (whatever the clusters' state); their reachability (JSON)\n\
+         GET    /clusters       every cluster and address: last status, error, latency, hold-down (JSON)\n\
          DELETE /cache/<name>   forget one name in every cache\n\
          DELETE /cache          empty the caches\n",
     )
@@ -211,6 +217,43 @@ async fn healthz(State(state): State<AdminState>) -> Response {
     )
 }
 
+/// Ready to serve: the status says only that (a load balancer or systemd
+/// must not take a proxy out because the WAN is down: it still serves its
+/// caches and local root); the body says which clusters can be reached.
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let ready = state.ready.load(Ordering::Acquire);
+    let clusters: Vec<serde_json::Value> = state
+        .resolver
+        .current()
+        .cluster_status()
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "enabled": c.enabled,
+                "reachable": c.up,
+                "addresses": c.addresses.iter().map(|a| json!({
+                    "address": a.base_url,
+                    "up": a.up,
+                    "held_down_until": a.held_down_until.map(rfc3339),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        &json!({
+            "status": if ready { "ready" } else { "starting" },
+            "clusters": clusters,
+        }),
+    )
+}
+
 async fn clusters(State(state): State<AdminState>) -> Response {
     let clusters: Vec<serde_json::Value> = state
         .resolver
@@ -262,6 +305,7 @@ fn address_json(address: &AddressStatus) -> serde_json::Value {
         "last_checked": address.last_checked.map(rfc3339),
         "last_error": address.last_error,
         "last_error_at": address.last_error_at.map(rfc3339),
+        "held_down_until": address.held_down_until.map(rfc3339),
     })
 }
 

@@ -212,11 +212,12 @@ impl Inner {
         flight.await.unwrap_or(Verdict::Unreachable)
     }
 
-    /// Asks one cluster (its addresses in order) and records the answers.
+    /// Asks one cluster (its addresses in order, skipping those held down)
+    /// and records the answers.
     async fn ask_cluster(&self, cluster: &ClusterState, name: &str) -> ClusterReport {
         let report = self
             .upstream
-            .fetch_cluster(&cluster.config.addresses, name)
+            .fetch_cluster_gated(&cluster.config.addresses, name, cluster)
             .await;
         self.record(cluster, &report);
         report

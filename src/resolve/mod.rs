@@ -19,12 +19,14 @@
 //! The jobs are split: this file is the facade (the [`Resolver`] and its
 //! [`ResolverHandle`]) and steps 1–3; `fetch` is steps 4–5 (caches and
 //! coalesced upstream fetches); `health` records what each cluster
-//! address last answered; `reload` carries what was learned over a
+//! address last answered and holds failed addresses down (`hold`: the
+//! back-off arithmetic); `reload` carries what was learned over a
 //! configuration change.
 
 mod cache;
 mod fetch;
 mod health;
+mod hold;
 mod home;
 mod reload;
 mod singleflight;

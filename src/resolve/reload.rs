@@ -10,6 +10,7 @@ use crate::source::upstream::Upstream;
 
 use super::cache::{CacheSettings, Caches};
 use super::health::ClusterState;
+use super::hold::HoldPolicy;
 use super::home::Homes;
 use super::singleflight::SingleFlight;
 use super::{Inner, Resolver, ResolverError};
@@ -28,7 +29,8 @@ impl Resolver {
     /// - home entries pointing to clusters still enabled are kept;
     /// - the caches start empty if `[cache]` sizes or lifetimes changed, the
     ///   home tables if `cache.max_homes` changed;
-    /// - each address's last status is kept (same cluster id and URL).
+    /// - each address's last status and hold-down are kept (same cluster id
+    ///   and URL).
     ///
     /// Metrics are those of `previous`. Fetches in flight finish on the old
     /// resolver.
@@ -74,14 +76,23 @@ impl Resolver {
             None => None,
         };
         let upstream = Upstream::new(&config.remote, config.cache.max_file_size)?;
+        let policy = HoldPolicy::new(&config.remote);
         let clusters: Vec<Arc<ClusterState>> = config
             .clusters
             .iter()
             .map(|c| {
-                let old = previous.iter().find(|p| *p.id == *c.id);
-                Arc::new(ClusterState::new(c, old.map(|o| &**o)))
+                let old = previous.iter().find(|p| *p.id == *c.id).map(|o| &**o);
+                let state = ClusterState::new(c, policy, old);
+                state.publish_gauges(&metrics, old);
+                Arc::new(state)
             })
             .collect();
+        for gone in previous
+            .iter()
+            .filter(|p| !config.clusters.iter().any(|c| *c.id == *p.id))
+        {
+            gone.unpublish_gauges(&metrics);
+        }
         let enabled = clusters
             .iter()
             .filter(|c| c.config.enabled)

@@ -47,6 +47,38 @@ pub enum FailReason {
     /// (a `.`/`..` segment, or a malformed base URL).
     #[error("cannot build a URL: {0}")]
     InvalidUrl(String),
+    /// Not asked: the address failed recently (or asked for time with
+    /// `Retry-After`) and is skipped for this long still (`remote.hold_down`).
+    #[error("held down, not asked (for {} more)", humantime::format_duration(*remaining))]
+    HeldDown { remaining: Duration },
+}
+
+impl FailReason {
+    /// The address was not asked at all (held down).
+    pub fn is_held_down(&self) -> bool {
+        matches!(self, FailReason::HeldDown { .. })
+    }
+
+    /// The address itself failed: no connection, no answer in time, the
+    /// connection broke. Otherwise it answered, but unusably for this name
+    /// (a 5xx or 3xx status, a body too large or cut short, a name that
+    /// cannot be a URL): another name may well work. Only an address
+    /// failure holds an address down.
+    pub fn is_address_failure(&self) -> bool {
+        match self {
+            FailReason::Connect(_)
+            | FailReason::ConnectTimeout { .. }
+            | FailReason::Timeout { .. }
+            | FailReason::Stalled { .. }
+            | FailReason::Body(_)
+            | FailReason::Request(_)
+            | FailReason::HeldDown { .. } => true,
+            FailReason::Status(_)
+            | FailReason::BodyLength { .. }
+            | FailReason::TooLarge { .. }
+            | FailReason::InvalidUrl(_) => false,
+        }
+    }
 }
 
 fn status_text(code: u16) -> String {
@@ -67,6 +99,7 @@ fn status_text(code: u16) -> String {
 /// | 404, 403, 410 | NotFound — authoritative, the other addresses are not asked |
 /// | 503 | Busy — try the next address |
 /// | connect error, time-out, other 5xx, 3xx, other 4xx, bad body | Failed — try the next address |
+/// | (not asked: held down) | Failed — try the next address |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddressOutcome {
     /// 200 with a complete body.
@@ -109,6 +142,24 @@ pub struct AddressReport {
     pub outcome: AddressOutcome,
     pub elapsed: Duration,
     pub status: Option<u16>,
+    /// A `503`'s `Retry-After` (seconds or an HTTP date), as a delay from
+    /// when the answer arrived; `None` without one, or for other statuses.
+    pub retry_after: Option<Duration>,
+}
+
+impl AddressReport {
+    /// The report of an address skipped because it is held down for
+    /// `remaining` still (rounded up to whole seconds: it is read by people).
+    pub fn held_down(remaining: Duration) -> AddressReport {
+        let remaining =
+            Duration::from_secs(remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0));
+        AddressReport {
+            outcome: AddressOutcome::Failed(FailReason::HeldDown { remaining }),
+            elapsed: Duration::ZERO,
+            status: None,
+            retry_after: None,
+        }
+    }
 }
 
 /// What a Found cluster carries: the body, and which of its addresses (an
@@ -193,6 +244,7 @@ mod tests {
                     outcome,
                     elapsed: Duration::ZERO,
                     status: None,
+                    retry_after: None,
                 },
             )
         };

@@ -5,7 +5,8 @@
 //! of [`crate::via`]). [`Upstream::fetch_address`] asks one address and
 //! classifies its answer ([`AddressOutcome`], table in `answer.rs`);
 //! [`Upstream::fetch_cluster`] walks a cluster's replica addresses in order
-//! until one is authoritative, and [`Upstream::fetch_every_address`] asks
+//! until one is authoritative (skipping those an [`AddressGate`] says are
+//! held down), and [`Upstream::fetch_every_address`] asks
 //! them all at once (for `locate`); both reduce the answers with the same
 //! rule, [`crate::verdict::over_replicas`].
 //!
@@ -20,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, VIA as VIA_HEADER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, RETRY_AFTER, VIA as VIA_HEADER,
+};
 use tokio::sync::Semaphore;
 
 use crate::config::RemoteConfig;
@@ -63,6 +66,26 @@ fn extra_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, Upst
         return Err(error("holds no PEM certificate".into()));
     }
     Ok(certs)
+}
+
+/// Which of a cluster's addresses may be asked now. The upstream client
+/// knows addresses, not their history: the resolver keeps which are held
+/// down and answers here, at the moment each address would be asked (so
+/// that the one request that tries an address again is the one that asks).
+pub trait AddressGate: Sync {
+    /// `None`: ask the address at `index` (in the cluster's list) now.
+    /// `Some(remaining)`: it is held down that long still; skip it.
+    fn held_down(&self, index: usize) -> Option<Duration>;
+}
+
+/// Every address may be asked (no hold-down).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AskEvery;
+
+impl AddressGate for AskEvery {
+    fn held_down(&self, _: usize) -> Option<Duration> {
+        None
+    }
 }
 
 /// The HTTP client for remote clusters. Cheap to clone (the connection pool
@@ -138,18 +161,23 @@ impl Upstream {
         let limit = self.per_address.of(base_url);
         let _turn = limit.acquire().await;
         let start = Instant::now();
-        let (outcome, status) = self.fetch_inner(base_url, name).await;
+        let (outcome, status, retry_after) = self.fetch_inner(base_url, name).await;
         AddressReport {
             outcome,
             elapsed: start.elapsed(),
             status,
+            retry_after,
         }
     }
 
-    async fn fetch_inner(&self, base_url: &str, name: &str) -> (AddressOutcome, Option<u16>) {
+    async fn fetch_inner(
+        &self,
+        base_url: &str,
+        name: &str,
+    ) -> (AddressOutcome, Option<u16>, Option<Duration>) {
         let url = match build_url(base_url, name) {
             Ok(url) => url,
-            Err(reason) => return (AddressOutcome::Failed(reason), None),
+            Err(reason) => return (AddressOutcome::Failed(reason), None, None),
         };
         // `request_timeout` bounds the wait for the response head, then each
         // wait for body data: a firmware image arriving steadily over a slow
@@ -157,15 +185,19 @@ impl Upstream {
         let send = self.client.get(url.as_str()).send();
         let response = match tokio::time::timeout(self.request_timeout, send).await {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => return (AddressOutcome::Failed(self.classify(&e, false)), None),
+            Ok(Err(e)) => return (AddressOutcome::Failed(self.classify(&e, false)), None, None),
             Err(_) => {
                 let reason = FailReason::Timeout {
                     after: self.request_timeout,
                 };
-                return (AddressOutcome::Failed(reason), None);
+                return (AddressOutcome::Failed(reason), None, None);
             }
         };
         let code = response.status().as_u16();
+        let retry_after = match code {
+            503 => retry_after(response.headers(), std::time::SystemTime::now()),
+            _ => None,
+        };
         let outcome = match code {
             200 => match self.read_body(response).await {
                 Ok(body) => AddressOutcome::Found(body.into()),
@@ -175,7 +207,7 @@ impl Upstream {
             503 => AddressOutcome::Busy,
             other => AddressOutcome::Failed(FailReason::Status(other)),
         };
-        (outcome, Some(code))
+        (outcome, Some(code), retry_after)
     }
 
     /// Reads a 200 body completely, bounded by `max_file_size` (never holds
@@ -267,10 +299,30 @@ impl Upstream {
 
     /// Asks a cluster's addresses (replicas, in order) for `name` until one
     /// gives an authoritative answer (Found or NotFound). Busy and failed
-    /// addresses are skipped; each failure is logged at `warn`.
+    /// addresses are skipped; an answer unusable for this name is logged at
+    /// `warn`, an address failure at `debug` (whoever keeps the addresses'
+    /// state says when one goes down).
     pub async fn fetch_cluster(&self, addresses: &[String], name: &str) -> ClusterReport {
+        self.fetch_cluster_gated(addresses, name, &AskEvery).await
+    }
+
+    /// [`Upstream::fetch_cluster`], skipping the addresses `gate` says are
+    /// held down: they are reported as failed ([`FailReason::HeldDown`])
+    /// without a request, so a cluster whose every address is held down is
+    /// unreachable at once.
+    pub async fn fetch_cluster_gated(
+        &self,
+        addresses: &[String],
+        name: &str,
+        gate: &dyn AddressGate,
+    ) -> ClusterReport {
         let mut reports = Vec::with_capacity(addresses.len());
-        for base_url in addresses {
+        for (index, base_url) in addresses.iter().enumerate() {
+            if let Some(remaining) = gate.held_down(index) {
+                tracing::debug!(upstream = %base_url, name, "held down: not asked");
+                reports.push((base_url.clone(), AddressReport::held_down(remaining)));
+                continue;
+            }
             let report = self.fetch_address(base_url, name).await;
             let elapsed_ms = report.elapsed.as_millis() as u64;
             match &report.outcome {
@@ -279,6 +331,14 @@ impl Upstream {
                     name,
                     elapsed_ms,
                     "upstream busy (503), trying the next address"
+                ),
+                // The resolver warns once when an address goes down; an
+                // answer unusable for this name is worth a warning each time.
+                AddressOutcome::Failed(reason) if reason.is_address_failure() => tracing::debug!(
+                    upstream = %base_url,
+                    name,
+                    elapsed_ms,
+                    "upstream request failed: {reason}"
                 ),
                 AddressOutcome::Failed(reason) => tracing::warn!(
                     upstream = %base_url,
@@ -312,6 +372,18 @@ impl Upstream {
     }
 }
 
+/// A `Retry-After` header as a delay from `now`: delay-seconds or an HTTP
+/// date (RFC 9110 §10.2.3). A date in the past is no delay; an unreadable
+/// value is ignored.
+fn retry_after(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// The most specific message in an error's source chain ("Connection
 /// refused (os error 111)" rather than "error sending request for url …").
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
@@ -332,4 +404,30 @@ fn io_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::Error
         current = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            retry_after(&headers, now)
+        };
+        assert_eq!(with("2"), Some(Duration::from_secs(2)));
+        assert_eq!(with(" 120 "), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(with(&later), Some(Duration::from_secs(30)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(with(&earlier), Some(Duration::ZERO));
+        assert_eq!(with("soon"), None);
+        assert_eq!(with("-1"), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
 }
