@@ -157,6 +157,10 @@ pub struct Metrics {
     pub http_fetch_wait_expired: Counter,
     /// Cache entries removed through the admin API.
     pub cache_purged: Counter,
+    /// HTTP requests whose `Via` chain already named this instance.
+    pub loops_detected: Counter,
+    /// HTTP requests not forwarded because their chain was at `remote.max_hops`.
+    pub max_hops_reached: Counter,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -198,6 +202,8 @@ impl Metrics {
             http_connections: Gauge::default(),
             http_fetch_wait_expired: Counter::default(),
             cache_purged: Counter::default(),
+            loops_detected: Counter::default(),
+            max_hops_reached: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -290,6 +296,16 @@ impl Metrics {
             "cache_purged_entries",
             "Cache entries removed through the admin API",
             metrics.cache_purged.clone(),
+        );
+        r.register(
+            "loops_detected",
+            "Requests whose Via chain already named this instance (answered from local files and caches only)",
+            metrics.loops_detected.clone(),
+        );
+        r.register(
+            "max_hops_reached",
+            "Requests not forwarded because their Via chain was at remote.max_hops",
+            metrics.max_hops_reached.clone(),
         );
         Metrics {
             registry,

@@ -38,6 +38,7 @@ pub(super) struct Http {
     pub listen: Option<OneOrMany>,
     pub fetch_wait: Option<Dur>,
     pub max_connections: Option<i64>,
+    pub via_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -68,6 +69,7 @@ pub(super) struct Remote {
     pub prefer_home_cluster: Option<bool>,
     pub max_requests_per_address: Option<i64>,
     pub ca_file: Option<String>,
+    pub max_hops: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

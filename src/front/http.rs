@@ -12,10 +12,18 @@
 //! goes on in the background and lands in the cache, and the phone's TFTP
 //! retry a moment later is answered from there.
 //!
-//! A request whose `Via` header carries our token ([`crate::via`]) comes
-//! from another tftproxy: it is answered from local files and caches only,
-//! never forwarded, so two proxies configured as each other's cluster cannot
-//! loop.
+//! A request's `Via` chain ([`crate::via`]) goes to the resolver, which
+//! forwards it with our entry added, or answers from local files and caches
+//! only when the chain already names us (a loop) or is at
+//! `remote.max_hops`. Every response names us, so that another tftproxy
+//! (and `tftproxy locate`) can tell who answered and how:
+//!
+//! | header | value |
+//! |---|---|
+//! | `Server` | `tftproxy/<version>` |
+//! | `Via` | our entry, `1.1 tftproxy-<id>` |
+//! | `tftproxy-source` (200) | `local`, `cache:<cluster>` or `cluster:<cluster>` |
+//! | `tftproxy-partial` (404) | `loop`, `max-hops` or `upstream`: the "not found" may miss files |
 //!
 //! Connections are capped at `http.max_connections`; the other bounds on
 //! slow or hostile clients are [`super::conn`]'s. Targets longer than
@@ -49,8 +57,8 @@ use super::ListenerHandle;
 use crate::body::Body;
 use crate::config::HttpConfig;
 use crate::metrics::{Front, FrontLabels, Metrics, RequestResult};
-use crate::resolve::{Answer, Lookup, ResolverHandle};
-use crate::via;
+use crate::resolve::{Answer, Lookup, Resolved, ResolverHandle};
+use crate::via::{Chain, PARTIAL_HEADER, SOURCE_HEADER};
 
 /// Longest request target accepted (longer: `414`).
 pub(crate) const MAX_URI_BYTES: usize = 1024;
@@ -62,6 +70,8 @@ const CHUNK: usize = 128 * 1024;
 /// The `Retry-After` value sent with `503`, in seconds: phones fall back to
 /// TFTP at once anyway.
 const RETRY_AFTER: &str = "1";
+/// The `Server` of every response: another tftproxy recognises us by it.
+const SERVER: &str = concat!("tftproxy/", env!("CARGO_PKG_VERSION"));
 
 /// What every HTTP listener and connection of the daemon shares, across
 /// reloads.
@@ -202,7 +212,7 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
         return text(StatusCode::BAD_REQUEST, "name is not UTF-8\n", head_only);
     };
     let name = name.strip_prefix('/').unwrap_or(&name);
-    let from_proxy = via::any_from_proxy(
+    let via = Chain::parse(
         request
             .headers()
             .get_all(header::VIA)
@@ -210,23 +220,22 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
             .map(HeaderValue::as_bytes),
     );
     let fetch_wait = **front.fetch_wait.load();
-    let lookup = Lookup {
-        name,
-        client,
-        from_proxy,
-    };
+    let lookup = Lookup { name, client, via };
     let resolver = front.resolver.current();
     // Upstream fetches run in their own tasks: giving up here leaves the
     // fetch running, and its result lands in the cache for the TFTP retry.
-    let answer = tokio::time::timeout(fetch_wait, resolver.resolve(&lookup))
+    let resolved = tokio::time::timeout(fetch_wait, resolver.resolve_chained(&lookup))
         .await
         .ok();
     let ms = started.elapsed().as_millis() as u64;
     let metrics = &front.metrics;
-    let (result, response) = match answer {
-        Some(Answer::File { body, source }) => {
+    let via = &lookup.via;
+    let mut extra: Option<(&'static str, String)> = None;
+    let (result, response) = match resolved.map(|r: Resolved| (r.answer, r.partial)) {
+        Some((Answer::File { body, source }, _)) => {
             let len = body.len();
-            info!(%client, name, %source, from_proxy, bytes = len, ms, method = %method, "HTTP served");
+            info!(%client, name, %source, %via, bytes = len, ms, method = %method, "HTTP served");
+            extra = Some((SOURCE_HEADER, source.to_string()));
             let response = if head_only {
                 let mut response = Response::new(HttpBody::empty());
                 response
@@ -247,14 +256,16 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
             );
             (RequestResult::Served, response)
         }
-        Some(Answer::NotFound) => {
-            info!(%client, name, from_proxy, status = 404, ms, "File not found");
+        Some((Answer::NotFound, partial)) => {
+            let partial = partial.map(|p| p.as_str());
+            info!(%client, name, %via, partial, status = 404, ms, "File not found");
+            extra = partial.map(|p| (PARTIAL_HEADER, p.to_owned()));
             (
                 RequestResult::NotFound,
                 text(StatusCode::NOT_FOUND, "File not found\n", head_only),
             )
         }
-        Some(Answer::Denied(reason)) => {
+        Some((Answer::Denied(reason), _)) => {
             info!(%client, name, status = 403, ms, reason = %reason, "access denied");
             (
                 RequestResult::Denied,
@@ -265,8 +276,8 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
                 ),
             )
         }
-        Some(Answer::RetryLater) => {
-            info!(%client, name, from_proxy, status = 503, ms, "busy, retry later");
+        Some((Answer::RetryLater, _)) => {
+            info!(%client, name, %via, status = 503, ms, "busy, retry later");
             (RequestResult::Busy, busy(head_only))
         }
         None => {
@@ -277,9 +288,17 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
     };
     metrics.request(Front::Http, result);
     let mut response = response;
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::SERVER, HeaderValue::from_static(SERVER));
+    if let Ok(ours) = HeaderValue::from_str(&resolver.via_id().to_string()) {
+        headers.insert(header::VIA, ours);
+    }
+    if let Some((name, value)) = extra {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
     response
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use super::Peer;
 use crate::body::Blob;
 use crate::verdict::{self, Verdict};
 
@@ -103,12 +104,22 @@ impl fmt::Display for AddressOutcome {
 }
 
 /// One address's answer with how long it took and the HTTP status, if any
-/// response arrived.
+/// response arrived, and who answered when it was another tftproxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddressReport {
     pub outcome: AddressOutcome,
     pub elapsed: Duration,
     pub status: Option<u16>,
+    pub peer: Option<Peer>,
+}
+
+impl AddressReport {
+    /// A "not found" from a tftproxy that could not ask everything
+    /// ([`crate::via::Partial`]).
+    pub fn is_partial_not_found(&self) -> bool {
+        self.outcome == AddressOutcome::NotFound
+            && self.peer.as_ref().is_some_and(|p| p.partial.is_some())
+    }
 }
 
 /// What a Found cluster carries: the body, and which of its addresses (an
@@ -146,6 +157,17 @@ impl ClusterReport {
                 address,
             });
         ClusterReport { verdict, addresses }
+    }
+
+    /// The cluster's "not found" came from a tftproxy that answered from its
+    /// files and caches only: true, but maybe not the whole truth.
+    pub fn is_partial(&self) -> bool {
+        self.verdict == Verdict::NotFound
+            && self
+                .addresses
+                .iter()
+                .find(|(_, r)| r.outcome.verdict().is_authoritative())
+                .is_some_and(|(_, r)| r.is_partial_not_found())
     }
 }
 
@@ -193,6 +215,7 @@ mod tests {
                     outcome,
                     elapsed: Duration::ZERO,
                     status: None,
+                    peer: None,
                 },
             )
         };
