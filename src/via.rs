@@ -61,7 +61,8 @@ impl ViaId {
 
     /// `http.via_id` if configured, else the host name.
     pub fn configured_or_host(id: Option<&str>) -> ViaId {
-        id.and_then(ViaId::new).unwrap_or_else(ViaId::from_host_name)
+        id.and_then(ViaId::new)
+            .unwrap_or_else(ViaId::from_host_name)
     }
 
     /// The default identity: the host name (`uname -n`), characters outside
@@ -349,9 +350,10 @@ mod tests {
     fn our_entry_is_a_valid_pseudonym() {
         let us = id("Site-1.example");
         assert_eq!(us.to_string(), "1.1 tftproxy-Site-1.example");
-        assert_eq!(chain(&[&us.to_string()]).hops().collect::<Vec<_>>(), [
-            &Hop::Tftproxy("Site-1.example".into())
-        ]);
+        assert_eq!(
+            chain(&[&us.to_string()]).hops().collect::<Vec<_>>(),
+            [&Hop::Tftproxy("Site-1.example".into())]
+        );
         assert!(ViaId::new("").is_none());
         assert!(ViaId::new("a/b").is_none());
         assert!(ViaId::new("a b").is_none());
@@ -361,7 +363,10 @@ mod tests {
 
     #[test]
     fn entries_of_several_headers_in_order() {
-        let c = chain(&["1.0 fred, 1.1 tftproxy-a", "HTTP/1.1 squid:3128 (squid/5.7)"]);
+        let c = chain(&[
+            "1.0 fred, 1.1 tftproxy-a",
+            "HTTP/1.1 squid:3128 (squid/5.7)",
+        ]);
         assert_eq!(
             c.hops().collect::<Vec<_>>(),
             [&Hop::Other, &Hop::Tftproxy("a".into()), &Hop::Other]
@@ -406,7 +411,13 @@ mod tests {
             Chain::parse([b"1.1 tftproxy (caf\xe9)".as_slice()]).tftproxy_hops(),
             1
         );
-        for other in ["tftproxy", "1.1 tftproxy2", "1.1 tftproxy-", "1.1 tftproxy-a/b", ""] {
+        for other in [
+            "tftproxy",
+            "1.1 tftproxy2",
+            "1.1 tftproxy-",
+            "1.1 tftproxy-a/b",
+            "",
+        ] {
             assert_eq!(chain(&[other]).tftproxy_hops(), 0, "{other}");
         }
     }

@@ -126,7 +126,10 @@ async fn three_instances_then_a_real_cluster_serve_its_file() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["tftproxy-source"], "cluster:next-1");
     assert_eq!(response.headers()["via"], "1.1 tftproxy-a");
-    assert!(response.bytes().await.unwrap() == config, "HTTP body differs");
+    assert!(
+        response.bytes().await.unwrap() == config,
+        "HTTP body differs"
+    );
 
     // The cluster was asked with the whole chain, in order.
     assert_eq!(
@@ -287,9 +290,8 @@ async fn locate_shows_the_chain_and_what_the_next_hop_answered() {
 
     // A missing name, with B pointing back at A: B's answer was partial.
     point_at(&b, &[a.http_base_url()]);
-    let text = tftproxy::diagnose::render(
-        &tftproxy::diagnose::locate(&resolver, "missing.xml").await,
-    );
+    let text =
+        tftproxy::diagnose::render(&tftproxy::diagnose::locate(&resolver, "missing.xml").await);
     assert!(
         text.contains("answered from its files and caches only: a hop further on"),
         "{text}"

@@ -339,7 +339,8 @@ async fn a_via_naming_this_instance_is_answered_locally_only() {
     assert_eq!(cluster.requests(), 0);
 
     // A comment with a non-ASCII byte (obs-text) does not hide the hop.
-    let obs_text = reqwest::header::HeaderValue::from_bytes(b"1.1 tftproxy-front (caf\xe9)").unwrap();
+    let obs_text =
+        reqwest::header::HeaderValue::from_bytes(b"1.1 tftproxy-front (caf\xe9)").unwrap();
     let response = client
         .get(server.http_url("SEP0000000000AA.cnf.xml"))
         .header("via", obs_text)
@@ -368,7 +369,10 @@ async fn a_via_naming_this_instance_is_answered_locally_only() {
     assert_eq!(cluster.requests(), 1);
 
     let metrics = server.daemon.metrics().encode();
-    assert!(metrics.contains("tftproxy_loops_detected_total 4"), "{metrics}");
+    assert!(
+        metrics.contains("tftproxy_loops_detected_total 4"),
+        "{metrics}"
+    );
 }
 
 /// Another instance's entry, or an old tftproxy's `1.1 tftproxy`, is one

@@ -71,7 +71,11 @@ async fn missing_name_over_http_is_404_quickly_with_one_request_each() {
     assert!(took < QUICK, "404 took {took:?}");
     assert_eq!(upstream_requests(&a), 1, "A asked B once");
     assert_eq!(upstream_requests(&b), 1, "B forwarded A's request once");
-    assert_eq!(a.counter("tftproxy_loops_detected_total"), 1, "A saw itself");
+    assert_eq!(
+        a.counter("tftproxy_loops_detected_total"),
+        1,
+        "A saw itself"
+    );
     assert_eq!(b.counter("tftproxy_loops_detected_total"), 0);
     // The phone is told a plain "not found": A's own chain was empty, so
     // the loop at A hid nothing from it.
@@ -146,8 +150,16 @@ async fn each_serves_the_others_local_files() {
         assert_eq!(ask.await.unwrap(), 404);
     }
     assert!(started.elapsed() < QUICK * 3, "{:?}", started.elapsed());
-    assert!(upstream_requests(&a) <= 1 + 2 * 20, "{}", upstream_requests(&a));
-    assert!(upstream_requests(&b) <= 1 + 2 * 20, "{}", upstream_requests(&b));
+    assert!(
+        upstream_requests(&a) <= 1 + 2 * 20,
+        "{}",
+        upstream_requests(&a)
+    );
+    assert!(
+        upstream_requests(&b) <= 1 + 2 * 20,
+        "{}",
+        upstream_requests(&b)
+    );
     assert!(a.counter("tftproxy_loops_detected_total") >= 1);
     assert!(b.counter("tftproxy_loops_detected_total") >= 1);
 }

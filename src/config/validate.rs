@@ -11,10 +11,10 @@ use super::key_lines::Locator;
 use super::raw;
 use super::render::quote;
 use super::{
-    is_via_id,
-    format_duration, parse_duration, parse_size, AdminConfig, CacheConfig, ClusterConfig, Config,
-    ConfigError, HttpConfig, LogConfig, LogFormat, OnUnreachable, RemoteConfig, Strategy,
-    TftpConfig, BLOCK_SIZE_RANGE, MAX_HOPS_RANGE, MAX_TRANSFERS_RANGE, WINDOW_SIZE_RANGE,
+    format_duration, is_via_id, parse_duration, parse_size, AdminConfig, CacheConfig,
+    ClusterConfig, Config, ConfigError, HttpConfig, LogConfig, LogFormat, OnUnreachable,
+    RemoteConfig, Strategy, TftpConfig, BLOCK_SIZE_RANGE, MAX_HOPS_RANGE, MAX_TRANSFERS_RANGE,
+    WINDOW_SIZE_RANGE,
 };
 
 pub(super) struct Ctx<'a> {

@@ -239,7 +239,9 @@ mod tests {
             elapsed: Duration::from_millis(1002),
         };
         // cluster-a's address is another tftproxy that found a loop.
-        report.clusters[0].report.as_mut().unwrap().addresses[0].1.peer = Some(Peer {
+        report.clusters[0].report.as_mut().unwrap().addresses[0]
+            .1
+            .peer = Some(Peer {
             id: Some("regional".into()),
             server: Some("tftproxy/0.1.0".into()),
             source: None,

@@ -215,9 +215,7 @@ impl Inner {
         if !leader {
             debug!(name = %name, cluster = %id, "joining a fetch in flight");
         }
-        let fetched = flight
-            .await
-            .unwrap_or_else(|| Verdict::Unreachable.into());
+        let fetched = flight.await.unwrap_or_else(|| Verdict::Unreachable.into());
         match fetched.verdict {
             Verdict::Found(_) | Verdict::NotFound => fetched,
             failed => match stale {
@@ -258,14 +256,17 @@ impl Inner {
             )
         });
         debug!(name = %name, leader, "asking the clusters");
-        flight
-            .await
-            .unwrap_or_else(|| Verdict::Unreachable.into())
+        flight.await.unwrap_or_else(|| Verdict::Unreachable.into())
     }
 
     /// Asks one cluster (its addresses in order) with `route`'s `Via` and
     /// records the answers.
-    async fn ask_cluster(&self, cluster: &ClusterState, name: &str, route: &Route) -> ClusterReport {
+    async fn ask_cluster(
+        &self,
+        cluster: &ClusterState,
+        name: &str,
+        route: &Route,
+    ) -> ClusterReport {
         let report = self
             .upstream
             .fetch_cluster_via(&cluster.config.addresses, name, &route.via)
@@ -425,8 +426,7 @@ async fn fetch_all(
             // cluster wins".
             // So is one behind a partial "not found": with another chain,
             // that cluster might have had it.
-            let provisional =
-                verdict::is_provisional(&verdicts, index) || partial_before(index);
+            let provisional = verdict::is_provisional(&verdicts, index) || partial_before(index);
             inner.caches.write_since(generation, |caches| {
                 caches.put_content(&id, &name, body.clone());
                 if !provisional {

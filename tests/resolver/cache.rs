@@ -191,9 +191,7 @@ async fn looped_lookups_are_answered_from_caches_only() {
     assert_not_found(&get_looped(&r, "Ringlist.xml").await);
     assert_not_found(&get_looped(&r, &cnf()).await);
     assert_eq!(a.requests(), 0);
-    assert!(metrics
-        .encode()
-        .contains("tftproxy_loops_detected_total 2"));
+    assert!(metrics.encode().contains("tftproxy_loops_detected_total 2"));
 
     // Once a phone's request cached it, a looped lookup gets the cached copy.
     get(&r, "Ringlist.xml").await;

@@ -25,7 +25,10 @@ async fn ok_is_found_byte_exact_with_via_and_identity() {
     let via = request.header("via").expect("a Via header");
     assert_eq!(via, ViaId::from_host_name().to_string());
     let chain = Chain::parse([via.as_bytes()]);
-    assert!(matches!(chain.hops().collect::<Vec<_>>()[..], [Hop::Tftproxy(_)]));
+    assert!(matches!(
+        chain.hops().collect::<Vec<_>>()[..],
+        [Hop::Tftproxy(_)]
+    ));
     assert_eq!(request.header("accept-encoding"), Some("identity"));
     let ua = cluster.last_header("user-agent").unwrap();
     assert!(ua.starts_with("tftproxy/"), "user agent {ua}");

@@ -148,8 +148,7 @@ impl Upstream {
                 .split(", ")
                 .filter(|e| e.is_ascii() && e.contains(crate::via::PSEUDONYM))
                 .collect();
-            HeaderValue::from_str(&kept.join(", "))
-                .unwrap_or_else(|_| HeaderValue::from_static(""))
+            HeaderValue::from_str(&kept.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
         })
     }
 
