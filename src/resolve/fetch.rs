@@ -217,7 +217,10 @@ impl Inner {
         }
         let fetched = flight.await.unwrap_or_else(|| Verdict::Unreachable.into());
         match fetched.verdict {
-            Verdict::Found(_) | Verdict::NotFound => fetched,
+            // A partial "not found" is not the cluster's word: like a
+            // failure, it lets a stale copy be served.
+            Verdict::Found(_) => fetched,
+            Verdict::NotFound if !fetched.partial || stale.is_none() => fetched,
             failed => match stale {
                 Some(entry) => {
                     debug!(name = %name, cluster = %id, answer = ?failed,

@@ -274,19 +274,17 @@ impl Resolver {
         }
 
         // 4 and 5. Caches, then the clusters.
-        let stop = if inner.enabled.is_empty() {
-            None
+        // A loop or a chain at max_hops stops here (counted and logged).
+        let (verdict, partial) = if inner.enabled.is_empty() {
+            (inner.cached_only(&name, &class), None)
+        } else if let Some(stop) = inner.stop(&lookup.via, &name) {
+            (inner.cached_only(&name, &class), Some(Partial::from(stop)))
         } else {
-            inner.stop(&lookup.via, &name)
-        };
-        let (verdict, partial) = match stop {
-            _ if inner.enabled.is_empty() => (inner.cached_only(&name, &class), None),
-            Some(stop) => (inner.cached_only(&name, &class), Some(stop.into())),
-            None => {
-                let fetched = inner.remote(&name, &class, &route).await;
-                let partial = fetched.partial.then_some(Partial::Upstream);
-                (fetched.verdict, partial)
-            }
+            let fetched = inner.remote(&name, &class, &route).await;
+            (
+                fetched.verdict,
+                fetched.partial.then_some(Partial::Upstream),
+            )
         };
         // A device name found on a cluster: that cluster is the home of the
         // device and of the phone asking.
