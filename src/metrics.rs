@@ -193,6 +193,10 @@ pub struct Metrics {
     pub transfer_duration: Histogram,
     /// Connections to the secure-config relay, by what became of them.
     pub tls_relay_connections: Family<RelayLabels, Counter>,
+    /// HTTP requests whose `Via` chain already named this instance.
+    pub loops_detected: Counter,
+    /// HTTP requests not forwarded because their chain was at `remote.max_hops`.
+    pub max_hops_reached: Counter,
 }
 
 /// What became of a connection to the secure-config relay.
@@ -268,6 +272,8 @@ impl Metrics {
             first_byte: Family::new_with_constructor(latency_histogram),
             transfer_duration: transfer_histogram(),
             tls_relay_connections: Family::default(),
+            loops_detected: Counter::default(),
+            max_hops_reached: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -394,6 +400,16 @@ impl Metrics {
             .set(1);
         r.register("build_info", "The running tftproxy's version", build);
         r.register_collector(Box::new(crate::process_metrics::ProcessCollector::new()));
+        r.register(
+            "loops_detected",
+            "Requests whose Via chain already named this instance (answered from local files and caches only)",
+            metrics.loops_detected.clone(),
+        );
+        r.register(
+            "max_hops_reached",
+            "Requests not forwarded because their Via chain was at remote.max_hops",
+            metrics.max_hops_reached.clone(),
+        );
         Metrics {
             registry,
             ..metrics

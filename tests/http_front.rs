@@ -14,7 +14,7 @@ use support::daemon::{cluster_config, http_client, TestDaemon, TestDaemonBuilder
 use support::http_cluster::HttpCluster;
 use support::pattern;
 use tftproxy::client::{get, GetOptions};
-use tftproxy::via::VIA;
+use tftproxy::via::ViaId;
 
 /// Scheduling slack on a loaded 2-core machine.
 const MARGIN: Duration = Duration::from_millis(1500);
@@ -232,7 +232,11 @@ async fn found_on_a_cluster_is_served_over_http() {
     assert_eq!(response.bytes().await.unwrap(), "<remote/>");
     assert_eq!(cluster.requests_for("SEP00AABBCCDDEE.cnf.xml"), 1);
     // Our upstream request says it comes from a tftproxy.
-    assert_eq!(cluster.last_header("via").as_deref(), Some(VIA));
+    // Our upstream request names this instance (the host name by default).
+    assert_eq!(
+        cluster.last_header("via"),
+        Some(ViaId::from_host_name().to_string())
+    );
 }
 
 #[tokio::test]
@@ -308,29 +312,35 @@ async fn get_via(client: &reqwest::Client, url: String, via: &str) -> reqwest::R
     client.get(url).header("via", via).send().await.unwrap()
 }
 
-/// A request from another tftproxy (our `Via`) is never forwarded.
+/// A request whose `Via` already names this instance is a loop: answered
+/// from local files and caches only, and the response says so.
 #[tokio::test]
-async fn via_from_a_proxy_is_answered_locally_only() {
+async fn a_via_naming_this_instance_is_answered_locally_only() {
     let cluster = HttpCluster::start().await;
     cluster.put("SEP0000000000AA.cnf.xml", "<remote/>");
     let server = http_front(&[&cluster])
         .file("local.xml", b"here")
+        .tweak(|config| config.http.as_mut().unwrap().via_id = Some("front".into()))
         .start()
         .await;
     let client = client();
+    let ours = "1.1 tftproxy-front";
 
-    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), VIA).await;
+    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), ours).await;
     assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["tftproxy-partial"], "loop");
+    assert_eq!(response.headers()["via"], ours);
     assert_eq!(cluster.requests(), 0);
 
-    // Another proxy in the chain before ours still counts.
-    let chain = format!("1.0 squid, {VIA}");
-    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), &chain).await;
+    // Anywhere in the chain, in any case, with a port and a comment.
+    let chain = "1.0 squid, 1.1 TFTProxy-Front:6970 (tftproxy/0.1.0), 1.1 tftproxy-site";
+    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), chain).await;
     assert_eq!(response.status(), 404);
     assert_eq!(cluster.requests(), 0);
 
     // A comment with a non-ASCII byte (obs-text) does not hide the hop.
-    let obs_text = reqwest::header::HeaderValue::from_bytes(b"1.1 tftproxy (caf\xe9)").unwrap();
+    let obs_text =
+        reqwest::header::HeaderValue::from_bytes(b"1.1 tftproxy-front (caf\xe9)").unwrap();
     let response = client
         .get(server.http_url("SEP0000000000AA.cnf.xml"))
         .header("via", obs_text)
@@ -340,20 +350,57 @@ async fn via_from_a_proxy_is_answered_locally_only() {
     assert_eq!(response.status(), 404);
     assert_eq!(cluster.requests(), 0);
 
-    // Local files are still served to a proxy.
-    let response = get_via(&client, server.http_url("local.xml"), VIA).await;
+    // Local files are still served to a looped request.
+    let response = get_via(&client, server.http_url("local.xml"), ours).await;
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["tftproxy-source"], "local");
     assert_eq!(response.bytes().await.unwrap(), "here");
 
     // A phone (no Via) gets it from the cluster...
     let response = server.http_get(&client, "SEP0000000000AA.cnf.xml").await;
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["tftproxy-source"], "cluster:cluster-1");
     assert_eq!(cluster.requests(), 1);
-    // ...and then a proxy gets it from the cache.
-    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), VIA).await;
+    // ...and then a looped request gets it from the cache.
+    let response = get_via(&client, server.http_url("SEP0000000000AA.cnf.xml"), ours).await;
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["tftproxy-source"], "cache:cluster-1");
     assert_eq!(response.bytes().await.unwrap(), "<remote/>");
     assert_eq!(cluster.requests(), 1);
+
+    let metrics = server.daemon.metrics().encode();
+    assert!(
+        metrics.contains("tftproxy_loops_detected_total 4"),
+        "{metrics}"
+    );
+}
+
+/// Another instance's entry, or an old tftproxy's `1.1 tftproxy`, is one
+/// hop of a chain: the request is forwarded with the chain and our entry.
+#[tokio::test]
+async fn a_chain_of_other_hops_is_forwarded_with_our_entry() {
+    let cluster = HttpCluster::start().await;
+    cluster.put("SEP0000000000AA.cnf.xml", "<remote/>");
+    let server = http_front(&[&cluster])
+        .tweak(|config| config.http.as_mut().unwrap().via_id = Some("front".into()))
+        .start()
+        .await;
+    let response = get_via(
+        &client(),
+        server.http_url("SEP0000000000AA.cnf.xml"),
+        "1.1 tftproxy (tftproxy/0.0.9), 1.1 squid",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["server"]
+        .to_str()
+        .unwrap()
+        .starts_with("tftproxy/"));
+    assert_eq!(response.bytes().await.unwrap(), "<remote/>");
+    assert_eq!(
+        cluster.last_header("via").as_deref(),
+        Some("1.1 tftproxy (tftproxy/0.0.9), 1.1 squid, 1.1 tftproxy-front")
+    );
 }
 
 // ---- bounds ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! The loop guard: two tftproxy instances in one process, each configured
-//! with the other's HTTP front as its only cluster. A request that comes
-//! from a proxy (our `Via`) is answered from local files and caches only, so
-//! a missing name costs each instance at most one upstream request and the
+//! with the other's HTTP front as its only cluster. A request is forwarded
+//! with its `Via` chain; the instance that finds its own id in the chain
+//! answers from local files and caches only, so a missing name goes round
+//! once (one upstream request per instance), the loop is counted, and the
 //! phone gets "not found" at once.
 
 mod support;
@@ -14,11 +15,13 @@ use tftproxy::client::{get, GetOptions};
 /// "Quickly": far below any time-out in play, with slack for a loaded CI.
 const QUICK: Duration = Duration::from_millis(1500);
 
-/// An instance with TFTP and HTTP on loopback serving `files`, no cluster yet.
-async fn instance(files: &[(&str, &[u8])]) -> TestDaemon {
+/// An instance `id` with TFTP and HTTP on loopback serving `files`, no
+/// cluster yet.
+async fn instance(id: &str, files: &[(&str, &[u8])]) -> TestDaemon {
     TestDaemon::builder()
         .files(files)
         .http()
+        .via_id(id)
         // Generous: a loop would show as slowness long before these expire.
         .remote_timeouts(Duration::from_secs(2), Duration::from_secs(10))
         .start()
@@ -46,8 +49,8 @@ fn upstream_requests(instance: &TestDaemon) -> u64 {
 
 /// A and B, each the other's cluster. A holds `a.xml`, B holds `b.xml`.
 async fn pair() -> (TestDaemon, TestDaemon) {
-    let a = instance(&[("a.xml", b"from A")]).await;
-    let b = instance(&[("b.xml", b"from B")]).await;
+    let a = instance("a", &[("a.xml", b"from A")]).await;
+    let b = instance("b", &[("b.xml", b"from B")]).await;
     point_at(&b, &a, "instance-a");
     point_at(&a, &b, "instance-b");
     (a, b)
@@ -67,13 +70,23 @@ async fn missing_name_over_http_is_404_quickly_with_one_request_each() {
     assert_eq!(response.status(), 404);
     assert!(took < QUICK, "404 took {took:?}");
     assert_eq!(upstream_requests(&a), 1, "A asked B once");
-    assert_eq!(upstream_requests(&b), 0, "B never forwards A's request");
+    assert_eq!(upstream_requests(&b), 1, "B forwarded A's request once");
+    assert_eq!(
+        a.counter("tftproxy_loops_detected_total"),
+        1,
+        "A saw itself"
+    );
+    assert_eq!(b.counter("tftproxy_loops_detected_total"), 0);
+    // The phone is told a plain "not found": A's own chain was empty, so
+    // the loop at A hid nothing from it.
+    assert!(response.headers().get("tftproxy-partial").is_none());
 
     // The same from B's side.
     let response = b.http_get(&client(), "SEP0011223344AA.cnf.xml").await;
     assert_eq!(response.status(), 404);
-    assert_eq!(upstream_requests(&b), 1);
-    assert_eq!(upstream_requests(&a), 1);
+    assert_eq!(upstream_requests(&b), 2);
+    assert_eq!(upstream_requests(&a), 2);
+    assert_eq!(b.counter("tftproxy_loops_detected_total"), 1);
 }
 
 #[tokio::test]
@@ -91,8 +104,9 @@ async fn missing_name_over_tftp_is_error_1_quickly() {
         "{error}"
     );
     assert!(took < QUICK, "ERROR 1 took {took:?}");
-    assert!(upstream_requests(&a) <= 1);
-    assert_eq!(upstream_requests(&b), 0);
+    assert_eq!(upstream_requests(&a), 1);
+    assert_eq!(upstream_requests(&b), 1);
+    assert_eq!(a.counter("tftproxy_loops_detected_total"), 1);
 
     // Asked again: A remembers "nowhere" and asks nobody.
     let error = get(a.tftp_v4(), "ITLSEP001122334455.tlv", &options)
@@ -100,11 +114,12 @@ async fn missing_name_over_tftp_is_error_1_quickly() {
         .expect_err("not found");
     assert_eq!(error.server_error().map(|(code, _)| code), Some(1));
     assert_eq!(upstream_requests(&a), 1);
-    assert_eq!(upstream_requests(&b), 0);
+    assert_eq!(upstream_requests(&b), 1);
 }
 
-/// The hierarchy still works one level deep: each instance serves the
-/// other's local files (fetched over HTTP), without further forwarding.
+/// Each instance serves the other's local files (fetched over HTTP); a
+/// burst of missing names costs each instance at most two upstream
+/// requests per name (its phones' fetch and the other's), never a storm.
 #[tokio::test]
 async fn each_serves_the_others_local_files() {
     let (a, b) = pair().await;
@@ -135,6 +150,16 @@ async fn each_serves_the_others_local_files() {
         assert_eq!(ask.await.unwrap(), 404);
     }
     assert!(started.elapsed() < QUICK * 3, "{:?}", started.elapsed());
-    assert!(upstream_requests(&a) <= 1 + 20, "{}", upstream_requests(&a));
-    assert!(upstream_requests(&b) <= 1 + 20, "{}", upstream_requests(&b));
+    assert!(
+        upstream_requests(&a) <= 1 + 2 * 20,
+        "{}",
+        upstream_requests(&a)
+    );
+    assert!(
+        upstream_requests(&b) <= 1 + 2 * 20,
+        "{}",
+        upstream_requests(&b)
+    );
+    assert!(a.counter("tftproxy_loops_detected_total") >= 1);
+    assert!(b.counter("tftproxy_loops_detected_total") >= 1);
 }

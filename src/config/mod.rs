@@ -125,6 +125,9 @@ pub struct HttpConfig {
     /// How long a request that needs an upstream fetch waits before 503.
     pub fetch_wait: Duration,
     pub max_connections: usize,
+    /// This instance's id in `Via` entries (`1.1 tftproxy-<id>`); `None`:
+    /// the host name. Must differ between the instances of one chain.
+    pub via_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -172,6 +175,10 @@ pub struct RemoteConfig {
     /// port presents a certificate signed by the cluster's own CA or
     /// self-signed. Checked at load to hold at least one certificate.
     pub ca_file: Option<PathBuf>,
+    /// Most tftproxy instances a request may travel through on its way to a
+    /// cluster (their entries in `Via`, ours included): 1 is the single
+    /// level of Cisco's model 1.
+    pub max_hops: usize,
     /// How long an address that failed to connect or timed out is skipped
     /// at first; doubles while it keeps failing, up to
     /// [`RemoteConfig::hold_down_max`]. Zero: never skipped.
@@ -250,8 +257,15 @@ pub const BLOCK_SIZE_RANGE: RangeInclusive<i64> = 512..=65464;
 pub const WINDOW_SIZE_RANGE: RangeInclusive<i64> = 1..=64;
 /// Allowed `tftp.max_transfers`.
 pub const MAX_TRANSFERS_RANGE: RangeInclusive<i64> = 1..=100_000;
+/// Allowed `remote.max_hops`.
+pub const MAX_HOPS_RANGE: RangeInclusive<i64> = 1..=16;
 
 impl Config {
+    /// `http.via_id` as configured (`None`: not set, or no `[http]`).
+    pub fn via_id(&self) -> Option<&str> {
+        self.http.as_ref().and_then(|h| h.via_id.as_deref())
+    }
+
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -345,6 +359,7 @@ impl Default for HttpConfig {
             listen: vec!["0.0.0.0:6970".parse().unwrap()],
             fetch_wait: Duration::from_secs(3),
             max_connections: 1024,
+            via_id: None,
         }
     }
 }
@@ -383,6 +398,7 @@ impl Default for RemoteConfig {
             max_requests_per_address: 64,
             ca_file: None,
             hold_down: Duration::from_secs(5),
+            max_hops: 3,
         }
     }
 }
@@ -394,6 +410,16 @@ impl Default for LogConfig {
             format: LogFormat::Text,
         }
     }
+}
+
+/// `http.via_id`: 1 to 63 of `A-Z a-z 0-9 . - _` (host-name characters, all
+/// valid in an RFC 9110 pseudonym); the same rule as `crate::via`'s, which
+/// this layer cannot use.
+fn is_via_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 /// Rewords serde's message for a person editing a TOML file.

@@ -48,6 +48,7 @@ pub(super) struct Http {
     pub listen: Option<OneOrMany>,
     pub fetch_wait: Option<Dur>,
     pub max_connections: Option<i64>,
+    pub via_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -79,6 +80,7 @@ pub(super) struct Remote {
     pub max_requests_per_address: Option<i64>,
     pub ca_file: Option<String>,
     pub hold_down: Option<Dur>,
+    pub max_hops: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]

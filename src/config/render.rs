@@ -59,6 +59,14 @@ impl Config {
                 let _ = writeln!(o, "listen = {}", addr_list(&h.listen));
                 let _ = writeln!(o, "fetch_wait = {}", quote(&format_duration(h.fetch_wait)));
                 let _ = writeln!(o, "max_connections = {}", h.max_connections);
+                match &h.via_id {
+                    Some(id) => {
+                        let _ = writeln!(o, "via_id = {}", quote(id));
+                    }
+                    None => {
+                        let _ = writeln!(o, "# via_id: not set (this host's name)");
+                    }
+                }
             }
             None => {
                 let _ = writeln!(o, "# [http]: not configured (no HTTP front end)");
@@ -122,6 +130,7 @@ impl Config {
             r.max_requests_per_address
         );
         let _ = writeln!(o, "hold_down = {}", quote(&format_duration(r.hold_down)));
+        let _ = writeln!(o, "max_hops = {}", r.max_hops);
         match &r.ca_file {
             Some(ca_file) => {
                 let _ = writeln!(o, "ca_file = {}", quote(&ca_file.to_string_lossy()));

@@ -11,9 +11,10 @@ use super::key_lines::Locator;
 use super::raw;
 use super::render::quote;
 use super::{
-    format_duration, parse_duration, parse_size, AdminConfig, CacheConfig, ClusterConfig, Config,
-    ConfigError, HttpConfig, LogConfig, LogFormat, OnUnreachable, RemoteConfig, Strategy,
-    TftpConfig, BLOCK_SIZE_RANGE, MAX_TRANSFERS_RANGE, WINDOW_SIZE_RANGE,
+    format_duration, is_via_id, parse_duration, parse_size, AdminConfig, CacheConfig,
+    ClusterConfig, Config, ConfigError, HttpConfig, LogConfig, LogFormat, OnUnreachable,
+    RemoteConfig, Strategy, TftpConfig, BLOCK_SIZE_RANGE, MAX_HOPS_RANGE, MAX_TRANSFERS_RANGE,
+    WINDOW_SIZE_RANGE,
 };
 
 pub(super) struct Ctx<'a> {
@@ -288,6 +289,16 @@ impl Ctx<'_> {
                 1..=1_000_000,
                 d.max_connections as i64,
             )? as usize,
+            via_id: match h.via_id {
+                None => None,
+                Some(id) if is_via_id(&id) => Some(id),
+                Some(id) => {
+                    return Err(self.err(
+                        "http.via_id",
+                        format!("must be 1 to 63 of A-Z a-z 0-9 . - _, got {}", quote(&id)),
+                    ))
+                }
+            },
         })
     }
 
@@ -390,6 +401,12 @@ impl Ctx<'_> {
                 Duration::ZERO..=Duration::from_secs(3600),
                 d.hold_down,
             )?,
+            max_hops: self.int(
+                "remote.max_hops",
+                r.max_hops,
+                MAX_HOPS_RANGE,
+                d.max_hops as i64,
+            )? as usize,
         })
     }
 

@@ -21,7 +21,8 @@ pub async fn run(config_path: PathBuf, config: Config, logging: Logging) -> anyh
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    info!(config = %config_path.display(), "tftproxy started");
+    let via = daemon.resolver().current().via_id().to_string();
+    info!(config = %config_path.display(), via = %via, "tftproxy started");
     systemd::ready(&daemon.status_line());
     let watchdog = systemd::watchdog_interval();
     let mut ticker = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(5)));
@@ -35,7 +36,8 @@ pub async fn run(config_path: PathBuf, config: Config, logging: Logging) -> anyh
                     Ok(new) => match daemon.reload(new) {
                         Ok(()) => {
                             logging.apply(&daemon.config().log);
-                            info!(config = %config_path.display(), "configuration reloaded");
+                            let via = daemon.resolver().current().via_id().to_string();
+                            info!(config = %config_path.display(), via = %via, "configuration reloaded");
                         }
                         Err(e) => error!(error = %e, "reload failed; the running configuration stays"),
                     },

@@ -32,6 +32,11 @@ pub struct LocateReport {
     pub local: Option<u64>,
     /// Why the local root could not be read, if it could not.
     pub local_error: Option<String>,
+    /// The `Via` every address is asked with: our entry alone (a phone's
+    /// request), as the daemon with this configuration would send it.
+    pub via: String,
+    /// `remote.max_hops`.
+    pub max_hops: usize,
     /// Every configured cluster in priority order.
     pub clusters: Vec<ClusterLocate>,
     pub strategy: Strategy,
@@ -94,6 +99,8 @@ pub async fn locate(resolver: &Resolver, raw: &str) -> LocateReport {
         classified: None,
         local: None,
         local_error: None,
+        via: resolver.via_id().to_string(),
+        max_hops: remote.max_hops,
         clusters: resolver
             .cluster_ids()
             .map(|(id, enabled)| ClusterLocate {

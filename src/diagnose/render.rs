@@ -5,8 +5,11 @@
 //! SEP001122334455.cnf.xml  (device SEP001122334455)
 //! local root: no such file
 //!
+//! asked with Via: 1.1 tftproxy-site-1 (remote.max_hops = 3)
+//!
 //! cluster-a  priority 1  → not found
 //!   http://192.0.2.10:6970    404        12 ms  not found
+//!       tftproxy hop: tftproxy-regional (tftproxy/0.1.0): answered from its files and caches only: …
 //! cluster-b  priority 2  → found (12873 bytes, address #2)
 //!   http://192.0.2.20:6970    -        1001 ms  failed: connect timed out after 1s  [held down: phones do not ask it for 4s more]
 //!   http://192.0.2.21:6970    200        35 ms  found (12873 bytes)
@@ -60,6 +63,11 @@ pub fn render(report: &LocateReport) -> String {
         }
         (None, None) => out.push_str("local root: no such file\n"),
     }
+    let _ = writeln!(
+        out,
+        "asked with Via: {} (remote.max_hops = {})",
+        report.via, report.max_hops
+    );
     out.push('\n');
 
     if report.clusters.is_empty() {
@@ -107,6 +115,9 @@ pub fn render(report: &LocateReport) -> String {
                         );
                     }
                     out.push('\n');
+                    if let Some(peer) = &answer.peer {
+                        let _ = writeln!(out, "      tftproxy hop: {peer}");
+                    }
                 }
             }
         }
@@ -152,7 +163,9 @@ mod tests {
     use crate::name::Classified;
     use crate::source::upstream::{
         AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, FailReason,
+        Peer,
     };
+    use crate::via::Partial;
 
     fn answer(outcome: AddressOutcome, status: Option<u16>, ms: u64) -> AddressReport {
         AddressReport {
@@ -160,12 +173,13 @@ mod tests {
             elapsed: Duration::from_millis(ms),
             status,
             retry_after: None,
+            peer: None,
         }
     }
 
     #[test]
     fn renders_every_address_and_the_verdict() {
-        let report = LocateReport {
+        let mut report = LocateReport {
             name: "/SEP001122334455.cnf.xml".into(),
             normalised: Some("SEP001122334455.cnf.xml".into()),
             classified: Some(Classified {
@@ -174,6 +188,8 @@ mod tests {
             }),
             local: None,
             local_error: None,
+            via: "1.1 tftproxy-site-1".into(),
+            max_hops: 3,
             clusters: vec![
                 ClusterLocate {
                     id: "cluster-a".into(),
@@ -234,8 +250,28 @@ mod tests {
             reason: "found on cluster-b (priority 2 of 2)".into(),
             elapsed: Duration::from_millis(1002),
         };
+        // cluster-a's address is another tftproxy that found a loop.
+        report.clusters[0].report.as_mut().unwrap().addresses[0]
+            .1
+            .peer = Some(Peer {
+            id: Some("regional".into()),
+            server: Some("tftproxy/0.1.0".into()),
+            source: None,
+            partial: Some(Partial::Loop),
+        });
         let text = render(&report);
         assert!(text.starts_with("SEP001122334455.cnf.xml  (device SEP001122334455)\n"));
+        assert!(
+            text.contains("asked with Via: 1.1 tftproxy-site-1 (remote.max_hops = 3)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "404     12 ms  not found\n      tftproxy hop: tftproxy-regional (tftproxy/0.1.0): \
+                 answered from its files and caches only: it found itself in the Via chain"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("asked as \"/SEP001122334455.cnf.xml\""),
             "{text}"
@@ -274,6 +310,8 @@ mod tests {
             classified: None,
             local: None,
             local_error: None,
+            via: "1.1 tftproxy-site-1".into(),
+            max_hops: 3,
             clusters: vec![],
             strategy: Strategy::Parallel,
             on_unreachable: OnUnreachable::RetryLater,

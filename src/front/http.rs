@@ -12,10 +12,18 @@
 //! goes on in the background and lands in the cache, and the phone's TFTP
 //! retry a moment later is answered from there.
 //!
-//! A request whose `Via` header carries our token ([`crate::via`]) comes
-//! from another tftproxy: it is answered from local files and caches only,
-//! never forwarded, so two proxies configured as each other's cluster cannot
-//! loop.
+//! A request's `Via` chain ([`crate::via`]) goes to the resolver, which
+//! forwards it with our entry added, or answers from local files and caches
+//! only when the chain already names us (a loop) or is at
+//! `remote.max_hops`. Every response names us, so that another tftproxy
+//! (and `tftproxy locate`) can tell who answered and how:
+//!
+//! | header | value |
+//! |---|---|
+//! | `Server` | `tftproxy/<version>` |
+//! | `Via` | our entry, `1.1 tftproxy-<id>` |
+//! | `tftproxy-source` (200) | `local`, `cache:<cluster>` or `cluster:<cluster>` |
+//! | `tftproxy-partial` (404) | `loop`, `max-hops` or `upstream`: the "not found" may miss files |
 //!
 //! Connections are capped at `http.max_connections`; the other bounds on
 //! slow or hostile clients are [`super::conn`]'s. Targets longer than
@@ -48,8 +56,8 @@ use super::slots::Slots;
 use super::ListenerHandle;
 use crate::config::HttpConfig;
 use crate::metrics::{Front, FrontLabels, Metrics, RequestResult};
-use crate::resolve::{Answer, Lookup, ResolverHandle};
-use crate::via;
+use crate::resolve::{Answer, Lookup, Resolved, Resolver, ResolverHandle};
+use crate::via::{Chain, PARTIAL_HEADER, SOURCE_HEADER};
 
 /// Longest request target accepted (longer: `414`).
 pub(crate) const MAX_URI_BYTES: usize = 1024;
@@ -59,6 +67,8 @@ const RESPONSE_SLACK: Duration = Duration::from_secs(5);
 /// The `Retry-After` value sent with `503`, in seconds: phones fall back to
 /// TFTP at once anyway.
 const RETRY_AFTER: &str = "1";
+/// The `Server` of every response: another tftproxy recognises us by it.
+const SERVER: &str = concat!("tftproxy/", env!("CARGO_PKG_VERSION"));
 
 /// What every HTTP listener and connection of the daemon shares, across
 /// reloads.
@@ -204,7 +214,7 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let from_proxy = via::any_from_proxy(
+    let via = Chain::parse(
         request
             .headers()
             .get_all(header::VIA)
@@ -212,21 +222,19 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
             .map(HeaderValue::as_bytes),
     );
     let fetch_wait = **front.fetch_wait.load();
-    let lookup = Lookup {
-        name,
-        client,
-        from_proxy,
-    };
+    let lookup = Lookup { name, client, via };
     let resolver = front.resolver.current();
     // Upstream fetches run in their own tasks: giving up here leaves the
     // fetch running, and its result lands in the cache for the TFTP retry.
-    let answer = tokio::time::timeout(fetch_wait, resolver.resolve(&lookup))
+    let resolved = tokio::time::timeout(fetch_wait, resolver.resolve_chained(&lookup))
         .await
         .ok();
     let ms = started.elapsed().as_millis() as u64;
     let metrics = &front.metrics;
-    let (result, response) = match answer {
-        Some(Answer::File { body, source }) => {
+    let via = &lookup.via;
+    let mut extra: Option<(&'static str, String)> = None;
+    let (result, response) = match resolved.map(|r: Resolved| (r.answer, r.partial)) {
+        Some((Answer::File { body, source }, _)) => {
             let len = body.len();
             let range_header = request_range.as_deref();
             let (status, range) = match range::requested(range_header, len) {
@@ -243,11 +251,12 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
                     if let Ok(value) = HeaderValue::from_str(&content_range) {
                         response.headers_mut().insert(header::CONTENT_RANGE, value);
                     }
-                    return finish(metrics, RequestResult::Denied, response);
+                    return finish(metrics, RequestResult::Denied, response, &resolver, None);
                 }
             };
             let sent = range.end - range.start;
-            info!(%client, name, %source, from_proxy, bytes = sent, ms, method = %method, status = status.as_u16(), "HTTP served");
+            info!(%client, name, %source, %via, bytes = sent, ms, method = %method, status = status.as_u16(), "HTTP served");
+            extra = Some((SOURCE_HEADER, source.to_string()));
             let mut response = if head_only {
                 let mut response = Response::new(HttpBody::empty());
                 response
@@ -276,14 +285,16 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
             }
             (RequestResult::Served, response)
         }
-        Some(Answer::NotFound) => {
-            info!(%client, name, from_proxy, status = 404, ms, "File not found");
+        Some((Answer::NotFound, partial)) => {
+            let partial = partial.map(|p| p.as_str());
+            info!(%client, name, %via, partial, status = 404, ms, "File not found");
+            extra = partial.map(|p| (PARTIAL_HEADER, p.to_owned()));
             (
                 RequestResult::NotFound,
                 text(StatusCode::NOT_FOUND, "File not found\n", head_only),
             )
         }
-        Some(Answer::Denied(reason)) => {
+        Some((Answer::Denied(reason), _)) => {
             info!(%client, name, status = 403, ms, reason = %reason, "access denied");
             (
                 RequestResult::Denied,
@@ -294,8 +305,8 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
                 ),
             )
         }
-        Some(Answer::RetryLater) => {
-            info!(%client, name, from_proxy, status = 503, ms, "busy, retry later");
+        Some((Answer::RetryLater, _)) => {
+            info!(%client, name, %via, status = 503, ms, "busy, retry later");
             (RequestResult::Busy, busy(head_only))
         }
         None => {
@@ -304,19 +315,32 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
             (RequestResult::Busy, busy(head_only))
         }
     };
-    finish(metrics, result, response)
+    finish(metrics, result, response, &resolver, extra)
 }
 
-/// Counts the request and adds the headers every answer carries.
+/// Counts the request and adds the headers every answer carries: no
+/// caching, who we are (`Server`, our `Via` entry, so a proxy in front of us
+/// can tell it asked a tftproxy) and `extra` (`tftproxy-source`,
+/// `tftproxy-partial`).
 fn finish(
     metrics: &Metrics,
     result: RequestResult,
     mut response: Response<HttpBody>,
+    resolver: &Resolver,
+    extra: Option<(&'static str, String)>,
 ) -> Response<HttpBody> {
     metrics.request(Front::Http, result);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::SERVER, HeaderValue::from_static(SERVER));
+    if let Ok(ours) = HeaderValue::from_str(&resolver.via_id().to_string()) {
+        headers.insert(header::VIA, ours);
+    }
+    if let Some((name, value)) = extra {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
     response
 }
 

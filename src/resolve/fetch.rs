@@ -7,6 +7,11 @@
 //! ([`super::singleflight`]) that runs in its own task, so a phone that
 //! gives up does not cancel it and its retry is served from cache. What a
 //! fetch learns goes into the caches unless a purge happened meanwhile.
+//!
+//! Fetches are coalesced per proxy chain too ([`super::route`]), and a
+//! partial "not found" (a tftproxy further on answered from its files and
+//! caches only) is cached only by a lookup from a phone: for a proxied one
+//! it may be the effect of this very chain, not the truth for the next.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +27,11 @@ use crate::verdict::{self, Miss, Verdict};
 
 use super::cache::{Location, Scope};
 use super::health::ClusterState;
+use super::route::Route;
 use super::{Inner, Served};
+
+/// A cluster already asked, what it said, and whether that was partial.
+type Known = (Arc<str>, Miss, bool);
 
 /// One coalesced upstream fetch.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -33,13 +42,33 @@ pub(super) enum FetchKey {
         cluster: Arc<str>,
         name: Arc<str>,
         generation: u64,
+        route: Arc<[String]>,
     },
     /// Every enabled cluster, one of them possibly already asked.
     Fanout {
         name: Arc<str>,
-        known: Option<(Arc<str>, Miss)>,
+        known: Option<Known>,
         generation: u64,
+        route: Arc<[String]>,
     },
+}
+
+/// What a fetch brings back: its verdict, and whether a "not found" may
+/// miss files (a tftproxy further on answered from its files and caches
+/// only, and this lookup's route cannot absorb that).
+#[derive(Clone, Debug)]
+pub(super) struct Fetched {
+    pub(super) verdict: Verdict<Served>,
+    pub(super) partial: bool,
+}
+
+impl From<Verdict<Served>> for Fetched {
+    fn from(verdict: Verdict<Served>) -> Fetched {
+        Fetched {
+            verdict,
+            partial: false,
+        }
+    }
 }
 // `generation` is the caches' purge generation when the flight began: a
 // request after a purge starts a new flight instead of joining one whose
@@ -51,7 +80,8 @@ impl Inner {
         self: &Arc<Self>,
         name: &Arc<str>,
         class: &Classified,
-    ) -> Verdict<Served> {
+        route: &Route,
+    ) -> Fetched {
         let device = class.device.is_some();
         if let Some(key) = &class.device {
             if let Some(home) = self
@@ -61,14 +91,15 @@ impl Inner {
             {
                 debug!(name = %name, device = %key, home = %home.id,
                     "device name: asking its home cluster alone");
-                return match self.ask_one(&home, name, true).await {
+                let fetched = self.ask_one(&home, name, true, route).await;
+                return match fetched.verdict {
                     Verdict::NotFound => {
                         debug!(name = %name, home = %home.id,
                             "home cluster says not found: asking every cluster");
-                        self.fanout(name, Some((home.id.clone(), Verdict::NotFound)), device)
-                            .await
+                        let known = (home.id.clone(), Verdict::NotFound, fetched.partial);
+                        self.fanout(name, Some(known), device, route).await
                     }
-                    other => other,
+                    _ => fetched,
                 };
             }
         }
@@ -76,24 +107,26 @@ impl Inner {
             Some(Location::Nowhere) => {
                 self.count(CacheKind::Location, true);
                 debug!(name = %name, "location cache: on no cluster");
-                return Verdict::NotFound;
+                return Verdict::NotFound.into();
             }
             Some(Location::Cluster(id)) => match self.enabled_cluster(&id) {
                 Some(cluster) => {
                     self.count(CacheKind::Location, true);
                     debug!(name = %name, cluster = %id, "location cache: asking its cluster");
-                    let miss = match self.ask_one(&cluster, name, device).await.found() {
-                        Ok(served) => return Verdict::Found(served),
+                    let fetched = self.ask_one(&cluster, name, device, route).await;
+                    let miss = match fetched.verdict.found() {
+                        Ok(served) => return Verdict::Found(served).into(),
                         Err(miss) => miss,
                     };
-                    return self.fanout(name, Some((id, miss)), device).await;
+                    let known = (id, miss, fetched.partial);
+                    return self.fanout(name, Some(known), device, route).await;
                 }
                 None => self.count(CacheKind::Location, false),
             },
             None => self.count(CacheKind::Location, false),
         }
         debug!(name = %name, "location cache: unknown");
-        self.fanout(name, None, device).await
+        self.fanout(name, None, device, route).await
     }
 
     /// Local root and caches only (a lookup from another proxy, or no
@@ -130,7 +163,8 @@ impl Inner {
         cluster: &Arc<ClusterState>,
         name: &Arc<str>,
         device: bool,
-    ) -> Verdict<Served> {
+        route: &Route,
+    ) -> Fetched {
         let id = &cluster.id;
         let cached = self.caches.content(id, name, device);
         self.count(
@@ -140,7 +174,8 @@ impl Inner {
         let stale = match cached {
             Some(cached) if cached.is_fresh() => {
                 debug!(name = %name, cluster = %id, "content cache: fresh");
-                return Verdict::Found(Served::from_cluster(id.clone(), cached.any().body, true));
+                let served = Served::from_cluster(id.clone(), cached.any().body, true);
+                return Verdict::Found(served).into();
             }
             Some(stale) => {
                 let entry = stale.any();
@@ -155,7 +190,7 @@ impl Inner {
                 {
                     self.count(CacheKind::Location, true);
                     debug!(name = %name, cluster = %id, "location cache: not on this cluster");
-                    return Verdict::NotFound;
+                    return Verdict::NotFound.into();
                 }
                 None
             }
@@ -165,6 +200,7 @@ impl Inner {
             cluster: id.clone(),
             name: name.clone(),
             generation,
+            route: route.key.clone(),
         };
         let (flight, leader) = self.flights.run(key, || {
             fetch_one(
@@ -173,21 +209,26 @@ impl Inner {
                 name.clone(),
                 device,
                 generation,
+                route.clone(),
             )
         });
         if !leader {
             debug!(name = %name, cluster = %id, "joining a fetch in flight");
         }
-        match flight.await.unwrap_or(Verdict::Unreachable) {
-            answered @ (Verdict::Found(_) | Verdict::NotFound) => answered,
+        let fetched = flight.await.unwrap_or_else(|| Verdict::Unreachable.into());
+        match fetched.verdict {
+            // A partial "not found" is not the cluster's word: like a
+            // failure, it lets a stale copy be served.
+            Verdict::Found(_) => fetched,
+            Verdict::NotFound if !fetched.partial || stale.is_none() => fetched,
             failed => match stale {
                 Some(entry) => {
                     debug!(name = %name, cluster = %id, answer = ?failed,
                         "cluster cannot answer: serving the stale copy");
                     self.count(CacheKind::Content, true);
-                    Verdict::Found(Served::from_cluster(id.clone(), entry.body, true))
+                    Verdict::Found(Served::from_cluster(id.clone(), entry.body, true)).into()
                 }
-                None => failed,
+                None => failed.into(),
             },
         }
     }
@@ -196,28 +237,42 @@ impl Inner {
     pub(super) async fn fanout(
         self: &Arc<Self>,
         name: &Arc<str>,
-        known: Option<(Arc<str>, Miss)>,
+        known: Option<Known>,
         device: bool,
-    ) -> Verdict<Served> {
+        route: &Route,
+    ) -> Fetched {
         let generation = self.caches.generation();
         let key = FetchKey::Fanout {
             name: name.clone(),
             known: known.clone(),
             generation,
+            route: route.key.clone(),
         };
         let (flight, leader) = self.flights.run(key, || {
-            fetch_all(self.clone(), name.clone(), known, device, generation)
+            fetch_all(
+                self.clone(),
+                name.clone(),
+                known,
+                device,
+                generation,
+                route.clone(),
+            )
         });
         debug!(name = %name, leader, "asking the clusters");
-        flight.await.unwrap_or(Verdict::Unreachable)
+        flight.await.unwrap_or_else(|| Verdict::Unreachable.into())
     }
 
     /// Asks one cluster (its addresses in order, skipping those held down)
-    /// and records the answers.
-    async fn ask_cluster(&self, cluster: &ClusterState, name: &str) -> ClusterReport {
+    /// with `route`'s `Via` and records the answers.
+    async fn ask_cluster(
+        &self,
+        cluster: &ClusterState,
+        name: &str,
+        route: &Route,
+    ) -> ClusterReport {
         let report = self
             .upstream
-            .fetch_cluster_gated(&cluster.config.addresses, name, cluster)
+            .fetch_cluster_with(&cluster.config.addresses, name, &route.via, cluster)
             .await;
         self.record(cluster, &report);
         report
@@ -231,7 +286,8 @@ async fn fetch_one(
     name: Arc<str>,
     device: bool,
     generation: u64,
-) -> Verdict<Served> {
+    route: Route,
+) -> Fetched {
     let id = &cluster.id;
     // A flight that ended between this waiter's cache check and the start
     // of this one has filled the cache: use it.
@@ -240,9 +296,10 @@ async fn fetch_one(
         .content(id, &name, device)
         .and_then(|c| c.fresh())
     {
-        return Verdict::Found(Served::from_cluster(id.clone(), entry.body, true));
+        return Verdict::Found(Served::from_cluster(id.clone(), entry.body, true)).into();
     }
-    let report = inner.ask_cluster(&cluster, &name).await;
+    let report = inner.ask_cluster(&cluster, &name, &route).await;
+    let partial = route.proxied() && report.is_partial();
     let verdict = match report.verdict {
         Verdict::Found(ClusterFound { body, .. }) => {
             inner.caches.write_since(generation, |caches| {
@@ -250,6 +307,10 @@ async fn fetch_one(
                 caches.forget_location(Scope::Cluster(id.clone()), &name);
             });
             Verdict::Found(Served::from_cluster(id.clone(), body, false))
+        }
+        Verdict::NotFound if partial => {
+            debug!(name = %name, cluster = %id, "partial not found: not cached");
+            Verdict::NotFound
         }
         Verdict::NotFound => {
             inner.caches.write_since(generation, |caches| {
@@ -266,7 +327,7 @@ async fn fetch_one(
     };
     debug!(name = %name, cluster = %id, answer = ?verdict, "single-cluster fetch done");
     inner.update_gauges();
-    verdict
+    Fetched { verdict, partial }
 }
 
 /// The flight of [`FetchKey::Fanout`]: every enabled cluster (but the one
@@ -275,22 +336,23 @@ async fn fetch_one(
 async fn fetch_all(
     inner: Arc<Inner>,
     name: Arc<str>,
-    known: Option<(Arc<str>, Miss)>,
+    known: Option<Known>,
     device: bool,
     generation: u64,
-) -> Verdict<Served> {
+    route: Route,
+) -> Fetched {
     // A flight that ended between this waiter's cache check and the start
     // of this one has filled the cache: use it.
     if known.is_none() {
         match inner.caches.location(Scope::All, &name) {
-            Some(Location::Nowhere) => return Verdict::NotFound,
+            Some(Location::Nowhere) => return Verdict::NotFound.into(),
             Some(Location::Cluster(id)) => {
                 if let Some(entry) = inner
                     .caches
                     .content(&id, &name, device)
                     .and_then(|c| c.fresh())
                 {
-                    return Verdict::Found(Served::from_cluster(id, entry.body, true));
+                    return Verdict::Found(Served::from_cluster(id, entry.body, true)).into();
                 }
             }
             None => {}
@@ -300,9 +362,14 @@ async fn fetch_all(
     let mut verdicts: Vec<Option<ClusterVerdict>> = clusters
         .iter()
         .map(|c| match &known {
-            Some((id, miss)) if *id == c.id => Some(miss.clone().widen()),
+            Some((id, miss, _)) if *id == c.id => Some(miss.clone().widen()),
             _ => None,
         })
+        .collect();
+    // Which clusters' "not found" was partial (only a proxied route cares).
+    let mut partials: Vec<bool> = clusters
+        .iter()
+        .map(|c| matches!(&known, Some((id, _, true)) if *id == c.id))
         .collect();
     let started = Instant::now();
     match inner.remote.strategy {
@@ -319,7 +386,12 @@ async fn fetch_all(
                         let inner = inner.clone();
                         let cluster = cluster.clone();
                         let name = name.clone();
-                        async move { inner.ask_cluster(&cluster, &name).await.verdict }
+                        let route = route.clone();
+                        async move {
+                            let report = inner.ask_cluster(&cluster, &name, &route).await;
+                            let partial = report.is_partial();
+                            (report.verdict, partial)
+                        }
                     });
                     async move { (index, task.await) }
                 })
@@ -328,7 +400,9 @@ async fn fetch_all(
                 let Some((index, answer)) = pending.next().await else {
                     break;
                 };
-                verdicts[index] = Some(answer.unwrap_or(Verdict::Unreachable));
+                let (answer, partial) = answer.unwrap_or((Verdict::Unreachable, false));
+                verdicts[index] = Some(answer);
+                partials[index] = partial;
             }
         }
         Strategy::Sequential => {
@@ -337,19 +411,25 @@ async fn fetch_all(
                     break;
                 }
                 if verdicts[index].is_none() {
-                    verdicts[index] = Some(inner.ask_cluster(cluster, &name).await.verdict);
+                    let report = inner.ask_cluster(cluster, &name, &route).await;
+                    partials[index] = report.is_partial();
+                    verdicts[index] = Some(report.verdict);
                 }
             }
         }
     }
     let decided = verdict::across_clusters(&verdicts).unwrap_or(Verdict::Unreachable);
+    let partial_before = |end: usize| route.proxied() && partials[..end].iter().any(|p| *p);
+    let mut partial = false;
     let verdict = match decided {
         Verdict::Found((index, found)) => {
             let id = clusters[index].id.clone();
             let body = found.body.clone();
             // Busy and Unreachable are never cached, not even as "a lower
             // cluster wins".
-            let provisional = verdict::is_provisional(&verdicts, index);
+            // So is one behind a partial "not found": with another chain,
+            // that cluster might have had it.
+            let provisional = verdict::is_provisional(&verdicts, index) || partial_before(index);
             inner.caches.write_since(generation, |caches| {
                 caches.put_content(&id, &name, body.clone());
                 if !provisional {
@@ -362,16 +442,19 @@ async fn fetch_all(
             Verdict::Found(served)
         }
         Verdict::NotFound => {
-            inner.caches.write_since(generation, |caches| {
-                caches.set_location(Scope::All, &name, Location::Nowhere);
-            });
+            partial = partial_before(clusters.len());
+            if !partial {
+                inner.caches.write_since(generation, |caches| {
+                    caches.set_location(Scope::All, &name, Location::Nowhere);
+                });
+            }
             Verdict::NotFound
         }
         Verdict::Busy => Verdict::Busy,
         Verdict::Unreachable => Verdict::Unreachable,
     };
     debug!(name = %name, answer = ?verdict, elapsed_ms = started.elapsed().as_millis() as u64,
-        "cluster fan-out done (Busy and Unreachable are not cached)");
+        partial, "cluster fan-out done (Busy and Unreachable are not cached)");
     inner.update_gauges();
-    verdict
+    Fetched { verdict, partial }
 }

@@ -29,6 +29,7 @@ mod health;
 mod hold;
 mod home;
 mod reload;
+mod route;
 mod singleflight;
 
 use std::fmt;
@@ -45,11 +46,13 @@ use crate::name::{self, NameError};
 use crate::source::local::{LocalError, LocalRoot};
 use crate::source::upstream::{ClusterReport, Upstream, UpstreamError};
 use crate::verdict::Verdict;
+use crate::via::{Chain, Partial, ViaId};
 
 use cache::Caches;
-use fetch::FetchKey;
+use fetch::{FetchKey, Fetched};
 use health::ClusterState;
 use home::Homes;
+use route::Route;
 use singleflight::SingleFlight;
 
 pub use health::{AddressStatus, ClusterStatus};
@@ -61,9 +64,20 @@ pub struct Lookup<'a> {
     pub name: &'a str,
     /// The phone's address (learns and uses home clusters).
     pub client: IpAddr,
-    /// The request came from another proxy (it carried our `Via`): answer
-    /// from local files and caches only, never forward (no loops).
-    pub from_proxy: bool,
+    /// The proxies the request came through (its `Via`; empty for a phone
+    /// and for TFTP). Upstream requests carry it plus our entry; a chain
+    /// that names us, or is at `remote.max_hops`, is answered from local
+    /// files and caches only ([`crate::via::Chain::stop`]).
+    pub via: Chain,
+}
+
+/// An [`Answer`], and whether it may miss files because the lookup (or one
+/// it depended on) was answered from local files and caches only; the
+/// HTTP front says so to the hop that asked ([`crate::via::PARTIAL_HEADER`]).
+#[derive(Debug)]
+pub struct Resolved {
+    pub answer: Answer,
+    pub partial: Option<Partial>,
 }
 
 /// Where an answer came from (for logs and metrics).
@@ -158,8 +172,10 @@ struct Inner {
     enabled: Vec<Arc<ClusterState>>,
     caches: Arc<Caches>,
     homes: Arc<Homes>,
-    flights: SingleFlight<FetchKey, Verdict<Served>>,
+    flights: SingleFlight<FetchKey, Fetched>,
     metrics: Arc<Metrics>,
+    /// Our name in `Via` entries.
+    via_id: ViaId,
 }
 
 /// A body the resolver can serve, with where it came from.
@@ -201,16 +217,30 @@ impl Resolver {
     /// fetches are spawned). Dropping the future does not cancel a fetch it
     /// started: its result still fills the caches.
     pub async fn resolve(&self, lookup: &Lookup<'_>) -> Answer {
+        self.resolve_chained(lookup).await.answer
+    }
+
+    /// [`Resolver::resolve`], saying whether a "not found" may miss files
+    /// (what the HTTP front tells another tftproxy).
+    pub async fn resolve_chained(&self, lookup: &Lookup<'_>) -> Resolved {
+        let answer = |answer| Resolved {
+            answer,
+            partial: None,
+        };
         let name = match name::normalise(lookup.name) {
             Ok(name) => name,
-            Err(error) => return Answer::Denied(error.into()),
+            Err(error) => return answer(Answer::Denied(error.into())),
         };
         let class = name::classify(&name);
         let name: Arc<str> = Arc::from(name);
         let inner = &self.inner;
+        // The client of a proxied request is a proxy: its address is no
+        // phone's, so it neither uses nor teaches client homes.
+        let proxied = lookup.via.tftproxy_hops() > 0;
+        let route = Route::new(&lookup.via, &inner.via_id);
 
         // 2. A cluster-specific name for a client whose home is known.
-        if !lookup.from_proxy && class.cluster_specific && inner.remote.prefer_home_cluster {
+        if !proxied && class.cluster_specific && inner.remote.prefer_home_cluster {
             if let Some(home) = inner
                 .homes
                 .client(lookup.client)
@@ -218,8 +248,8 @@ impl Resolver {
             {
                 debug!(name = %name, client = %lookup.client, home = %home.id,
                     "cluster-specific name: asking the client's home cluster first");
-                match inner.ask_one(&home, &name, false).await {
-                    Verdict::Found(served) => return served.into(),
+                match inner.ask_one(&home, &name, false, &route).await.verdict {
+                    Verdict::Found(served) => return answer(served.into()),
                     other => debug!(name = %name, home = %home.id, answer = ?other,
                         "home cluster did not serve it; going on"),
                 }
@@ -230,26 +260,33 @@ impl Resolver {
         if let Some(local) = &self.local {
             match local.open(&name) {
                 Ok(Some(body)) => {
-                    return Answer::File {
+                    return answer(Answer::File {
                         body,
                         source: Source::Local,
-                    }
+                    })
                 }
                 Ok(None) => {}
                 Err(error) => {
                     if matches!(error, LocalError::Io { .. }) {
                         tracing::warn!(%error, "local root");
                     }
-                    return Answer::Denied(error.into());
+                    return answer(Answer::Denied(error.into()));
                 }
             }
         }
 
         // 4 and 5. Caches, then the clusters.
-        let verdict = if lookup.from_proxy || inner.enabled.is_empty() {
-            inner.cached_only(&name, &class)
+        // A loop or a chain at max_hops stops here (counted and logged).
+        let (verdict, partial) = if inner.enabled.is_empty() {
+            (inner.cached_only(&name, &class), None)
+        } else if let Some(stop) = inner.stop(&lookup.via, &name) {
+            (inner.cached_only(&name, &class), Some(Partial::from(stop)))
         } else {
-            inner.remote(&name, &class).await
+            let fetched = inner.remote(&name, &class, &route).await;
+            (
+                fetched.verdict,
+                fetched.partial.then_some(Partial::Upstream),
+            )
         };
         // A device name found on a cluster: that cluster is the home of the
         // device and of the phone asking.
@@ -261,21 +298,28 @@ impl Resolver {
                 _ => None,
             };
             if let Some(cluster) = learned {
-                if !lookup.from_proxy && inner.homes.learn(device, Some(lookup.client), cluster) {
+                let client = (!proxied).then_some(lookup.client);
+                if inner.homes.learn(device, client, cluster) {
                     debug!(device = %device, client = %lookup.client, home = %cluster,
                         "learned home cluster");
                 }
             }
         }
-        match verdict {
-            Verdict::Found(served) => served.into(),
+        let answer = match verdict {
+            Verdict::Found(served) => return answer(served.into()),
             Verdict::NotFound => Answer::NotFound,
             Verdict::Busy => Answer::RetryLater,
             Verdict::Unreachable => match inner.remote.on_unreachable {
                 OnUnreachable::RetryLater => Answer::RetryLater,
                 OnUnreachable::NotFound => Answer::NotFound,
             },
-        }
+        };
+        Resolved { answer, partial }
+    }
+
+    /// Our name in `Via` entries (`http.via_id`, or the host name).
+    pub fn via_id(&self) -> &ViaId {
+        &self.inner.via_id
     }
 
     /// Drops the location and content entries for `name` (as a phone would

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::source::local::LocalRoot;
 use crate::source::upstream::Upstream;
+use crate::via::ViaId;
 
 use super::cache::{CacheSettings, Caches};
 use super::health::ClusterState;
@@ -75,7 +76,9 @@ impl Resolver {
             })?),
             None => None,
         };
-        let upstream = Upstream::new(&config.remote, config.cache.max_file_size)?;
+        let via_id = ViaId::configured_or_host(config.via_id());
+        let upstream =
+            Upstream::new(&config.remote, config.cache.max_file_size)?.with_via_id(&via_id);
         let policy = HoldPolicy::new(&config.remote);
         let clusters: Vec<Arc<ClusterState>> = config
             .clusters
@@ -109,6 +112,7 @@ impl Resolver {
                 homes,
                 flights: SingleFlight::new(),
                 metrics,
+                via_id,
             }),
         })
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tftproxy::config::Config;
 use tftproxy::metrics::Metrics;
 use tftproxy::resolve::{Answer, Lookup, Resolver};
+use tftproxy::via::Chain;
 
 use crate::support::http_cluster::HttpCluster;
 use crate::{
@@ -22,14 +23,21 @@ fn resolver_with_metrics(config: &Config) -> (Resolver, Arc<Metrics>) {
     )
 }
 
-async fn get_via_proxy(resolver: &Resolver, name: &str) -> Answer {
+/// A lookup from another proxy whose `Via` is `via`.
+async fn get_with_via(resolver: &Resolver, name: &str, via: &str) -> Answer {
     resolver
         .resolve(&Lookup {
             name,
             client: "192.0.2.200".parse().unwrap(),
-            from_proxy: true,
+            via: Chain::parse([via.as_bytes()]),
         })
         .await
+}
+
+/// A lookup whose `Via` chain already names this resolver: a loop.
+async fn get_looped(resolver: &Resolver, name: &str) -> Answer {
+    let chain = format!("1.1 tftproxy-site, {}", resolver.via_id());
+    get_with_via(resolver, name, &chain).await
 }
 
 #[tokio::test]
@@ -175,19 +183,35 @@ async fn a_purge_during_a_fetch_is_not_undone_by_it() {
 // ---- requests from another proxy ------------------------------------------------------
 
 #[tokio::test]
-async fn proxy_lookups_are_answered_from_caches_only() {
+async fn looped_lookups_are_answered_from_caches_only() {
     let a = HttpCluster::start().await;
     a.put("Ringlist.xml", "ring");
     a.put(cnf(), "config");
-    let r = resolver(&config(clusters_of([&a])));
-    assert_not_found(&get_via_proxy(&r, "Ringlist.xml").await);
-    assert_not_found(&get_via_proxy(&r, &cnf()).await);
+    let (r, metrics) = resolver_with_metrics(&config(clusters_of([&a])));
+    assert_not_found(&get_looped(&r, "Ringlist.xml").await);
+    assert_not_found(&get_looped(&r, &cnf()).await);
     assert_eq!(a.requests(), 0);
+    assert!(metrics.encode().contains("tftproxy_loops_detected_total 2"));
 
-    // Once a phone's request cached it, another proxy gets the cached copy.
+    // Once a phone's request cached it, a looped lookup gets the cached copy.
     get(&r, "Ringlist.xml").await;
-    let answer = get_via_proxy(&r, "Ringlist.xml").await;
+    let answer = get_looped(&r, "Ringlist.xml").await;
     assert_eq!(body(&answer), "ring");
     assert_eq!(source(&answer), from_cache("c1"));
     assert_eq!(a.requests(), 1);
+}
+
+/// An old tftproxy's `Via: 1.1 tftproxy` is one hop of a chain, not a
+/// reason to stop: the lookup is forwarded with the chain and our entry.
+#[tokio::test]
+async fn an_old_style_via_is_forwarded_with_our_entry() {
+    let a = HttpCluster::start().await;
+    a.put("Ringlist.xml", "ring");
+    let r = resolver(&config(clusters_of([&a])));
+    let answer = get_with_via(&r, "Ringlist.xml", "1.1 tftproxy").await;
+    assert_eq!(body(&answer), "ring");
+    assert_eq!(
+        a.last_header("via"),
+        Some(format!("1.1 tftproxy, {}", r.via_id()))
+    );
 }

@@ -78,7 +78,7 @@ async fn get_from(resolver: &Resolver, name: &str, client: &str) -> Answer {
         .resolve(&Lookup {
             name,
             client,
-            from_proxy: false,
+            via: Default::default(),
         })
         .await
 }

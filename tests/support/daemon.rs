@@ -99,6 +99,21 @@ impl TestDaemon {
         client.get(self.http_url(name)).send().await.unwrap()
     }
 
+    /// A counter's value in the metrics (the sum over its label sets; 0
+    /// when absent), e.g. `tftproxy_loops_detected_total`.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.daemon
+            .metrics()
+            .encode()
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// GETs `path` from the admin front; panics when no response arrives.
     pub async fn admin_get(&self, client: &reqwest::Client, path: &str) -> reqwest::Response {
         client.get(self.admin_url(path)).send().await.unwrap()
@@ -133,6 +148,17 @@ impl TestDaemonBuilder {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             ..HttpConfig::default()
         });
+        self
+    }
+
+    /// `http.via_id` (after [`http`](Self::http)): instances of one process
+    /// share a host name, so chained ones need distinct ids.
+    pub fn via_id(mut self, id: &str) -> Self {
+        self.config
+            .http
+            .as_mut()
+            .expect("via_id after http()")
+            .via_id = Some(id.into());
         self
     }
 

@@ -21,6 +21,7 @@ use crate::tftp::netascii;
 use crate::tftp::options::negotiate;
 use crate::tftp::packet::{ErrorCode, Mode, Packet, Request};
 use crate::tftp::send::{Outcome, Stats, Transfer};
+use crate::via::Chain;
 
 /// Largest datagram a transfer socket reads (ACKs are 4 bytes).
 const TRANSFER_RECV_BUFFER: usize = 1024;
@@ -94,7 +95,7 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
     let lookup = Lookup {
         name,
         client: client.ip(),
-        from_proxy: false,
+        via: Chain::default(),
     };
     let answer = front.resolver.current().resolve(&lookup).await;
     let (body, source) = match answer {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use super::Peer;
 use crate::body::Blob;
 use crate::verdict::{self, Verdict};
 
@@ -136,7 +137,7 @@ impl fmt::Display for AddressOutcome {
 }
 
 /// One address's answer with how long it took and the HTTP status, if any
-/// response arrived.
+/// response arrived, and who answered when it was another tftproxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddressReport {
     pub outcome: AddressOutcome,
@@ -145,6 +146,7 @@ pub struct AddressReport {
     /// A `503`'s `Retry-After` (seconds or an HTTP date), as a delay from
     /// when the answer arrived; `None` without one, or for other statuses.
     pub retry_after: Option<Duration>,
+    pub peer: Option<Peer>,
 }
 
 impl AddressReport {
@@ -158,7 +160,15 @@ impl AddressReport {
             elapsed: Duration::ZERO,
             status: None,
             retry_after: None,
+            peer: None,
         }
+    }
+
+    /// A "not found" from a tftproxy that could not ask everything
+    /// ([`crate::via::Partial`]).
+    pub fn is_partial_not_found(&self) -> bool {
+        self.outcome == AddressOutcome::NotFound
+            && self.peer.as_ref().is_some_and(|p| p.partial.is_some())
     }
 }
 
@@ -197,6 +207,17 @@ impl ClusterReport {
                 address,
             });
         ClusterReport { verdict, addresses }
+    }
+
+    /// The cluster's "not found" came from a tftproxy that answered from its
+    /// files and caches only: true, but maybe not the whole truth.
+    pub fn is_partial(&self) -> bool {
+        self.verdict == Verdict::NotFound
+            && self
+                .addresses
+                .iter()
+                .find(|(_, r)| r.outcome.verdict().is_authoritative())
+                .is_some_and(|(_, r)| r.is_partial_not_found())
     }
 }
 
@@ -245,6 +266,7 @@ mod tests {
                     elapsed: Duration::ZERO,
                     status: None,
                     retry_after: None,
+                    peer: None,
                 },
             )
         };

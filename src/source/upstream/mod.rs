@@ -14,6 +14,7 @@
 //! or priorities (that is the resolver's job).
 
 mod answer;
+mod peer;
 mod url;
 
 use std::collections::HashMap;
@@ -21,18 +22,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, RETRY_AFTER, VIA as VIA_HEADER,
-};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, RETRY_AFTER, VIA};
 use tokio::sync::Semaphore;
 
 use crate::config::RemoteConfig;
 use crate::sync::lock;
-use crate::via::VIA;
+use crate::via::ViaId;
 
 pub use answer::{
     AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, FailReason,
 };
+pub use peer::Peer;
 pub use url::build_url;
 
 /// Longest a body may take to arrive, however steadily: a 73 MB firmware
@@ -98,6 +98,8 @@ pub struct Upstream {
     max_file_size: u64,
     /// Requests in flight per address (`remote.max_requests_per_address`).
     per_address: Arc<AddressLimits>,
+    /// Our own `Via` entry: the chain of a request that came from no proxy.
+    own_via: HeaderValue,
 }
 
 /// One semaphore per base URL, made on first use.
@@ -121,7 +123,6 @@ impl Upstream {
     pub fn new(remote: &RemoteConfig, max_file_size: u64) -> Result<Upstream, UpstreamError> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        headers.insert(VIA_HEADER, HeaderValue::from_static(VIA));
         let mut builder = reqwest::Client::builder().use_rustls_tls();
         if let Some(path) = &remote.ca_file {
             for cert in extra_roots(path)? {
@@ -149,24 +150,57 @@ impl Upstream {
                 permits: remote.max_requests_per_address.max(1),
                 by_address: Mutex::new(HashMap::new()),
             }),
+            own_via: Upstream::via_value(&ViaId::from_host_name().to_string()),
+        })
+    }
+
+    /// The same client naming this instance `id` in its `Via` entry.
+    pub fn with_via_id(mut self, id: &ViaId) -> Upstream {
+        self.own_via = Upstream::via_value(&id.to_string());
+        self
+    }
+
+    /// A `Via` value (a chain from [`crate::via::Chain::forward`]) as a
+    /// header value. The chain's text came from header values and our
+    /// entry, so it is valid; if not, the tftproxy entries alone are kept.
+    pub fn via_value(chain: &str) -> HeaderValue {
+        HeaderValue::from_bytes(chain.as_bytes()).unwrap_or_else(|_| {
+            let kept: Vec<&str> = chain
+                .split(", ")
+                .filter(|e| e.is_ascii() && e.contains(crate::via::PSEUDONYM))
+                .collect();
+            HeaderValue::from_str(&kept.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
         })
     }
 
     /// Asks one address (`base_url`, e.g. `http://192.0.2.10:6970`) for `name`
     /// and classifies the answer. Never panics, never returns an error: every
-    /// failure is an [`AddressOutcome::Failed`] with its reason.
+    /// failure is an [`AddressOutcome::Failed`] with its reason. The request
+    /// carries our own `Via` entry alone.
     pub async fn fetch_address(&self, base_url: &str, name: &str) -> AddressReport {
+        self.fetch_address_via(base_url, name, &self.own_via).await
+    }
+
+    /// [`Upstream::fetch_address`] with `via` as the `Via` header (the
+    /// incoming chain and our entry).
+    pub async fn fetch_address_via(
+        &self,
+        base_url: &str,
+        name: &str,
+        via: &HeaderValue,
+    ) -> AddressReport {
         // Waiting for a turn is not the address's latency: start the clock
         // once the request may go.
         let limit = self.per_address.of(base_url);
         let _turn = limit.acquire().await;
         let start = Instant::now();
-        let (outcome, status, retry_after) = self.fetch_inner(base_url, name).await;
+        let (outcome, status, retry_after, peer) = self.fetch_inner(base_url, name, via).await;
         AddressReport {
             outcome,
             elapsed: start.elapsed(),
             status,
             retry_after,
+            peer,
         }
     }
 
@@ -174,23 +208,30 @@ impl Upstream {
         &self,
         base_url: &str,
         name: &str,
-    ) -> (AddressOutcome, Option<u16>, Option<Duration>) {
+        via: &HeaderValue,
+    ) -> (AddressOutcome, Option<u16>, Option<Duration>, Option<Peer>) {
         let url = match build_url(base_url, name) {
             Ok(url) => url,
-            Err(reason) => return (AddressOutcome::Failed(reason), None, None),
+            Err(reason) => return (AddressOutcome::Failed(reason), None, None, None),
         };
         // `request_timeout` bounds the wait for the response head, then each
         // wait for body data: a firmware image arriving steadily over a slow
         // WAN link is not cut off, a stalled one is.
-        let send = self.client.get(url.as_str()).send();
+        let send = self
+            .client
+            .get(url.as_str())
+            .header(VIA, via.clone())
+            .send();
         let response = match tokio::time::timeout(self.request_timeout, send).await {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => return (AddressOutcome::Failed(self.classify(&e, false)), None, None),
+            Ok(Err(e)) => {
+                return (AddressOutcome::Failed(self.classify(&e, false)), None, None, None)
+            }
             Err(_) => {
                 let reason = FailReason::Timeout {
                     after: self.request_timeout,
                 };
-                return (AddressOutcome::Failed(reason), None, None);
+                return (AddressOutcome::Failed(reason), None, None, None);
             }
         };
         let code = response.status().as_u16();
@@ -198,6 +239,7 @@ impl Upstream {
             503 => retry_after(response.headers(), std::time::SystemTime::now()),
             _ => None,
         };
+        let peer = Peer::of(response.headers());
         let outcome = match code {
             200 => match self.read_body(response).await {
                 Ok(body) => AddressOutcome::Found(body.into()),
@@ -207,7 +249,7 @@ impl Upstream {
             503 => AddressOutcome::Busy,
             other => AddressOutcome::Failed(FailReason::Status(other)),
         };
-        (outcome, Some(code), retry_after)
+        (outcome, Some(code), retry_after, peer)
     }
 
     /// Reads a 200 body completely, bounded by `max_file_size` (never holds
@@ -303,17 +345,29 @@ impl Upstream {
     /// `warn`, an address failure at `debug` (whoever keeps the addresses'
     /// state says when one goes down).
     pub async fn fetch_cluster(&self, addresses: &[String], name: &str) -> ClusterReport {
-        self.fetch_cluster_gated(addresses, name, &AskEvery).await
+        self.fetch_cluster_with(addresses, name, &self.own_via, &AskEvery)
+            .await
     }
 
-    /// [`Upstream::fetch_cluster`], skipping the addresses `gate` says are
-    /// held down: they are reported as failed ([`FailReason::HeldDown`])
-    /// without a request, so a cluster whose every address is held down is
-    /// unreachable at once.
-    pub async fn fetch_cluster_gated(
+    /// [`Upstream::fetch_cluster`] with `via` as the `Via` header.
+    pub async fn fetch_cluster_via(
         &self,
         addresses: &[String],
         name: &str,
+        via: &HeaderValue,
+    ) -> ClusterReport {
+        self.fetch_cluster_with(addresses, name, via, &AskEvery).await
+    }
+
+    /// [`Upstream::fetch_cluster`] with `via` as the `Via` header, skipping
+    /// the addresses `gate` says are held down: they are reported as failed
+    /// ([`FailReason::HeldDown`]) without a request, so a cluster whose
+    /// every address is held down is unreachable at once.
+    pub async fn fetch_cluster_with(
+        &self,
+        addresses: &[String],
+        name: &str,
+        via: &HeaderValue,
         gate: &dyn AddressGate,
     ) -> ClusterReport {
         let mut reports = Vec::with_capacity(addresses.len());
@@ -323,7 +377,7 @@ impl Upstream {
                 reports.push((base_url.clone(), AddressReport::held_down(remaining)));
                 continue;
             }
-            let report = self.fetch_address(base_url, name).await;
+            let report = self.fetch_address_via(base_url, name, via).await;
             let elapsed_ms = report.elapsed.as_millis() as u64;
             match &report.outcome {
                 AddressOutcome::Busy => tracing::debug!(
