@@ -41,6 +41,7 @@
 //! * `render`: [`Config::render`], the effective configuration as TOML.
 
 mod address;
+mod clusters;
 mod key_lines;
 mod raw;
 mod render;

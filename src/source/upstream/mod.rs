@@ -225,7 +225,12 @@ impl Upstream {
         let response = match tokio::time::timeout(self.request_timeout, send).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
-                return (AddressOutcome::Failed(self.classify(&e, false)), None, None, None)
+                return (
+                    AddressOutcome::Failed(self.classify(&e, false)),
+                    None,
+                    None,
+                    None,
+                )
             }
             Err(_) => {
                 let reason = FailReason::Timeout {
@@ -356,7 +361,8 @@ impl Upstream {
         name: &str,
         via: &HeaderValue,
     ) -> ClusterReport {
-        self.fetch_cluster_with(addresses, name, via, &AskEvery).await
+        self.fetch_cluster_with(addresses, name, via, &AskEvery)
+            .await
     }
 
     /// [`Upstream::fetch_cluster`] with `via` as the `Via` header, skipping
