@@ -10,6 +10,7 @@ mod support;
 
 mod load;
 mod lossy;
+mod port_reuse;
 mod requests;
 mod sessions;
 mod transfers;
@@ -23,6 +24,23 @@ use tftproxy::tftp::packet::{Mode, Packet, Request};
 /// TFTP on 127.0.0.1 and ::1, serving a temporary root.
 fn tftp_server() -> TestDaemonBuilder {
     TestDaemon::builder().tftp_ipv6()
+}
+
+/// Where a transfer's packets leave from: `tftp.single_port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ports {
+    /// A new ephemeral port per transfer (the default).
+    PerTransfer,
+    /// Every transfer on the listening port.
+    Single,
+}
+
+/// Every transfer test runs in both modes.
+const MODES: [Ports; 1] = [Ports::PerTransfer];
+
+/// [`tftp_server`] in `mode`.
+fn tftp_server_in(mode: Ports) -> TestDaemonBuilder {
+    tftp_server().tweak(move |c| c.tftp.single_port = mode == Ports::Single)
 }
 
 fn quick() -> GetOptions {

@@ -12,15 +12,14 @@
 //! replies leave from the address the phone asked, even on a multi-homed
 //! host behind a wildcard listener.
 
+mod active;
 mod socket;
 mod transfer;
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use quinn_udp::{RecvMeta, BATCH_SIZE};
@@ -33,7 +32,6 @@ use super::ListenerHandle;
 use crate::config::TftpConfig;
 use crate::metrics::{Front, Metrics, RequestResult};
 use crate::resolve::ResolverHandle;
-use crate::sync::lock;
 use crate::tftp::accept::{accept, Accept, Refused};
 use crate::tftp::options::Limits;
 use crate::tftp::packet::{ErrorCode, Packet};
@@ -77,9 +75,9 @@ pub(crate) struct TftpFront {
     metrics: Arc<Metrics>,
     /// `tftp.max_transfers`, for every listener and generation together.
     slots: Slots,
-    /// Clients with a transfer running → a fingerprint of the request that
-    /// started it, to ignore that request when the phone repeats it.
-    active: Mutex<HashMap<SocketAddr, u64>>,
+    /// Clients with a transfer running, to tell a repeated request from a
+    /// new one.
+    active: active::ActiveTable,
     /// The transfers running.
     transfers: TaskTracker,
 }
@@ -95,7 +93,7 @@ impl TftpFront {
             resolver,
             metrics,
             slots: Slots::new(config.max_transfers),
-            active: Mutex::default(),
+            active: active::ActiveTable::default(),
             transfers: TaskTracker::new(),
         })
     }
@@ -189,12 +187,11 @@ impl TftpFront {
                 return;
             }
         };
-        // A repeated RRQ (same bytes, same port) while its transfer runs is
-        // the phone's retransmission: the transfer already answers it. A
-        // different request from the same port is the phone's next file,
-        // sent after it acknowledged the last block of this one.
-        let fingerprint = fingerprint(datagram);
-        if lock(&self.active).get(&client) == Some(&fingerprint) {
+        // A repeated RRQ (same bytes, same port) before its transfer was
+        // answered is the phone's retransmission: the transfer answers it.
+        // Anything else is a new request (see `active`).
+        let fingerprint = active::fingerprint(datagram);
+        if self.active.is_retransmission(client, fingerprint) {
             return;
         }
         let Some(permit) = self.slots.try_take() else {
@@ -203,7 +200,7 @@ impl TftpFront {
             let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
             return listener.send_from(client, dst_ip, &busy);
         };
-        lock(&self.active).insert(client, fingerprint);
+        let tracked = self.active.insert(client, fingerprint);
         let local =
             socket::transfer_local_addr(dst_ip.unwrap_or(listener.local_addr().ip()), client);
         let start = transfer::Start {
@@ -213,16 +210,10 @@ impl TftpFront {
             // once, not when the last of its transfers ends.
             listener: Arc::downgrade(listener),
             client,
-            fingerprint,
+            tracked,
             local,
             request,
         };
         self.transfers.spawn(transfer::run(start, permit));
     }
-}
-
-fn fingerprint(datagram: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    datagram.hash(&mut hasher);
-    hasher.finish()
 }

@@ -11,12 +11,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
+use super::active::Tracked;
 use super::socket::{bind_transfer_socket, Listener};
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::Body;
 use crate::metrics::{Front, FrontLabels, RequestResult, TransferLabels, TransferOutcome};
 use crate::resolve::{Answer, Lookup};
-use crate::sync::lock;
 use crate::tftp::netascii;
 use crate::tftp::options::negotiate;
 use crate::tftp::packet::{ErrorCode, Mode, Packet, Request};
@@ -31,7 +31,7 @@ pub(super) struct Start {
     pub(super) settings: Arc<Settings>,
     pub(super) listener: Weak<Listener>,
     pub(super) client: SocketAddr,
-    pub(super) fingerprint: u64,
+    pub(super) tracked: Arc<Tracked>,
     pub(super) local: SocketAddr,
     pub(super) request: Request,
 }
@@ -41,19 +41,13 @@ pub(super) struct Start {
 struct ActiveGuard {
     front: Arc<TftpFront>,
     client: SocketAddr,
-    fingerprint: u64,
+    tracked: Arc<Tracked>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        let mut active = lock(&self.front.active);
-        // The phone may already have started its next request from the
-        // same port; that entry is not ours to remove.
-        if active.get(&self.client) == Some(&self.fingerprint) {
-            active.remove(&self.client);
-        }
-        drop(active);
+        self.front.active.remove(self.client, &self.tracked);
         self.front.metrics.active_transfers.dec();
     }
 }
@@ -65,7 +59,7 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         settings,
         listener,
         client,
-        fingerprint,
+        tracked,
         local,
         request,
     } = start;
@@ -73,7 +67,7 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
     let _guard = ActiveGuard {
         front: front.clone(),
         client,
-        fingerprint,
+        tracked: tracked.clone(),
         _permit: permit,
     };
     let metrics = &front.metrics;
@@ -144,7 +138,7 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         Ok(transfer) => transfer,
         Err(error) => return fail_read(&front, &socket, client, name, &error).await,
     };
-    let (outcome, stats, size) = drive(transfer, &socket).await;
+    let (outcome, stats, size) = drive(transfer, &socket, &tracked).await;
     metrics.retransmissions.inc_by(stats.retransmissions);
     let label = match &outcome {
         Outcome::Completed => TransferOutcome::Completed,
@@ -224,7 +218,12 @@ async fn fail_read(
 }
 
 /// Puts a transfer on a socket until it ends.
-async fn drive(mut transfer: Transfer<Body>, socket: &UdpSocket) -> (Outcome, Stats, u64) {
+async fn drive(
+    mut transfer: Transfer<Body>,
+    socket: &UdpSocket,
+    tracked: &Tracked,
+) -> (Outcome, Stats, u64) {
+    let mut answered = false;
     let mut buf = [0u8; TRANSFER_RECV_BUFFER];
     // One lazy timer for the whole transfer. Every ACK pushes the deadline
     // on; re-arming a timer per packet is timer-wheel work on every block.
@@ -259,10 +258,19 @@ async fn drive(mut transfer: Transfer<Body>, socket: &UdpSocket) -> (Outcome, St
         }
         tokio::select! {
             received = socket.recv(&mut buf) => match received {
-                Ok(n) => transfer.handle_datagram(&buf[..n], Instant::now()),
+                Ok(n) => {
+                    transfer.handle_datagram(&buf[..n], Instant::now());
+                    if !answered && transfer.answered() {
+                        answered = true;
+                        tracked.mark_answered();
+                    }
+                }
                 Err(error) if is_peer_gone(&error) => break client_port_unreachable(),
                 Err(_) => {}
             },
+            _ = tracked.repeated(), if !answered => {
+                transfer.handle_repeated_request(Instant::now());
+            }
             _ = &mut timer => transfer.handle_timeout(Instant::now()),
         }
     };
