@@ -36,7 +36,7 @@ enum Ports {
 }
 
 /// Every transfer test runs in both modes.
-const MODES: [Ports; 1] = [Ports::PerTransfer];
+const MODES: [Ports; 2] = [Ports::PerTransfer, Ports::Single];
 
 /// [`tftp_server`] in `mode`.
 fn tftp_server_in(mode: Ports) -> TestDaemonBuilder {

@@ -13,6 +13,7 @@
 //! host behind a wildcard listener.
 
 mod active;
+mod single;
 mod socket;
 mod transfer;
 
@@ -52,6 +53,8 @@ struct Settings {
     limits: Limits,
     max_retries: u32,
     port_range: Option<RangeInclusive<u16>>,
+    /// Read when a listener starts (`single.rs`).
+    single_port: bool,
 }
 
 impl Settings {
@@ -64,6 +67,7 @@ impl Settings {
             },
             max_retries: config.max_retries,
             port_range: config.port_range.clone(),
+            single_port: config.single_port,
         }
     }
 }
@@ -120,7 +124,15 @@ impl TftpFront {
     ) -> ListenerHandle {
         let bound = listener.local_addr();
         let stop = CancellationToken::new();
-        tokio::spawn(self.clone().serve(Arc::new(listener), stop.clone()));
+        if self.settings.load().single_port {
+            tokio::spawn(single::serve(
+                self.clone(),
+                Arc::new(listener),
+                stop.clone(),
+            ));
+        } else {
+            tokio::spawn(self.clone().serve(Arc::new(listener), stop.clone()));
+        }
         ListenerHandle::new(configured, bound, stop)
     }
 

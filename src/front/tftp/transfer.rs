@@ -16,7 +16,7 @@ use super::socket::{bind_transfer_socket, Listener};
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::Body;
 use crate::metrics::{Front, FrontLabels, RequestResult, TransferLabels, TransferOutcome};
-use crate::resolve::{Answer, Lookup};
+use crate::resolve::{Answer, Lookup, Source};
 use crate::tftp::netascii;
 use crate::tftp::options::negotiate;
 use crate::tftp::packet::{ErrorCode, Mode, Packet, Request};
@@ -70,13 +70,12 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         tracked: tracked.clone(),
         _permit: permit,
     };
-    let metrics = &front.metrics;
     let started = Instant::now();
     let socket = match bind_transfer_socket(local, settings.port_range.as_ref(), client).await {
         Ok(socket) => socket,
         Err(error) => {
             warn!(%client, %error, "no socket for a transfer");
-            metrics.request(Front::Tftp, RequestResult::Busy);
+            front.metrics.request(Front::Tftp, RequestResult::Busy);
             if let Some(listener) = listener.upgrade() {
                 let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
                 listener.send_from(client, Some(local.ip()), &busy);
@@ -84,6 +83,40 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
             return;
         }
     };
+    let name = request.filename.clone();
+    let (transfer, source) = match prepare(&front, &settings, client, request, started).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            let _ = socket.send(&refusal).await;
+            return;
+        }
+    };
+    let (outcome, stats, size) = drive(transfer, &socket, &tracked).await;
+    record(
+        &front,
+        &Ended {
+            client,
+            name: &name,
+            source: &source,
+            started,
+        },
+        outcome,
+        stats,
+        size,
+    );
+}
+
+/// Resolves the request and starts its [`Transfer`] (its first packets
+/// queued), or returns the ERROR to answer with, counted and logged. Used
+/// by both modes; it may wait on clusters, so never on a socket loop.
+pub(super) async fn prepare(
+    front: &TftpFront,
+    settings: &Settings,
+    client: SocketAddr,
+    request: Request,
+    started: Instant,
+) -> Result<(Transfer<Body>, Source), Vec<u8>> {
+    let metrics = &front.metrics;
     let name = &request.filename;
     let lookup = Lookup {
         name,
@@ -99,16 +132,16 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
                 "File not found",
                 RequestResult::NotFound,
             );
-            return refusal.send(&front, &socket, client, name, started).await;
+            return Err(refusal.record(front, client, name, started));
         }
         Answer::RetryLater => {
             let refusal = Refusal::new(ErrorCode::NotDefined, BUSY_MESSAGE, RequestResult::Busy);
-            return refusal.send(&front, &socket, client, name, started).await;
+            return Err(refusal.record(front, client, name, started));
         }
         Answer::Denied(reason) => {
             let message = format!("access denied: {reason}");
             let refusal = Refusal::new(ErrorCode::AccessViolation, &message, RequestResult::Denied);
-            return refusal.send(&front, &socket, client, name, started).await;
+            return Err(refusal.record(front, client, name, started));
         }
     };
     if request.mode == Mode::Netascii && body.len() > NETASCII_MAX {
@@ -121,24 +154,45 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
             "netascii is limited to files of {} KiB; ask in octet (binary) mode",
             NETASCII_MAX >> 10
         );
-        let _ = socket
-            .send(&Packet::error(ErrorCode::NotDefined, &message))
-            .await;
-        return;
+        return Err(Packet::error(ErrorCode::NotDefined, &message));
     }
     let body = match request.mode {
         Mode::Netascii => match body.to_bytes() {
             Ok(bytes) => Body::from(bytes::Bytes::from(netascii::encode(&bytes))),
-            Err(error) => return fail_read(&front, &socket, client, name, &error).await,
+            Err(error) => return Err(fail_read(front, client, name, &error)),
         },
         _ => body,
     };
     let negotiated = negotiate(&request.options, &settings.limits, body.len());
-    let transfer = match Transfer::start(body, &negotiated, settings.max_retries, Instant::now()) {
-        Ok(transfer) => transfer,
-        Err(error) => return fail_read(&front, &socket, client, name, &error).await,
-    };
-    let (outcome, stats, size) = drive(transfer, &socket, &tracked).await;
+    match Transfer::start(body, &negotiated, settings.max_retries, Instant::now()) {
+        Ok(transfer) => Ok((transfer, source)),
+        Err(error) => Err(fail_read(front, client, name, &error)),
+    }
+}
+
+/// What the log line of an ended transfer names.
+pub(super) struct Ended<'a> {
+    pub(super) client: SocketAddr,
+    pub(super) name: &'a str,
+    pub(super) source: &'a Source,
+    pub(super) started: Instant,
+}
+
+/// Counts and logs how a transfer ended (both modes).
+pub(super) fn record(
+    front: &TftpFront,
+    ended: &Ended<'_>,
+    outcome: Outcome,
+    stats: Stats,
+    size: u64,
+) {
+    let metrics = &front.metrics;
+    let Ended {
+        client,
+        name,
+        source,
+        started,
+    } = ended;
     metrics.retransmissions.inc_by(stats.retransmissions);
     let label = match &outcome {
         Outcome::Completed => TransferOutcome::Completed,
@@ -183,15 +237,14 @@ impl<'a> Refusal<'a> {
         }
     }
 
-    /// Counts, logs and sends the ERROR packet.
-    async fn send(
+    /// Counts and logs the refusal; returns the ERROR packet to send.
+    fn record(
         self,
         front: &TftpFront,
-        socket: &UdpSocket,
         client: SocketAddr,
         name: &str,
         started: Instant,
-    ) {
+    ) -> Vec<u8> {
         let Refusal {
             code,
             message,
@@ -199,22 +252,14 @@ impl<'a> Refusal<'a> {
         } = self;
         front.metrics.request(Front::Tftp, result);
         info!(%client, name, result = ?result, ms = started.elapsed().as_millis() as u64, "{message}");
-        let _ = socket.send(&Packet::error(code, message)).await;
+        Packet::error(code, message)
     }
 }
 
-async fn fail_read(
-    front: &TftpFront,
-    socket: &UdpSocket,
-    client: SocketAddr,
-    name: &str,
-    error: &io::Error,
-) {
+fn fail_read(front: &TftpFront, client: SocketAddr, name: &str, error: &io::Error) -> Vec<u8> {
     warn!(%client, name, %error, "cannot read file");
     front.metrics.request(Front::Tftp, RequestResult::Error);
-    let _ = socket
-        .send(&Packet::error(ErrorCode::NotDefined, "cannot read file"))
-        .await;
+    Packet::error(ErrorCode::NotDefined, "cannot read file")
 }
 
 /// Puts a transfer on a socket until it ends.
