@@ -8,11 +8,36 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// A test run once per mode, as two tests (`<name>::per_transfer_port` and
+// `<name>::single_port`): `both_modes! { async fn name(mode) { .. } }`,
+// where the body starts its server with `tftp_server_in(mode)`.
+macro_rules! both_modes {
+    (async fn $name:ident($mode:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn per_transfer_port() {
+                run($crate::Ports::PerTransfer).await
+            }
+
+            #[tokio::test]
+            async fn single_port() {
+                run($crate::Ports::Single).await
+            }
+
+            async fn run($mode: $crate::Ports) $body
+        }
+    };
+}
+
 mod load;
 mod lossy;
 mod port_reuse;
 mod requests;
 mod sessions;
+mod single_port;
 mod transfers;
 
 use std::time::Duration;
@@ -35,7 +60,7 @@ enum Ports {
     Single,
 }
 
-/// Every transfer test runs in both modes.
+/// Tests that loop over the modes themselves.
 const MODES: [Ports; 2] = [Ports::PerTransfer, Ports::Single];
 
 /// [`tftp_server`] in `mode`.
