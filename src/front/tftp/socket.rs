@@ -241,6 +241,32 @@ mod tests {
         assert_eq!(local, "[fe80::1%7]:0".parse().unwrap());
     }
 
+    #[tokio::test]
+    async fn a_batch_to_many_clients_arrives_whole_and_in_order() {
+        // More than two sendmmsg calls' worth, to three clients.
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        }
+        let batch: Vec<Outgoing> = (0..150u32)
+            .map(|i| Outgoing {
+                to: clients[i as usize % 3].local_addr().unwrap(),
+                src_ip: None,
+                datagram: i.to_be_bytes().repeat(1 + i as usize % 5),
+            })
+            .collect();
+        listener.send_batch(&batch).await;
+        for (c, client) in clients.iter().enumerate() {
+            let mut buf = [0u8; 64];
+            for i in (0..150u32).filter(|i| *i as usize % 3 == c) {
+                let (n, from) = client.recv_from(&mut buf).await.unwrap();
+                assert_eq!(from, listener.local_addr());
+                assert_eq!(&buf[..n], &i.to_be_bytes().repeat(1 + i as usize % 5)[..]);
+            }
+        }
+    }
+
     #[test]
     fn routable_addresses_need_no_scope() {
         let phone: SocketAddr = "[2001:db8::5]:50000".parse().unwrap();
