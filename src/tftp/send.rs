@@ -17,11 +17,13 @@
 //! - an ACK for a block inside the window (the RFC 7440 signal that the
 //!   client missed what followed) restarts the window after that block;
 //! - a client ERROR ends the transfer at once, with nothing sent back;
-//! - until the client has answered anything ([`Transfer::answered`]), a
-//!   repeat of its request is a retransmission: it resends the first packets
-//!   at once ([`Transfer::handle_repeated_request`]). After that, the same
-//!   request from the same port is a new request (the client finished and
-//!   its port was handed out again), which the driver must start afresh.
+//! - until the client has answered anything, a repeat of its request is a
+//!   retransmission: the first packets are resent at once
+//!   ([`Transfer::handle_repeated_request`]). Once the client may have every
+//!   block ([`Transfer::may_be_done`]: it answered and the last block has
+//!   gone out), the same request from the same port is a new request (the
+//!   client finished and its port was handed out again), which the driver
+//!   must start afresh; in between it is a late duplicate, ignored.
 
 use std::collections::VecDeque;
 use std::io;
@@ -198,8 +200,8 @@ impl<S: BlockSource> Transfer<S> {
 
     /// The client sent its request again. Before it has answered anything
     /// that is a retransmission (our first packets may have been lost): they
-    /// are resent now rather than at the next time-out. Once it has answered
-    /// (or the transfer has ended) the same bytes are a new request, which is
+    /// are resent now rather than at the next time-out. Later it is a late
+    /// duplicate or, once [`Transfer::may_be_done`], a new request, which is
     /// the driver's to start; nothing happens here.
     pub fn handle_repeated_request(&mut self, now: Instant) {
         if self.answered || self.outcome.is_some() {
@@ -215,11 +217,14 @@ impl<S: BlockSource> Transfer<S> {
         }
     }
 
-    /// Whether the client has acknowledged anything, or the transfer has
-    /// ended: from then on a repeat of the request that started it is a new
-    /// request, not a retransmission.
-    pub fn answered(&self) -> bool {
-        self.answered || self.outcome.is_some()
+    /// Whether the client may have received every block: the transfer has
+    /// ended, or the client has answered and the last block has gone out.
+    /// From then on a repeat of the request that started it is a new request
+    /// (the client is done and its port was reused), not a retransmission.
+    /// Before, it cannot be done: the repeat is a retransmission or a late
+    /// duplicate, and starting over would abort its transfer.
+    pub fn may_be_done(&self) -> bool {
+        self.outcome.is_some() || (self.answered && self.sent_up_to == self.last_block)
     }
 
     /// The next datagram to send, if any.

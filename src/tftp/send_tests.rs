@@ -149,25 +149,35 @@ fn the_window_is_resent_with_backoff_then_abandoned() {
 }
 
 #[test]
-fn a_repeated_request_resends_until_answered_then_is_a_new_request() {
+fn a_repeated_request_resends_until_answered_and_is_new_once_all_is_out() {
     let now = Instant::now();
-    let mut t = Transfer::start(body(2000), &negotiated(512, 2, false), 5, now).unwrap();
+    // Six blocks, two per window.
+    let mut t = Transfer::start(body(3000), &negotiated(512, 2, false), 5, now).unwrap();
     assert_eq!(blocks(&drain(&mut t)), vec![1, 2]);
-    assert!(!t.answered());
     t.handle_repeated_request(now);
     assert_eq!(blocks(&drain(&mut t)), vec![1, 2], "resent at once");
+    assert!(!t.may_be_done());
     t.handle_datagram(&ack(2), now);
-    assert!(t.answered());
-    drain(&mut t);
+    assert_eq!(blocks(&drain(&mut t)), vec![3, 4]);
     t.handle_repeated_request(now);
-    assert!(drain(&mut t).is_empty(), "the driver's to start afresh");
+    assert!(drain(&mut t).is_empty(), "a late duplicate: nothing resent");
+    assert!(
+        !t.may_be_done(),
+        "blocks 5 and 6 not sent: the client is not done"
+    );
+    t.handle_datagram(&ack(4), now);
+    assert_eq!(blocks(&drain(&mut t)), vec![5, 6]);
+    assert!(
+        t.may_be_done(),
+        "the last block is out: the client may be done"
+    );
 
     let mut t = Transfer::start(body(10), &negotiated(512, 1, true), 5, now).unwrap();
     drain(&mut t);
     t.handle_repeated_request(now);
     assert!(matches!(drain(&mut t)[..], [Packet::Oack(_)]));
     t.handle_datagram(&ack(0), now);
-    assert!(t.answered());
+    assert!(t.may_be_done());
 }
 
 #[test]

@@ -133,7 +133,12 @@ both_modes! {
         let server = tftp_server_in(mode).file("big", &content).start().await;
         let addr = server.tftp_v4();
         let running = tokio::spawn(async move { get(addr, "big", &quick()).await.map(|d| d.data) });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Shut down once the transfer runs (a fixed sleep loses the race
+        // on a loaded machine: the request is not taken yet, nothing runs).
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while server.daemon.active_transfers() == 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let left = server.daemon.shutdown(Duration::from_secs(20)).await;
         assert_eq!(left, 0);
         assert!(running.await.unwrap().unwrap() == content);

@@ -1,7 +1,8 @@
 //! A phone's port handed out again: a request with the same bytes from the
-//! port of a transfer that has been answered is a new request, served at
-//! once (the straggler of issue 11), while a genuinely retransmitted
-//! request still starts no second transfer.
+//! port of a transfer whose client may be done (it answered and the last
+//! block went out) is a new request, served at once (the straggler of issue
+//! 11), while a retransmitted request, or a late duplicate of it in the
+//! middle of the transfer, starts no second transfer.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -91,7 +92,7 @@ async fn the_same_request_from_the_port_of_a_finished_transfer_is_served_at_once
 }
 
 #[tokio::test]
-async fn a_retransmitted_request_is_answered_at_once_by_the_same_transfer() {
+async fn retransmitted_and_late_requests_are_answered_by_the_same_transfer() {
     for mode in MODES {
         let server = tftp_server_in(mode)
             .file("f", pattern(SIZE, 6))
@@ -112,7 +113,10 @@ async fn a_retransmitted_request_is_answered_at_once_by_the_same_transfer() {
             .unwrap_or_else(|| panic!("{mode:?}: the repeated request was not answered"));
         assert!(matches!(again, Packet::Data { block: 1, .. }), "{again:?}");
         assert_eq!(port, again_port, "{mode:?}: a second transfer started");
-        // Finish the transfer; nothing else arrives (no second transfer).
+        // Finish the transfer, with a late duplicate of the request in the
+        // middle (after block 2, when the phone cannot be done): every block
+        // arrives once, in order, from the same port (no second transfer,
+        // and the transfer is not started over).
         let mut block = 1;
         socket
             .send_to(&Packet::Ack(1).encode(), port)
@@ -124,6 +128,9 @@ async fn a_retransmitted_request_is_answered_at_once_by_the_same_transfer() {
             };
             assert_eq!((b, from), (block + 1, port), "{mode:?}");
             block = b;
+            if b == 2 {
+                socket.send_to(&rrq("f", &[]), addr).await.unwrap();
+            }
             socket
                 .send_to(&Packet::Ack(b).encode(), port)
                 .await

@@ -4,13 +4,15 @@
 //! port the kernel handed out again, to the same phone or, behind NAT or on
 //! one host, to another one asking for the same file).
 //!
-//! A request counts as a retransmission only while its transfer has not
-//! been answered: once the client acknowledged anything, it has received
-//! data and only a new client (or the same one done with the file) sends
-//! that request again. Tying the rule to the transfer's state, not to the
-//! life of its task, is the fix for a request ignored for a full retransmit
-//! time because the previous transfer on that port had received its final
-//! ACK but its task had not yet been torn down.
+//! A request is taken for a retransmission (or a late duplicate) only while
+//! its client cannot be done with the file: once it has answered and the
+//! last block has gone out ([`Transfer::may_be_done`]), the same request
+//! from that port is a new one. Tying the rule to the transfer's state, not
+//! to the life of its task, is the fix for a request ignored for a full
+//! retransmit time because the previous transfer on that port had received
+//! its final ACK (or lost it) but its task had not yet been torn down.
+//!
+//! [`Transfer::may_be_done`]: crate::tftp::send::Transfer::may_be_done
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -25,15 +27,15 @@ use crate::sync::lock;
 /// What a transfer task shares with the listener.
 #[derive(Default)]
 pub(super) struct Tracked {
-    /// Set by the task once the client answered (or the transfer ended).
-    answered: AtomicBool,
+    /// Set by the task once the client may be done (see the module doc).
+    done: AtomicBool,
     /// Poked by the listener when the request is repeated before that.
     repeat: Notify,
 }
 
 impl Tracked {
-    pub(super) fn mark_answered(&self) {
-        self.answered.store(true, Ordering::Release);
+    pub(super) fn mark_done(&self) {
+        self.done.store(true, Ordering::Release);
     }
 
     /// Resolves when the client repeated its request (a permit is kept if
@@ -55,15 +57,15 @@ pub(super) struct ActiveTable {
 }
 
 impl ActiveTable {
-    /// Whether `datagram` from `client` is a retransmission of the request
-    /// of its unanswered transfer; if so the transfer is told to resend its
-    /// first packets now.
+    /// Whether `datagram` from `client` repeats the request of a transfer
+    /// whose client cannot be done yet; if so the transfer is told (it
+    /// resends its first packets if nothing was answered yet).
     pub(super) fn is_retransmission(&self, client: SocketAddr, fingerprint: u64) -> bool {
         let entries = lock(&self.entries);
         match entries.get(&client) {
             Some(entry)
                 if entry.fingerprint == fingerprint
-                    && !entry.tracked.answered.load(Ordering::Acquire) =>
+                    && !entry.tracked.done.load(Ordering::Acquire) =>
             {
                 entry.tracked.repeat.notify_one();
                 true

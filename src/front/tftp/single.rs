@@ -168,11 +168,11 @@ impl Driver {
         if let Some(slot) = self.table.get_mut(&client) {
             match datagram.get(..2) {
                 Some([0, 1]) => {
-                    // The same request before the transfer was answered is
-                    // the phone's retransmission; anything else is a new
-                    // request from this port (see `super::active`).
-                    let answered = slot.running.as_ref().is_some_and(|(t, _)| t.answered());
-                    if slot.fingerprint == fingerprint(datagram) && !answered {
+                    // The same request while the client cannot be done is a
+                    // retransmission or a late duplicate; anything else is a
+                    // new request from this port (see `super::active`).
+                    let done = slot.running.as_ref().is_some_and(|(t, _)| t.may_be_done());
+                    if slot.fingerprint == fingerprint(datagram) && !done {
                         if let Some((transfer, _)) = &mut slot.running {
                             transfer.handle_repeated_request(now);
                             self.after_event(client);

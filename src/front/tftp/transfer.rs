@@ -268,7 +268,7 @@ async fn drive(
     socket: &UdpSocket,
     tracked: &Tracked,
 ) -> (Outcome, Stats, u64) {
-    let mut answered = false;
+    let mut done = false;
     let mut buf = [0u8; TRANSFER_RECV_BUFFER];
     // One lazy timer for the whole transfer. Every ACK pushes the deadline
     // on; re-arming a timer per packet is timer-wheel work on every block.
@@ -305,15 +305,15 @@ async fn drive(
             received = socket.recv(&mut buf) => match received {
                 Ok(n) => {
                     transfer.handle_datagram(&buf[..n], Instant::now());
-                    if !answered && transfer.answered() {
-                        answered = true;
-                        tracked.mark_answered();
+                    if !done && transfer.may_be_done() {
+                        done = true;
+                        tracked.mark_done();
                     }
                 }
                 Err(error) if is_peer_gone(&error) => break client_port_unreachable(),
                 Err(_) => {}
             },
-            _ = tracked.repeated(), if !answered => {
+            _ = tracked.repeated(), if !done => {
                 transfer.handle_repeated_request(Instant::now());
             }
             _ = &mut timer => transfer.handle_timeout(Instant::now()),
