@@ -11,6 +11,9 @@
 //! is read from `IP_PKTINFO`, and the transfer socket binds that address, so
 //! replies leave from the address the phone asked, even on a multi-homed
 //! host behind a wildcard listener.
+//!
+//! With `tftp.single_port` a listener is driven by `single.rs` instead: all
+//! its transfers on its own socket.
 
 mod active;
 mod single;
@@ -199,9 +202,9 @@ impl TftpFront {
                 return;
             }
         };
-        // A repeated RRQ (same bytes, same port) before its transfer was
-        // answered is the phone's retransmission: the transfer answers it.
-        // Anything else is a new request (see `active`).
+        // A repeated RRQ (same bytes, same port) while its client cannot be
+        // done is a retransmission or a late duplicate: the transfer answers
+        // it. Anything else is a new request (see `active`).
         let fingerprint = active::fingerprint(datagram);
         if self.active.is_retransmission(client, fingerprint) {
             return;
