@@ -9,7 +9,9 @@
 # Environment:
 #   RUNS     storms per (server, phones); medians are reported      (default 3)
 #   PHONES   phone counts                                           (default "50 1000 5000")
-#   SERVERS  among: tftproxy tftpd-hpa dnsmasq dnsmasq-max async-tftp tftproxy-base
+#   SERVERS  among: tftproxy tftproxy-single tftpd-hpa dnsmasq dnsmasq-max async-tftp
+#            tftproxy-base (tftproxy-single: the same binary with
+#            [tftp] single_port = true, every transfer on the listening port)
 #   BASE     for tftproxy-base: another tftproxy binary (e.g. the previous commit's),
 #            run with the same configuration, for before/after comparisons
 #   PROXY    1 = also the proxy storm and the time-to-first-byte runs (default 1)
@@ -71,6 +73,9 @@ max_transfers = 10000
 [log]
 level = "info"
 EOF
+# Single-port mode: the same, with every transfer on the listening port.
+sed 's/^max_transfers = 10000$/max_transfers = 10000\nsingle_port = true/' \
+    "$OUT/tftproxy.toml" >"$OUT/tftproxy-single.toml"
 
 # start_server NAME -> sets SERVER_PGID, TARGET, PID
 start_server() {
@@ -79,6 +84,10 @@ start_server() {
     tftproxy)
         TARGET=127.0.0.1:$PORT_TFTPROXY
         setsid "$TFTPROXY" serve -c "$OUT/tftproxy.toml" >>"$log" 2>&1 &
+        ;;
+    tftproxy-single)
+        TARGET=127.0.0.1:$PORT_TFTPROXY
+        setsid "$TFTPROXY" serve -c "$OUT/tftproxy-single.toml" >>"$log" 2>&1 &
         ;;
     tftproxy-base)
         # Another tftproxy binary (BASE=path), same config: before/after.

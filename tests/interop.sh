@@ -16,6 +16,12 @@
 #    client; netascii; odd name forms; WRQ, traversal and missing names
 #    refused with the right error. Then SIGHUP with a changed max_window_size:
 #    the same ports must serve on, with the new limit.
+# 1b. The same clients against `tftproxy serve` with `single_port = true`:
+#    every reply from the listening port itself (RFC 1350 clients lock onto
+#    the port of the first reply, whichever it is): every file with tftp-hpa,
+#    atftp (blksize 1468 + windowsize 8) and busybox, the small files and the
+#    rollover file with curl, IPv6 once per client, two clients at once, a
+#    missing name refused; then SIGTERM.
 # 2. tftpd-hpa (`in.tftpd -L -s`) serves the same root and `tftproxy get`
 #    (plain, --blksize 1468, --tsize; netascii) must download every file
 #    byte-exact. in.tftpd needs root (chroot, setuid): skipped otherwise.
@@ -368,6 +374,63 @@ if [[ -n $SERVE_PID ]]; then
         fail "tftproxy serve exit status $rc on SIGTERM"
         details "$(tail -n 20 "$WORK/serve.log")"
     fi
+fi
+echo "   ($((SECONDS - started)) s so far)"
+
+# ------------------------------------------- tftproxy serve, single port
+PORT1=$(free_port dual)
+cat >"$WORK/single.toml" <<EOF
+[tftp]
+listen = ["127.0.0.1:$PORT1", "[::1]:$PORT1"]
+root = "$ROOT"
+max_block_size = 8192
+single_port = true
+shutdown_grace = "2s"
+
+[log]
+level = "warn"
+EOF
+"$TFTPROXY" check -c "$WORK/single.toml" >/dev/null || die "the single-port configuration is rejected"
+"$TFTPROXY" serve -c "$WORK/single.toml" >"$WORK/single.log" 2>&1 </dev/null &
+SERVE_PID=$!
+if ! wait_ready "127.0.0.1:$PORT1" ready.txt || ! wait_ready "[::1]:$PORT1" ready.txt; then
+    cat "$WORK/single.log" >&2
+    die "tftproxy serve (single_port) does not answer on 127.0.0.1:$PORT1 and [::1]:$PORT1"
+fi
+echo "== real clients against tftproxy serve, single_port = true, on 127.0.0.1:$PORT1 and [::1]:$PORT1"
+for f in "${ALL_FILES[@]}"; do
+    check_get tftp-hpa "$f" "-m binary (single port)" -- tftp "$V4" "$PORT1" -m binary -c get "$f" "$OUT"
+    check_get atftp "$f" "blksize 1468 windowsize 8 (single port)" -- atftp "${ATFTP_OPTS[@]}" -g -r "$f" -l "$OUT" "$V4" "$PORT1"
+    check_get busybox "$f" "-b 1468 (single port)" -- busybox tftp -g -b 1468 -r "$f" -l "$OUT" "$V4" "$PORT1"
+done
+for f in "${SMALL_FILES[@]}"; do
+    check_get curl "$f" "--tftp-no-options (single port)" -- curl -sS --tftp-no-options -o "$OUT" "tftp://$V4:$PORT1/$f"
+    check_get curl "$f" "--tftp-blksize 1468 (single port)" -- curl -sS --tftp-blksize 1468 -o "$OUT" "tftp://$V4:$PORT1/$f"
+done
+check_get curl big.bin "--tftp-blksize 512 (single port)" -- curl -sS --tftp-blksize 512 -o "$OUT" "tftp://$V4:$PORT1/big.bin"
+check_get tftp-hpa b1m.bin "-6 -m binary (single port)" -- tftp -6 "$V6" "$PORT1" -m binary -c get b1m.bin "$OUT"
+check_get atftp b1m.bin "IPv6 blksize 1468 windowsize 8 (single port)" -- atftp "${ATFTP_OPTS[@]}" -g -r b1m.bin -l "$OUT" "$V6" "$PORT1"
+check_get curl b1m.bin "IPv6 --tftp-blksize 1468 (single port)" -- curl -sS -g --tftp-blksize 1468 -o "$OUT" "tftp://[$V6]:$PORT1/b1m.bin"
+check_get busybox b1m.bin "IPv6 -b 1468 (single port)" -- busybox tftp -g -b 1468 -r b1m.bin -l "$OUT" "$V6" "$PORT1"
+# Two clients at once on the one port, each with its own transfer.
+busybox tftp -g -b 1468 -r b1m.bin -l "$WORK/concurrent.bin" "$V4" "$PORT1" >>"$LOG" 2>&1 &
+concurrent=$!
+check_get tftp-hpa b1m.bin "-m binary beside busybox (single port)" -- tftp "$V4" "$PORT1" -m binary -c get b1m.bin "$OUT"
+if wait "$concurrent" && [[ $(sha "$WORK/concurrent.bin") == "${SHA[b1m.bin]}" ]]; then
+    pass "busybox b1m.bin beside tftp-hpa (single port)"
+else
+    fail "busybox b1m.bin beside tftp-hpa (single port)"
+fi
+check_refused tftp-hpa "no-such-file (missing, single port)" any 'Error code 1: File not found' -- tftp "$V4" "$PORT1" -m binary -c get no-such-file "$OUT"
+kill -TERM "$SERVE_PID"
+rc=0
+wait "$SERVE_PID" || rc=$?
+SERVE_PID=
+if [[ $rc -eq 0 ]]; then
+    pass "tftproxy serve (single port) exits 0 on SIGTERM"
+else
+    fail "tftproxy serve (single port) exit status $rc on SIGTERM"
+    details "$(tail -n 20 "$WORK/single.log")"
 fi
 echo "   ($((SECONDS - started)) s so far)"
 

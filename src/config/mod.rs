@@ -118,6 +118,9 @@ pub struct TftpConfig {
     pub max_retries: u32,
     /// How long running transfers may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Every transfer on the listening port (for NAT, firewalls, containers)
+    /// instead of an ephemeral port per transfer.
+    pub single_port: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -349,6 +352,7 @@ impl Default for TftpConfig {
             retransmit_timeout: Duration::from_secs(1),
             max_retries: 5,
             shutdown_grace: Duration::from_secs(10),
+            single_port: false,
         }
     }
 }

@@ -40,6 +40,7 @@ pub(super) struct Tftp {
     pub retransmit_timeout: Option<Dur>,
     pub max_retries: Option<i64>,
     pub shutdown_grace: Option<Dur>,
+    pub single_port: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

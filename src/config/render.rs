@@ -52,6 +52,7 @@ impl Config {
             "shutdown_grace = {}",
             quote(&format_duration(t.shutdown_grace))
         );
+        let _ = writeln!(o, "single_port = {}", t.single_port);
         let _ = writeln!(o);
         match &self.http {
             Some(h) => {

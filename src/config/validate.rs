@@ -249,6 +249,7 @@ impl Ctx<'_> {
             retransmit_timeout,
             max_retries,
             shutdown_grace,
+            single_port: t.single_port.unwrap_or(d.single_port),
         })
     }
 

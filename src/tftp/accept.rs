@@ -60,6 +60,24 @@ pub fn accept(datagram: &[u8]) -> Accept {
     }
 }
 
+/// The answer to a datagram from a client with no transfer, on a port that
+/// is also every transfer's (single-port mode): ERROR 5 "unknown transfer
+/// ID" (RFC 1350 §4) to a DATA only. DATA is never part of a read, so the
+/// ERROR cannot hit a transfer of the sender's. An ACK is the duplicate
+/// final ACK of a transfer that just ended, or a late one; answering it
+/// could abort that phone's next request from the same port, which cannot
+/// tell the ERROR apart from an answer. An ERROR is never answered (no
+/// loop), and an OACK sent to a server is noise.
+pub fn stray(datagram: &[u8]) -> Option<Vec<u8>> {
+    match Packet::decode(datagram) {
+        Ok(Packet::Data { .. }) => Some(Packet::error(
+            ErrorCode::UnknownTransferId,
+            "unknown transfer ID",
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +132,25 @@ mod tests {
         assert_eq!(accept(&[0, 9, 1, 2]), Accept::Ignore { malformed: true });
         assert_eq!(accept(&[0, 4, 0, 1]), Accept::Ignore { malformed: false });
         assert_eq!(accept(&[]), Accept::Ignore { malformed: true });
+    }
+
+    #[test]
+    fn only_a_stray_data_gets_unknown_transfer_id() {
+        let reply = stray(&[0, 3, 0, 1, b'x']).expect("DATA is answered");
+        assert_eq!(
+            Packet::decode(&reply).unwrap(),
+            Packet::Error {
+                code: ErrorCode::UnknownTransferId as u16,
+                message: "unknown transfer ID".into()
+            }
+        );
+        for silent in [
+            Packet::Ack(3).encode(),
+            Packet::error(ErrorCode::UnknownTransferId, "x"),
+            Packet::Oack(vec![("blksize".into(), "512".into())]).encode(),
+            vec![0, 9],
+        ] {
+            assert_eq!(stray(&silent), None, "{silent:?}");
+        }
     }
 }

@@ -16,7 +16,14 @@
 //!   the timer retransmits, with exponential back-off;
 //! - an ACK for a block inside the window (the RFC 7440 signal that the
 //!   client missed what followed) restarts the window after that block;
-//! - a client ERROR ends the transfer at once, with nothing sent back.
+//! - a client ERROR ends the transfer at once, with nothing sent back;
+//! - until the client has answered anything, a repeat of its request is a
+//!   retransmission: the first packets are resent at once
+//!   ([`Transfer::handle_repeated_request`]). Once the client may have every
+//!   block ([`Transfer::may_be_done`]: it answered and the last block has
+//!   gone out), the same request from the same port is a new request (the
+//!   client finished and its port was handed out again), which the driver
+//!   must start afresh; in between it is a late duplicate, ignored.
 
 use std::collections::VecDeque;
 use std::io;
@@ -101,6 +108,8 @@ pub struct Transfer<S> {
     /// Highest block sent in the current window.
     sent_up_to: u64,
     retries: u32,
+    /// The client acknowledged something (the OACK or a block).
+    answered: bool,
     deadline: Option<Instant>,
     outbox: VecDeque<Vec<u8>>,
     /// Sent datagrams handed back by the driver, reused for the next
@@ -134,6 +143,7 @@ impl<S: BlockSource> Transfer<S> {
             acked: 0,
             sent_up_to: 0,
             retries: 0,
+            answered: false,
             deadline: None,
             outbox: VecDeque::new(),
             spare: Vec::new(),
@@ -188,6 +198,35 @@ impl<S: BlockSource> Transfer<S> {
         }
     }
 
+    /// The client sent its request again. Before it has answered anything
+    /// that is a retransmission (our first packets may have been lost): they
+    /// are resent now rather than at the next time-out. Later it is a late
+    /// duplicate or, once [`Transfer::may_be_done`], a new request, which is
+    /// the driver's to start; nothing happens here.
+    pub fn handle_repeated_request(&mut self, now: Instant) {
+        if self.answered || self.outcome.is_some() {
+            return;
+        }
+        self.stats.retransmissions += 1;
+        match self.pending_oack.clone() {
+            Some(oack) => {
+                self.push(oack);
+                self.arm(now);
+            }
+            None => self.send_window(now),
+        }
+    }
+
+    /// Whether the client may have received every block: the transfer has
+    /// ended, or the client has answered and the last block has gone out.
+    /// From then on a repeat of the request that started it is a new request
+    /// (the client is done and its port was reused), not a retransmission.
+    /// Before, it cannot be done: the repeat is a retransmission or a late
+    /// duplicate, and starting over would abort its transfer.
+    pub fn may_be_done(&self) -> bool {
+        self.outcome.is_some() || (self.answered && self.sent_up_to == self.last_block)
+    }
+
     /// The next datagram to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.outbox.pop_front()
@@ -223,6 +262,16 @@ impl<S: BlockSource> Transfer<S> {
         self.body.len()
     }
 
+    /// The negotiated block size.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// The negotiated window (blocks sent before waiting for an ACK).
+    pub fn window_size(&self) -> u64 {
+        self.window
+    }
+
     /// Bytes the client has acknowledged so far (all of them once
     /// completed): what a log line reports as sent.
     pub fn acknowledged_bytes(&self) -> u64 {
@@ -233,6 +282,7 @@ impl<S: BlockSource> Transfer<S> {
         if self.pending_oack.is_some() {
             if block == 0 {
                 self.pending_oack = None;
+                self.answered = true;
                 self.retries = 0;
                 self.send_window(now);
             }
@@ -246,6 +296,7 @@ impl<S: BlockSource> Transfer<S> {
             return;
         }
         self.acked += ahead;
+        self.answered = true;
         self.retries = 0;
         if self.acked == self.last_block {
             self.finish(Outcome::Completed);
@@ -309,276 +360,5 @@ impl<S: BlockSource> Transfer<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::body::Body;
-    use bytes::Bytes;
-
-    fn negotiated(block_size: u16, window_size: u16, oack: bool) -> Negotiated {
-        Negotiated {
-            block_size,
-            window_size,
-            timeout: Duration::from_secs(1),
-            oack: if oack {
-                vec![("blksize".into(), block_size.to_string())]
-            } else {
-                vec![]
-            },
-        }
-    }
-
-    fn body(len: usize) -> Body {
-        Body::from(Bytes::from(
-            (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-        ))
-    }
-
-    fn drain(t: &mut Transfer<Body>) -> Vec<Packet> {
-        std::iter::from_fn(|| t.poll_transmit())
-            .map(|d| Packet::decode(&d).unwrap())
-            .collect()
-    }
-
-    fn blocks(packets: &[Packet]) -> Vec<u16> {
-        packets
-            .iter()
-            .map(|p| match p {
-                Packet::Data { block, .. } => *block,
-                other => panic!("expected DATA, got {other:?}"),
-            })
-            .collect()
-    }
-
-    fn ack(block: u16) -> Vec<u8> {
-        Packet::Ack(block).encode()
-    }
-
-    #[test]
-    fn without_options_the_first_block_goes_out_at_once() {
-        let now = Instant::now();
-        let mut t = Transfer::start(body(1000), &negotiated(512, 1, false), 5, now).unwrap();
-        assert_eq!(blocks(&drain(&mut t)), vec![1]);
-        t.handle_datagram(&ack(1), now);
-        assert_eq!(blocks(&drain(&mut t)), vec![2]);
-        t.handle_datagram(&ack(2), now);
-        assert!(drain(&mut t).is_empty());
-        assert_eq!(t.outcome(), Some(&Outcome::Completed));
-        assert_eq!(t.deadline(), None);
-    }
-
-    #[test]
-    fn an_exact_multiple_ends_with_an_empty_block() {
-        let now = Instant::now();
-        let mut t = Transfer::start(body(512), &negotiated(512, 1, false), 5, now).unwrap();
-        drain(&mut t);
-        t.handle_datagram(&ack(1), now);
-        let packets = drain(&mut t);
-        assert_eq!(
-            packets,
-            vec![Packet::Data {
-                block: 2,
-                data: Bytes::new()
-            }]
-        );
-    }
-
-    #[test]
-    fn data_waits_for_the_ack_of_the_oack() {
-        let now = Instant::now();
-        let mut t = Transfer::start(body(3000), &negotiated(1024, 2, true), 5, now).unwrap();
-        assert!(matches!(drain(&mut t)[..], [Packet::Oack(_)]));
-        t.handle_datagram(&ack(1), now); // not ACK 0: ignored
-        assert!(drain(&mut t).is_empty());
-        t.handle_datagram(&ack(0), now);
-        assert_eq!(blocks(&drain(&mut t)), vec![1, 2]);
-    }
-
-    #[test]
-    fn a_lost_oack_is_retransmitted() {
-        let now = Instant::now();
-        let mut t = Transfer::start(body(10), &negotiated(512, 1, true), 5, now).unwrap();
-        drain(&mut t);
-        t.handle_timeout(now + Duration::from_millis(999));
-        assert!(drain(&mut t).is_empty(), "woken early: nothing to do");
-        t.handle_timeout(now + Duration::from_secs(1));
-        assert!(matches!(drain(&mut t)[..], [Packet::Oack(_)]));
-    }
-
-    #[test]
-    fn duplicate_acks_never_trigger_a_window() {
-        let now = Instant::now();
-        let mut t = Transfer::start(body(10_000), &negotiated(512, 4, false), 5, now).unwrap();
-        assert_eq!(blocks(&drain(&mut t)), vec![1, 2, 3, 4]);
-        t.handle_datagram(&ack(4), now);
-        assert_eq!(blocks(&drain(&mut t)), vec![5, 6, 7, 8]);
-        for old in [4, 4, 3, 1, 0, 9, 100] {
-            t.handle_datagram(&ack(old), now);
-            assert!(drain(&mut t).is_empty(), "ACK {old} must not send anything");
-        }
-    }
-
-    #[test]
-    fn an_ack_inside_the_window_restarts_after_it() {
-        let now = Instant::now();
-        let mut t = Transfer::start(body(10_000), &negotiated(512, 4, false), 5, now).unwrap();
-        drain(&mut t);
-        t.handle_datagram(&ack(2), now);
-        assert_eq!(blocks(&drain(&mut t)), vec![3, 4, 5, 6]);
-        // A reordered, older ACK arriving late changes nothing.
-        t.handle_datagram(&ack(1), now);
-        assert!(drain(&mut t).is_empty());
-    }
-
-    #[test]
-    fn the_window_is_resent_with_backoff_then_abandoned() {
-        let start = Instant::now();
-        let mut t = Transfer::start(body(10_000), &negotiated(512, 2, false), 3, start).unwrap();
-        drain(&mut t);
-        let mut now = start;
-        let mut gaps = Vec::new();
-        for _ in 0..3 {
-            let deadline = t.deadline().unwrap();
-            gaps.push(deadline - now);
-            now = deadline;
-            t.handle_timeout(now);
-            assert_eq!(blocks(&drain(&mut t)), vec![1, 2]);
-        }
-        assert_eq!(
-            gaps,
-            vec![
-                Duration::from_secs(1),
-                Duration::from_secs(2),
-                Duration::from_secs(2)
-            ]
-        );
-        t.handle_timeout(t.deadline().unwrap());
-        assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
-        assert_eq!(t.deadline(), None);
-        assert_eq!(t.stats().retransmissions, 3);
-    }
-
-    #[test]
-    fn a_client_error_ends_the_transfer_silently() {
-        let now = Instant::now();
-        let mut t = Transfer::start(body(10), &negotiated(512, 1, true), 5, now).unwrap();
-        drain(&mut t);
-        t.handle_datagram(&Packet::error(ErrorCode::OptionRefused, "no"), now);
-        assert_eq!(
-            t.outcome(),
-            Some(&Outcome::ClientError {
-                code: 8,
-                message: "no".into()
-            })
-        );
-        assert_eq!(t.deadline(), None);
-        t.handle_timeout(now + Duration::from_secs(60));
-        assert!(drain(&mut t).is_empty());
-    }
-
-    #[test]
-    fn garbage_from_the_client_is_ignored() {
-        let now = Instant::now();
-        let mut t = Transfer::start(body(10), &negotiated(512, 1, false), 5, now).unwrap();
-        drain(&mut t);
-        for junk in [
-            &b""[..],
-            b"\x00",
-            b"\x00\x03\x00\x01data",
-            b"\x00\x01x\x00octet\x00",
-            b"\xff\xff",
-        ] {
-            t.handle_datagram(junk, now);
-        }
-        assert!(drain(&mut t).is_empty());
-        assert_eq!(t.outcome(), None);
-    }
-
-    #[test]
-    fn block_numbers_roll_over_to_zero() {
-        let now = Instant::now();
-        let len = 65_537 * 8 + 3;
-        let mut t = Transfer::start(body(len), &negotiated(8, 1, false), 5, now).unwrap();
-        let mut last = Vec::new();
-        let mut received = 0usize;
-        loop {
-            let packets = drain(&mut t);
-            if packets.is_empty() {
-                break;
-            }
-            for p in packets {
-                let Packet::Data { block, data } = p else {
-                    panic!()
-                };
-                received += data.len();
-                last.push(block);
-                t.handle_datagram(&ack(block), now);
-            }
-        }
-        assert_eq!(t.outcome(), Some(&Outcome::Completed));
-        assert_eq!(received, len);
-        assert_eq!(&last[65_533..65_538], &[65_534, 65_535, 0, 1, 2]);
-    }
-
-    #[test]
-    fn recycled_buffers_carry_nothing_over_into_later_blocks() {
-        // Full blocks, then a short last one built in a recycled full-size
-        // buffer: stale bytes would show as a wrong length or content.
-        let now = Instant::now();
-        let len = 512 * 9 + 100;
-        let expected = body(len).to_bytes().unwrap();
-        let mut t = Transfer::start(body(len), &negotiated(512, 4, true), 5, now).unwrap();
-        let mut received = Vec::new();
-        let mut acked = 0;
-        let mut sent = 0;
-        while t.outcome().is_none() {
-            t.handle_datagram(&ack(acked), now);
-            while let Some(datagram) = t.poll_transmit() {
-                sent += 1;
-                if let Packet::Data { block, data } = Packet::decode(&datagram).unwrap() {
-                    assert_eq!(block, acked + 1, "in order, nothing lost");
-                    received.extend_from_slice(&data);
-                    acked = block;
-                }
-                t.recycle(datagram);
-            }
-        }
-        assert_eq!(t.outcome(), Some(&Outcome::Completed));
-        assert_eq!(received, expected);
-        assert_eq!(sent, 1 + 10, "the OACK and 10 DATA");
-        assert!(t.spare.len() <= 4, "no more spares than a window");
-    }
-
-    #[test]
-    fn a_body_that_shrinks_ends_with_an_error_packet() {
-        let mut file = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut file, &[7u8; 2000]).unwrap();
-        let file = std::sync::Arc::new(file);
-        let body = Body::Disk {
-            file: file.clone(),
-            len: 2000,
-        };
-        let now = Instant::now();
-        let mut t = Transfer::start(body, &negotiated(512, 1, false), 5, now).unwrap();
-        drain(&mut t);
-        file.set_len(600).unwrap();
-        t.handle_datagram(&ack(1), now);
-        t.handle_datagram(&ack(2), now);
-        let packets = drain(&mut t);
-        assert!(matches!(
-            packets.last(),
-            Some(Packet::Error { code: 0, .. })
-        ));
-        assert!(matches!(t.outcome(), Some(Outcome::ReadFailed(_))));
-    }
-
-    #[test]
-    fn a_first_block_that_cannot_be_read_fails_before_anything_is_sent() {
-        let file = tempfile::tempfile().unwrap();
-        // Claims more bytes than the file has: reading block 1 fails.
-        let body = Body::Disk {
-            file: std::sync::Arc::new(file),
-            len: 100,
-        };
-        assert!(Transfer::start(body, &negotiated(512, 1, true), 5, Instant::now()).is_err());
-    }
-}
+#[path = "send_tests.rs"]
+mod tests;

@@ -22,6 +22,7 @@ fn empty_file_gives_defaults() {
     assert_eq!(c.tftp.retransmit_timeout, Duration::from_secs(1));
     assert_eq!(c.tftp.max_retries, 5);
     assert_eq!(c.tftp.shutdown_grace, Duration::from_secs(10));
+    assert!(!c.tftp.single_port);
     assert!(c.http.is_none() && c.admin.is_none());
     assert_eq!(c.cache.max_bytes, 512 << 20);
     assert_eq!(c.cache.max_file_size, 128 << 20);
@@ -62,6 +63,7 @@ port_range = "1024-65535"
 retransmit_timeout = "100ms"
 max_retries = 20
 shutdown_grace = "0s"
+single_port = true
 
 [http]
 listen = ["[::1]:8080"]
@@ -102,6 +104,7 @@ format = "json"
     assert_eq!(c.tftp.retransmit_timeout, Duration::from_millis(100));
     assert_eq!(c.tftp.max_retries, 20);
     assert_eq!(c.tftp.shutdown_grace, Duration::ZERO);
+    assert!(c.tftp.single_port);
     let http = c.http.as_ref().unwrap();
     assert_eq!(http.listen, vec!["[::1]:8080".parse().unwrap()]);
     assert_eq!(http.fetch_wait, Duration::from_millis(500));

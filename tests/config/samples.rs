@@ -48,6 +48,7 @@ fn example_documents_every_key_it_checks() {
         "retransmit_timeout",
         "max_retries",
         "shutdown_grace",
+        "single_port",
         "fetch_wait",
         "max_connections",
         "via_id",

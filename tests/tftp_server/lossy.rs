@@ -10,7 +10,7 @@ use tftproxy::client::{get, GetOptions};
 use tokio::net::UdpSocket;
 
 use crate::support::pattern;
-use crate::tftp_server;
+use crate::tftp_server_in;
 
 /// Per client: the relay's socket towards the server, and the server port
 /// it last heard from (the transfer's ID).
@@ -91,39 +91,40 @@ impl LossyRelay {
     }
 }
 
-#[tokio::test]
-async fn a_hundred_transfers_through_a_lossy_path_complete_byte_exact() {
-    let files: Vec<(String, Vec<u8>)> = (0..10)
-        .map(|i| (format!("f{i}"), pattern(i * 7_919 + 100, i as u64)))
-        .collect();
-    let server = tftp_server()
-        .files(&files)
-        .tweak(|c| {
-            c.tftp.retransmit_timeout = Duration::from_millis(200);
-            c.tftp.max_retries = 12;
-        })
-        .start()
-        .await;
-    let relay = LossyRelay::start(server.tftp_v4(), 10).await;
-    let mut tasks = Vec::new();
-    for i in 0..100 {
-        let (name, content) = files[i % files.len()].clone();
-        let options = GetOptions {
-            block_size: [None, Some(1468), Some(512)][i % 3],
-            window_size: [None, Some(4), Some(8), Some(1)][i % 4],
-            retransmit: Duration::from_millis(200),
-            max_retries: 12,
-            ..Default::default()
-        };
-        let addr = relay.addr;
-        tasks.push(tokio::spawn(async move {
-            let data = get(addr, &name, &options).await.map(|d| d.data);
-            (name, options, content, data)
-        }));
-    }
-    for task in tasks {
-        let (name, options, content, data) = task.await.unwrap();
-        let data = data.unwrap_or_else(|e| panic!("{name} {options:?}: {e}"));
-        assert!(data == content, "{name} {options:?} corrupt");
+both_modes! {
+    async fn a_hundred_transfers_through_a_lossy_path_complete_byte_exact(mode) {
+        let files: Vec<(String, Vec<u8>)> = (0..10)
+            .map(|i| (format!("f{i}"), pattern(i * 7_919 + 100, i as u64)))
+            .collect();
+        let server = tftp_server_in(mode)
+            .files(&files)
+            .tweak(|c| {
+                c.tftp.retransmit_timeout = Duration::from_millis(200);
+                c.tftp.max_retries = 12;
+            })
+            .start()
+            .await;
+        let relay = LossyRelay::start(server.tftp_v4(), 10).await;
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let (name, content) = files[i % files.len()].clone();
+            let options = GetOptions {
+                block_size: [None, Some(1468), Some(512)][i % 3],
+                window_size: [None, Some(4), Some(8), Some(1)][i % 4],
+                retransmit: Duration::from_millis(200),
+                max_retries: 12,
+                ..Default::default()
+            };
+            let addr = relay.addr;
+            tasks.push(tokio::spawn(async move {
+                let data = get(addr, &name, &options).await.map(|d| d.data);
+                (name, options, content, data)
+            }));
+        }
+        for task in tasks {
+            let (name, options, content, data) = task.await.unwrap();
+            let data = data.unwrap_or_else(|e| panic!("{name} {options:?}: {e}"));
+            assert!(data == content, "{name} {options:?} corrupt");
+        }
     }
 }

@@ -11,16 +11,19 @@
 //! is read from `IP_PKTINFO`, and the transfer socket binds that address, so
 //! replies leave from the address the phone asked, even on a multi-homed
 //! host behind a wildcard listener.
+//!
+//! With `tftp.single_port` a listener is driven by `single.rs` instead: all
+//! its transfers on its own socket.
 
+mod active;
+mod single;
 mod socket;
 mod transfer;
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use quinn_udp::{RecvMeta, BATCH_SIZE};
@@ -33,7 +36,6 @@ use super::ListenerHandle;
 use crate::config::TftpConfig;
 use crate::metrics::{Front, Metrics, RequestResult};
 use crate::resolve::ResolverHandle;
-use crate::sync::lock;
 use crate::tftp::accept::{accept, Accept, Refused};
 use crate::tftp::options::Limits;
 use crate::tftp::packet::{ErrorCode, Packet};
@@ -54,6 +56,8 @@ struct Settings {
     limits: Limits,
     max_retries: u32,
     port_range: Option<RangeInclusive<u16>>,
+    /// Read when a listener starts (`single.rs`).
+    single_port: bool,
 }
 
 impl Settings {
@@ -66,6 +70,7 @@ impl Settings {
             },
             max_retries: config.max_retries,
             port_range: config.port_range.clone(),
+            single_port: config.single_port,
         }
     }
 }
@@ -77,9 +82,9 @@ pub(crate) struct TftpFront {
     metrics: Arc<Metrics>,
     /// `tftp.max_transfers`, for every listener and generation together.
     slots: Slots,
-    /// Clients with a transfer running → a fingerprint of the request that
-    /// started it, to ignore that request when the phone repeats it.
-    active: Mutex<HashMap<SocketAddr, u64>>,
+    /// Clients with a transfer running, to tell a repeated request from a
+    /// new one.
+    active: active::ActiveTable,
     /// The transfers running.
     transfers: TaskTracker,
 }
@@ -95,7 +100,7 @@ impl TftpFront {
             resolver,
             metrics,
             slots: Slots::new(config.max_transfers),
-            active: Mutex::default(),
+            active: active::ActiveTable::default(),
             transfers: TaskTracker::new(),
         })
     }
@@ -122,7 +127,15 @@ impl TftpFront {
     ) -> ListenerHandle {
         let bound = listener.local_addr();
         let stop = CancellationToken::new();
-        tokio::spawn(self.clone().serve(Arc::new(listener), stop.clone()));
+        if self.settings.load().single_port {
+            tokio::spawn(single::serve(
+                self.clone(),
+                Arc::new(listener),
+                stop.clone(),
+            ));
+        } else {
+            tokio::spawn(self.clone().serve(Arc::new(listener), stop.clone()));
+        }
         ListenerHandle::new(configured, bound, stop)
     }
 
@@ -189,12 +202,11 @@ impl TftpFront {
                 return;
             }
         };
-        // A repeated RRQ (same bytes, same port) while its transfer runs is
-        // the phone's retransmission: the transfer already answers it. A
-        // different request from the same port is the phone's next file,
-        // sent after it acknowledged the last block of this one.
-        let fingerprint = fingerprint(datagram);
-        if lock(&self.active).get(&client) == Some(&fingerprint) {
+        // A repeated RRQ (same bytes, same port) while its client cannot be
+        // done is a retransmission or a late duplicate: the transfer answers
+        // it. Anything else is a new request (see `active`).
+        let fingerprint = active::fingerprint(datagram);
+        if self.active.is_retransmission(client, fingerprint) {
             return;
         }
         let Some(permit) = self.slots.try_take() else {
@@ -203,7 +215,7 @@ impl TftpFront {
             let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
             return listener.send_from(client, dst_ip, &busy);
         };
-        lock(&self.active).insert(client, fingerprint);
+        let tracked = self.active.insert(client, fingerprint);
         let local =
             socket::transfer_local_addr(dst_ip.unwrap_or(listener.local_addr().ip()), client);
         let start = transfer::Start {
@@ -213,16 +225,10 @@ impl TftpFront {
             // once, not when the last of its transfers ends.
             listener: Arc::downgrade(listener),
             client,
-            fingerprint,
+            tracked,
             local,
             request,
         };
         self.transfers.spawn(transfer::run(start, permit));
     }
-}
-
-fn fingerprint(datagram: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    datagram.hash(&mut hasher);
-    hasher.finish()
 }

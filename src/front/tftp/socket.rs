@@ -3,7 +3,7 @@
 //! per-transfer socket, bound on that same address and connected to the
 //! phone.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
@@ -14,6 +14,18 @@ use tracing::{debug, warn};
 
 /// Receive buffer asked for on listener sockets.
 const LISTENER_RECV_BUFFER: usize = 16 << 20;
+
+/// Datagrams per `sendmmsg` call (the kernel takes up to 1024; a storm's
+/// replies rarely number more per loop turn).
+const SEND_BATCH: usize = 64;
+
+/// A datagram the single-port driver sends from the listener socket.
+pub(super) struct Outgoing {
+    pub(super) to: SocketAddr,
+    /// The address the client's request came to (wildcard listeners).
+    pub(super) src_ip: Option<IpAddr>,
+    pub(super) datagram: Vec<u8>,
+}
 
 /// A bound listener socket.
 pub(crate) struct Listener {
@@ -85,6 +97,69 @@ impl Listener {
             debug!(%to, %error, "reply from listener not sent");
         }
     }
+}
+
+impl Listener {
+    /// Sends the datagrams of many transfers: up to [`SEND_BATCH`] per
+    /// `sendmmsg` call when the socket is bound to one address. A wildcard
+    /// listener must choose each reply's source address (`IP_PKTINFO`),
+    /// which rustix's `sendmmsg` cannot express, so it sends one datagram
+    /// per call through quinn-udp. A datagram the kernel refuses is dropped:
+    /// the transfer's timer resends it.
+    pub(super) async fn send_batch(&self, batch: &[Outgoing]) {
+        if self.local.ip().is_unspecified() {
+            for out in batch {
+                self.send_from(out.to, out.src_ip, &out.datagram);
+            }
+            return;
+        }
+        let mut done = 0;
+        while let Some(rest) = batch.get(done..).filter(|rest| !rest.is_empty()) {
+            let chunk = &rest[..rest.len().min(SEND_BATCH)];
+            match self
+                .socket
+                .try_io(Interest::WRITABLE, || send_many(&self.socket, chunk))
+            {
+                Ok(sent) => done += sent.max(1),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if self.socket.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    // `sendmmsg` fails only for the first datagram (e.g. a
+                    // family the socket cannot reach): skip it.
+                    debug!(to = %chunk[0].to, %error, "reply not sent");
+                    done += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One `sendmmsg` call; returns how many datagrams left.
+fn send_many(socket: &UdpSocket, chunk: &[Outgoing]) -> io::Result<usize> {
+    use rustix::net::{addr::SocketAddrArg, MMsgHdr, SendAncillaryBuffer, SendFlags};
+    let addrs: Vec<_> = chunk.iter().map(|out| out.to.as_any()).collect();
+    let iovs: Vec<[IoSlice<'_>; 1]> = chunk
+        .iter()
+        .map(|out| [IoSlice::new(&out.datagram)])
+        .collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = chunk
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<MMsgHdr<'_>> = addrs
+        .iter()
+        .zip(&iovs)
+        .zip(controls.iter_mut())
+        .map(|((addr, iov), control)| MMsgHdr::new_with_addr(addr, iov, control))
+        .collect();
+    Ok(rustix::net::sendmmsg(
+        socket,
+        &mut messages,
+        SendFlags::empty(),
+    )?)
 }
 
 /// Asks the kernel for a large receive queue. `SO_RCVBUFFORCE` passes the
@@ -164,6 +239,32 @@ mod tests {
         let phone: SocketAddr = "[fe80::1234%7]:50000".parse().unwrap();
         let local = transfer_local_addr("fe80::1".parse().unwrap(), phone);
         assert_eq!(local, "[fe80::1%7]:0".parse().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_batch_to_many_clients_arrives_whole_and_in_order() {
+        // More than two sendmmsg calls' worth, to three clients.
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        }
+        let batch: Vec<Outgoing> = (0..150u32)
+            .map(|i| Outgoing {
+                to: clients[i as usize % 3].local_addr().unwrap(),
+                src_ip: None,
+                datagram: i.to_be_bytes().repeat(1 + i as usize % 5),
+            })
+            .collect();
+        listener.send_batch(&batch).await;
+        for (c, client) in clients.iter().enumerate() {
+            let mut buf = [0u8; 64];
+            for i in (0..150u32).filter(|i| *i as usize % 3 == c) {
+                let (n, from) = client.recv_from(&mut buf).await.unwrap();
+                assert_eq!(from, listener.local_addr());
+                assert_eq!(&buf[..n], &i.to_be_bytes().repeat(1 + i as usize % 5)[..]);
+            }
+        }
     }
 
     #[test]

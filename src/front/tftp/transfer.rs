@@ -11,12 +11,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
+use super::active::Tracked;
 use super::socket::{bind_transfer_socket, Listener};
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::Body;
 use crate::metrics::{Front, FrontLabels, RequestResult, TransferLabels, TransferOutcome};
-use crate::resolve::{Answer, Lookup};
-use crate::sync::lock;
+use crate::resolve::{Answer, Lookup, Source};
 use crate::tftp::netascii;
 use crate::tftp::options::negotiate;
 use crate::tftp::packet::{ErrorCode, Mode, Packet, Request};
@@ -32,7 +32,7 @@ pub(super) struct Start {
     pub(super) settings: Arc<Settings>,
     pub(super) listener: Weak<Listener>,
     pub(super) client: SocketAddr,
-    pub(super) fingerprint: u64,
+    pub(super) tracked: Arc<Tracked>,
     pub(super) local: SocketAddr,
     pub(super) request: Request,
 }
@@ -42,19 +42,13 @@ pub(super) struct Start {
 struct ActiveGuard {
     front: Arc<TftpFront>,
     client: SocketAddr,
-    fingerprint: u64,
+    tracked: Arc<Tracked>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        let mut active = lock(&self.front.active);
-        // The phone may already have started its next request from the
-        // same port; that entry is not ours to remove.
-        if active.get(&self.client) == Some(&self.fingerprint) {
-            active.remove(&self.client);
-        }
-        drop(active);
+        self.front.active.remove(self.client, &self.tracked);
         self.front.metrics.active_transfers.dec();
     }
 }
@@ -66,7 +60,7 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         settings,
         listener,
         client,
-        fingerprint,
+        tracked,
         local,
         request,
     } = start;
@@ -74,16 +68,15 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
     let _guard = ActiveGuard {
         front: front.clone(),
         client,
-        fingerprint,
+        tracked: tracked.clone(),
         _permit: permit,
     };
-    let metrics = &front.metrics;
     let started = Instant::now();
     let socket = match bind_transfer_socket(local, settings.port_range.as_ref(), client).await {
         Ok(socket) => socket,
         Err(error) => {
             warn!(%client, %error, "no socket for a transfer");
-            metrics.request(Front::Tftp, RequestResult::Busy);
+            front.metrics.request(Front::Tftp, RequestResult::Busy);
             if let Some(listener) = listener.upgrade() {
                 let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
                 listener.send_from(client, Some(local.ip()), &busy);
@@ -91,6 +84,36 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
             return;
         }
     };
+    let name = request.filename.clone();
+    let (transfer, source) = match prepare(&front, &settings, client, request, started).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => {
+            let _ = socket.send(&refusal).await;
+            return;
+        }
+    };
+    let (outcome, transfer) = drive(transfer, &socket, &tracked).await;
+    let ended = Ended {
+        client,
+        local: socket.local_addr().ok(),
+        name: &name,
+        source: &source,
+        started,
+    };
+    record(&front, &ended, outcome, &transfer);
+}
+
+/// Resolves the request and starts its [`Transfer`] (its first packets
+/// queued), or returns the ERROR to answer with, counted and logged. Used
+/// by both modes; it may wait on clusters, so never on a socket loop.
+pub(super) async fn prepare(
+    front: &TftpFront,
+    settings: &Settings,
+    client: SocketAddr,
+    request: Request,
+    started: Instant,
+) -> Result<(Transfer<Body>, Source), Vec<u8>> {
+    let metrics = &front.metrics;
     let name = &request.filename;
     let lookup = Lookup {
         name,
@@ -106,16 +129,16 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
                 "File not found",
                 RequestResult::NotFound,
             );
-            return refusal.send(&front, &socket, client, name, started).await;
+            return Err(refusal.record(front, client, name, started));
         }
         Answer::RetryLater => {
             let refusal = Refusal::new(ErrorCode::NotDefined, BUSY_MESSAGE, RequestResult::Busy);
-            return refusal.send(&front, &socket, client, name, started).await;
+            return Err(refusal.record(front, client, name, started));
         }
         Answer::Denied(reason) => {
             let message = format!("access denied: {reason}");
             let refusal = Refusal::new(ErrorCode::AccessViolation, &message, RequestResult::Denied);
-            return refusal.send(&front, &socket, client, name, started).await;
+            return Err(refusal.record(front, client, name, started));
         }
     };
     if request.mode == Mode::Netascii && body.len() > NETASCII_MAX {
@@ -128,29 +151,59 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
             "netascii is limited to files of {} KiB; ask in octet (binary) mode",
             NETASCII_MAX >> 10
         );
-        let _ = socket
-            .send(&Packet::error(ErrorCode::NotDefined, &message))
-            .await;
-        return;
+        return Err(Packet::error(ErrorCode::NotDefined, &message));
     }
     let body = match request.mode {
         Mode::Netascii => match body.to_bytes() {
             Ok(bytes) => Body::from(bytes::Bytes::from(netascii::encode(&bytes))),
-            Err(error) => return fail_read(&front, &socket, client, name, &error).await,
+            Err(error) => return Err(fail_read(front, client, name, &error)),
         },
         _ => body,
     };
     let negotiated = negotiate(&request.options, &settings.limits, body.len());
-    let (blksize, windowsize) = (negotiated.block_size, negotiated.window_size);
-    let transfer = match Transfer::start(body, &negotiated, settings.max_retries, Instant::now()) {
-        Ok(transfer) => transfer,
-        Err(error) => return fail_read(&front, &socket, client, name, &error).await,
-    };
-    metrics
-        .first_byte
-        .get_or_create(&FrontLabels { front: Front::Tftp })
-        .observe(started.elapsed().as_secs_f64());
-    let (outcome, stats, size, sent) = drive(transfer, &socket).await;
+    match Transfer::start(body, &negotiated, settings.max_retries, Instant::now()) {
+        Ok(transfer) => {
+            metrics
+                .first_byte
+                .get_or_create(&FrontLabels { front: Front::Tftp })
+                .observe(started.elapsed().as_secs_f64());
+            Ok((transfer, source))
+        }
+        Err(error) => Err(fail_read(front, client, name, &error)),
+    }
+}
+
+/// What the log line of an ended transfer names.
+pub(super) struct Ended<'a> {
+    pub(super) client: SocketAddr,
+    /// The address the transfer's packets left from.
+    pub(super) local: Option<SocketAddr>,
+    pub(super) name: &'a str,
+    pub(super) source: &'a Source,
+    pub(super) started: Instant,
+}
+
+/// Counts and logs how a transfer ended (both modes). `outcome` may be
+/// the driver's (the phone's port closed, a new request replaced it) rather
+/// than the state machine's.
+pub(super) fn record(
+    front: &TftpFront,
+    ended: &Ended<'_>,
+    outcome: Outcome,
+    transfer: &Transfer<Body>,
+) {
+    let metrics = &front.metrics;
+    let Ended {
+        client,
+        local,
+        name,
+        source,
+        started,
+    } = ended;
+    let stats: Stats = transfer.stats();
+    let (size, sent) = (transfer.size(), transfer.acknowledged_bytes());
+    let (blksize, windowsize) = (transfer.block_size(), transfer.window_size());
+    let local = local.map(|a| a.to_string()).unwrap_or_default();
     metrics.retransmissions.inc_by(stats.retransmissions);
     metrics
         .transfer_duration
@@ -170,8 +223,6 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         .get_or_create(&FrontLabels { front: Front::Tftp })
         .inc_by(sent);
     let ms = started.elapsed().as_millis() as u64;
-    let local = socket.local_addr().ok();
-    let local = local.map(|a| a.to_string()).unwrap_or_default();
     let (result, reason) = match &outcome {
         Outcome::Completed => {
             metrics.request(Front::Tftp, RequestResult::Served);
@@ -212,15 +263,14 @@ impl<'a> Refusal<'a> {
         }
     }
 
-    /// Counts, logs and sends the ERROR packet.
-    async fn send(
+    /// Counts and logs the refusal; returns the ERROR packet to send.
+    fn record(
         self,
         front: &TftpFront,
-        socket: &UdpSocket,
         client: SocketAddr,
         name: &str,
         started: Instant,
-    ) {
+    ) -> Vec<u8> {
         let Refusal {
             code,
             message,
@@ -228,31 +278,28 @@ impl<'a> Refusal<'a> {
         } = self;
         front.metrics.request(Front::Tftp, result);
         info!(%client, name, %result, ms = started.elapsed().as_millis() as u64, "{message}");
-        let _ = socket.send(&Packet::error(code, message)).await;
+        Packet::error(code, message)
     }
 }
 
-async fn fail_read(
-    front: &TftpFront,
-    socket: &UdpSocket,
-    client: SocketAddr,
-    name: &str,
-    error: &io::Error,
-) {
+fn fail_read(front: &TftpFront, client: SocketAddr, name: &str, error: &io::Error) -> Vec<u8> {
     warn!(%client, name, %error, "cannot read file");
     front.metrics.request(Front::Tftp, RequestResult::Error);
-    let _ = socket
-        .send(&Packet::error(ErrorCode::NotDefined, "cannot read file"))
-        .await;
+    Packet::error(ErrorCode::NotDefined, "cannot read file")
 }
 
 /// Why a transfer ended when the phone's port closed (ICMP port
 /// unreachable): the phone went away, not an error of ours.
 const PORT_UNREACHABLE: &str = "client port unreachable";
 
-/// Puts a transfer on a socket until it ends: how it ended, its counters,
-/// the body's size and the bytes the phone acknowledged.
-async fn drive(mut transfer: Transfer<Body>, socket: &UdpSocket) -> (Outcome, Stats, u64, u64) {
+/// Puts a transfer on a socket until it ends; returns how it ended and the
+/// transfer (its counters).
+async fn drive(
+    mut transfer: Transfer<Body>,
+    socket: &UdpSocket,
+    tracked: &Tracked,
+) -> (Outcome, Transfer<Body>) {
+    let mut done = false;
     let mut buf = [0u8; TRANSFER_RECV_BUFFER];
     // One lazy timer for the whole transfer. Every ACK pushes the deadline
     // on; re-arming a timer per packet is timer-wheel work on every block.
@@ -287,15 +334,23 @@ async fn drive(mut transfer: Transfer<Body>, socket: &UdpSocket) -> (Outcome, St
         }
         tokio::select! {
             received = socket.recv(&mut buf) => match received {
-                Ok(n) => transfer.handle_datagram(&buf[..n], Instant::now()),
+                Ok(n) => {
+                    transfer.handle_datagram(&buf[..n], Instant::now());
+                    if !done && transfer.may_be_done() {
+                        done = true;
+                        tracked.mark_done();
+                    }
+                }
                 Err(error) if is_peer_gone(&error) => break client_port_unreachable(),
                 Err(_) => {}
             },
+            _ = tracked.repeated(), if !done => {
+                transfer.handle_repeated_request(Instant::now());
+            }
             _ = &mut timer => transfer.handle_timeout(Instant::now()),
         }
     };
-    let sent = transfer.acknowledged_bytes();
-    (outcome, transfer.stats(), transfer.size(), sent)
+    (outcome, transfer)
 }
 
 fn client_port_unreachable() -> Outcome {

@@ -1,0 +1,394 @@
+//! Single-port mode (`tftp.single_port`): every transfer of a listener runs
+//! on the listener's own socket, told apart by the client's address and
+//! port, for NAT, firewalls and containers that let only the TFTP port
+//! through.
+//!
+//! One task per listener socket drives all its transfers (quinn's endpoint
+//! design): it drains the socket in `recvmmsg` batches, feeds each datagram
+//! to its client's [`Transfer`] (the same sans-I/O state machine as the
+//! per-port mode), fires due time-outs from one heap of deadlines, and sends
+//! what every transfer queued in `sendmmsg` batches. One task rather than a
+//! task per transfer fed through channels: a datagram reaches its state
+//! machine without a channel hop or a task wake-up, timers cost a heap entry
+//! instead of a tokio timer each, and the replies of a whole receive batch
+//! leave in a few system calls. Resolution can wait on clusters for seconds,
+//! so each request is resolved in its own task and comes back through a
+//! channel; the socket loop never waits for it.
+//!
+//! When the listener is stopped (reload, shutdown) it takes no new request
+//! but drives the transfers it has to their end, then closes the socket.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn_udp::{RecvMeta, BATCH_SIZE};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::{debug, info, warn};
+
+use super::active::fingerprint;
+use super::socket::{Listener, Outgoing};
+use super::transfer::{prepare, record, Ended};
+use super::{TftpFront, BUSY_MESSAGE};
+use crate::body::Body;
+use crate::metrics::{Front, Metrics, RequestResult};
+use crate::resolve::Source;
+use crate::tftp::accept::{accept, stray, Accept, Refused};
+use crate::tftp::packet::{ErrorCode, Packet, Request};
+use crate::tftp::send::{Outcome, Transfer};
+
+/// What a resolution task hands back to the driver.
+struct Prepared {
+    id: u64,
+    client: SocketAddr,
+    result: Result<(Transfer<Body>, Source), Vec<u8>>,
+}
+
+/// What a transfer holds while it exists: its `max_transfers` permit, its
+/// place in the front's tracker (shutdown waits for it) and the gauge.
+struct Hold {
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+    _token: TaskTrackerToken,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.metrics.active_transfers.dec();
+    }
+}
+
+/// One client's transfer.
+struct Slot {
+    /// Tells this transfer from an earlier one of the same client (stale
+    /// timers, late resolutions).
+    id: u64,
+    fingerprint: u64,
+    /// The address the request came to: replies leave from it.
+    src_ip: Option<IpAddr>,
+    name: String,
+    started: Instant,
+    /// `None` while the request is being resolved.
+    running: Option<(Transfer<Body>, Source)>,
+    /// The time of this transfer's live entry in the timer heap.
+    scheduled: Option<Instant>,
+    _hold: Hold,
+}
+
+struct Driver {
+    front: Arc<TftpFront>,
+    listener: Arc<Listener>,
+    table: HashMap<SocketAddr, Slot>,
+    /// Deadlines, earliest first. Entries are not removed when a deadline
+    /// moves: an entry that is not its slot's `scheduled` is skipped.
+    timers: BinaryHeap<Reverse<(Instant, u64, SocketAddr)>>,
+    next_id: u64,
+    outgoing: Vec<Outgoing>,
+    ready: mpsc::UnboundedSender<Prepared>,
+    stopping: bool,
+}
+
+/// Serves requests and drives transfers on `listener` until the handle is
+/// dropped and the last transfer has ended.
+pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: CancellationToken) {
+    let gro = listener.gro_segments().max(1);
+    let slot = 2048 * gro;
+    let mut storage = vec![0u8; slot * BATCH_SIZE];
+    let mut meta = [RecvMeta::default(); BATCH_SIZE];
+    let (ready, mut prepared) = mpsc::unbounded_channel();
+    let mut driver = Driver {
+        front,
+        listener: listener.clone(),
+        table: HashMap::new(),
+        timers: BinaryHeap::new(),
+        next_id: 0,
+        outgoing: Vec::new(),
+        ready,
+        stopping: false,
+    };
+    info!(listen = %listener.local_addr(), "TFTP listening (single port)");
+    // One timer, moved only when the earliest deadline changes.
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    let timer = tokio::time::sleep_until(far());
+    tokio::pin!(timer);
+    loop {
+        driver.flush().await;
+        if driver.stopping && driver.table.is_empty() {
+            break;
+        }
+        let next = driver.timers.peek().map(|Reverse((at, _, _))| *at);
+        if let Some(next) = next {
+            if timer.deadline() != next.into() {
+                timer.as_mut().reset(next.into());
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled(), if !driver.stopping => driver.stopping = true,
+            ready = listener.readable() => {
+                if let Err(error) = ready {
+                    warn!(%error, "TFTP listener failed");
+                    break;
+                }
+                let mut bufs: Vec<IoSliceMut<'_>> =
+                    storage.chunks_mut(slot).map(IoSliceMut::new).collect();
+                let count = match listener.try_recv(&mut bufs, &mut meta) {
+                    Ok(count) => count,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(error) => {
+                        debug!(%error, "TFTP listener receive error");
+                        continue;
+                    }
+                };
+                let now = Instant::now();
+                for (meta, chunk) in meta.iter().zip(storage.chunks(slot)).take(count) {
+                    let stride = meta.stride.max(1);
+                    for datagram in chunk[..meta.len].chunks(stride) {
+                        driver.on_datagram(meta, datagram, now);
+                    }
+                }
+            }
+            Some(prepared) = prepared.recv() => driver.on_prepared(prepared),
+            _ = &mut timer, if next.is_some() => {
+                timer.as_mut().reset(far());
+                driver.on_timers(Instant::now());
+            }
+        }
+    }
+    info!(listen = %listener.local_addr(), "TFTP listener stopped");
+}
+
+impl Driver {
+    fn on_datagram(&mut self, meta: &RecvMeta, datagram: &[u8], now: Instant) {
+        let client = meta.addr;
+        if let Some(slot) = self.table.get_mut(&client) {
+            match datagram.get(..2) {
+                Some([0, 1]) => {
+                    // The same request while the client cannot be done is a
+                    // retransmission or a late duplicate; anything else is a
+                    // new request from this port (see `super::active`).
+                    let done = slot.running.as_ref().is_some_and(|(t, _)| t.may_be_done());
+                    if slot.fingerprint == fingerprint(datagram) && !done {
+                        if let Some((transfer, _)) = &mut slot.running {
+                            transfer.handle_repeated_request(now);
+                            self.after_event(client);
+                        }
+                        return;
+                    }
+                    self.end(client, true);
+                }
+                // A write request is refused below; the transfer goes on.
+                Some([0, 2]) => {}
+                _ => {
+                    if let Some((transfer, _)) = &mut slot.running {
+                        transfer.handle_datagram(datagram, now);
+                        self.after_event(client);
+                    }
+                    return;
+                }
+            }
+        }
+        let dst_ip = meta.dst_ip;
+        match accept(datagram) {
+            Accept::Start(request) => self.start(client, dst_ip, datagram, request),
+            Accept::Refuse { reply, why } => {
+                let metrics = &self.front.metrics;
+                match why {
+                    Refused::Malformed => {
+                        metrics.malformed_packets.inc();
+                    }
+                    Refused::MailMode | Refused::WriteRequest => {
+                        if why == Refused::WriteRequest {
+                            debug!(%client, "write request refused");
+                        }
+                        metrics.request(Front::Tftp, RequestResult::Denied);
+                    }
+                }
+                self.queue(client, dst_ip, reply);
+            }
+            Accept::Ignore { malformed } => {
+                if malformed {
+                    self.front.metrics.malformed_packets.inc();
+                }
+                if let Some(reply) = stray(datagram) {
+                    self.queue(client, dst_ip, reply);
+                }
+            }
+        }
+    }
+
+    /// Takes a new request: a slot now, the resolution in its own task.
+    fn start(
+        &mut self,
+        client: SocketAddr,
+        dst_ip: Option<IpAddr>,
+        datagram: &[u8],
+        request: Request,
+    ) {
+        if self.stopping {
+            return;
+        }
+        let front = &self.front;
+        let Some(permit) = front.slots.try_take() else {
+            front.metrics.busy_rejections.inc();
+            front.metrics.request(Front::Tftp, RequestResult::Busy);
+            let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
+            return self.queue(client, dst_ip, busy);
+        };
+        front.metrics.active_transfers.inc();
+        let hold = Hold {
+            metrics: front.metrics.clone(),
+            _permit: permit,
+            _token: front.transfers.token(),
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let started = Instant::now();
+        let slot = Slot {
+            id,
+            fingerprint: fingerprint(datagram),
+            src_ip: dst_ip,
+            name: request.filename.clone(),
+            started,
+            running: None,
+            scheduled: None,
+            _hold: hold,
+        };
+        self.table.insert(client, slot);
+        let front = front.clone();
+        let ready = self.ready.clone();
+        tokio::spawn(async move {
+            let settings = front.settings.load_full();
+            let result = prepare(&front, &settings, client, request, started).await;
+            // The driver is gone only once stopped with nothing to drive.
+            let _ = ready.send(Prepared { id, client, result });
+        });
+    }
+
+    fn on_prepared(&mut self, prepared: Prepared) {
+        let Prepared { id, client, result } = prepared;
+        // The client may have moved on to another request meanwhile.
+        let Some(slot) = self.table.get_mut(&client).filter(|slot| slot.id == id) else {
+            return;
+        };
+        match result {
+            Ok(running) => {
+                slot.running = Some(running);
+                self.after_event(client);
+            }
+            Err(reply) => {
+                let src_ip = slot.src_ip;
+                self.table.remove(&client);
+                self.queue(client, src_ip, reply);
+            }
+        }
+    }
+
+    /// Fires every due time-out.
+    fn on_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, id, client))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.table.get_mut(&client) else {
+                continue;
+            };
+            if slot.id != id || slot.scheduled != Some(at) {
+                continue;
+            }
+            slot.scheduled = None;
+            if let Some((transfer, _)) = &mut slot.running {
+                // Before the real deadline (it moved on) this only lets
+                // `after_event` schedule it again.
+                transfer.handle_timeout(now);
+                self.after_event(client);
+            }
+        }
+    }
+
+    /// Collects what `client`'s transfer has to send, ends it if it is
+    /// over, or schedules its next deadline.
+    fn after_event(&mut self, client: SocketAddr) {
+        let Some(slot) = self.table.get_mut(&client) else {
+            return;
+        };
+        let Some((transfer, _)) = &mut slot.running else {
+            return;
+        };
+        while let Some(datagram) = transfer.poll_transmit() {
+            self.outgoing.push(Outgoing {
+                to: client,
+                src_ip: slot.src_ip,
+                datagram,
+            });
+        }
+        match transfer.deadline() {
+            None => self.end(client, false),
+            Some(deadline) => {
+                if slot.scheduled.is_none_or(|at| deadline < at) {
+                    slot.scheduled = Some(deadline);
+                    self.timers.push(Reverse((deadline, slot.id, client)));
+                }
+            }
+        }
+    }
+
+    /// Removes `client`'s transfer, counting and logging how it ended;
+    /// `replaced`: the client sent a new request from the same port.
+    fn end(&mut self, client: SocketAddr, replaced: bool) {
+        let Some(slot) = self.table.remove(&client) else {
+            return;
+        };
+        let Some((transfer, source)) = slot.running else {
+            // Still resolving: its answer will find no slot.
+            return;
+        };
+        let outcome = match (transfer.outcome(), replaced) {
+            (Some(outcome), _) => outcome.clone(),
+            (None, true) => Outcome::ClientError {
+                code: 0,
+                message: "a new request from the same port".into(),
+            },
+            (None, false) => Outcome::TimedOut,
+        };
+        let ended = Ended {
+            client,
+            local: Some(self.listener.local_addr()),
+            name: &slot.name,
+            source: &source,
+            started: slot.started,
+        };
+        record(&self.front, &ended, outcome, &transfer);
+    }
+
+    fn queue(&mut self, to: SocketAddr, src_ip: Option<IpAddr>, datagram: Vec<u8>) {
+        self.outgoing.push(Outgoing {
+            to,
+            src_ip,
+            datagram,
+        });
+    }
+
+    /// Sends everything queued, then hands the buffers back to the
+    /// transfers to build their next blocks in.
+    async fn flush(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        self.listener.send_batch(&self.outgoing).await;
+        for out in self.outgoing.drain(..) {
+            if let Some((transfer, _)) = self
+                .table
+                .get_mut(&out.to)
+                .and_then(|slot| slot.running.as_mut())
+            {
+                transfer.recycle(out.datagram);
+            }
+        }
+    }
+}
