@@ -33,6 +33,7 @@
 //!
 //! * this file: the public types, [`ConfigError`], the limits, the defaults,
 //!   [`Config::load`] and [`Config::parse`];
+//! * `file`: reading the file (a regular file of sane size);
 //! * `raw`: the private serde structs the text is first read into;
 //! * `key_lines`: which line each key sits on, and which key a parse error is at;
 //! * `validate`: raw structs → [`Config`], with located errors;
@@ -41,6 +42,7 @@
 //! * `render`: [`Config::render`], the effective configuration as TOML.
 
 mod address;
+mod file;
 mod key_lines;
 mod raw;
 mod render;
@@ -53,6 +55,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use address::normalize_address;
+pub use file::MAX_CONFIG_BYTES;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 use key_lines::{line_of_offset, syntax_error_key, Locator};
@@ -184,6 +187,15 @@ pub enum ConfigError {
         // be printed a second time by `{:#}`.
         error: std::io::Error,
     },
+    /// `-c` names a FIFO, a device, a directory…: refused before reading.
+    #[error("{path}: is {what}, not a regular file")]
+    NotARegularFile { path: PathBuf, what: &'static str },
+    /// Larger than [`MAX_CONFIG_BYTES`].
+    #[error(
+        "{path}: is {size} bytes; a configuration file is at most {} bytes",
+        MAX_CONFIG_BYTES
+    )]
+    TooLarge { path: PathBuf, size: u64 },
     #[error("{path}:{line}: {key}: {message}")]
     Invalid {
         path: PathBuf,
@@ -206,13 +218,10 @@ pub const WINDOW_SIZE_RANGE: RangeInclusive<i64> = 1..=64;
 pub const MAX_TRANSFERS_RANGE: RangeInclusive<i64> = 1..=100_000;
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`: a regular file of at most
+    /// [`MAX_CONFIG_BYTES`], refused at once otherwise.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
-        Config::parse(&text, path)
+        Config::parse(&file::read(path)?, path)
     }
 
     /// Parses and validates `text`; `path` is only used in error messages.
