@@ -135,3 +135,27 @@ fn an_oversized_config_is_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn an_admin_api_off_loopback_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tftproxy.toml");
+    std::fs::write(
+        &config,
+        "[tftp]\nlisten = [\"127.0.0.1:0\"]\n\n[admin]\nlisten = \"0.0.0.0:9669\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    for command in ["check", "serve"] {
+        let (code, text) =
+            tftproxy_within(&[command, "-c", config], std::time::Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("{command} did not refuse"));
+        assert_eq!(code, 1, "{command}: {text}");
+        assert!(
+            text.contains(&format!(
+                "{config}:5: admin.listen: 0.0.0.0:9669 is not a loopback address: set admin.token_file"
+            )),
+            "{command}: {text}"
+        );
+    }
+}

@@ -33,6 +33,7 @@
 //!
 //! * this file: the public types, [`ConfigError`], the limits, the defaults,
 //!   [`Config::load`] and [`Config::parse`];
+//! * `access`: who may use the daemon (`[admin]`: the token, loopback);
 //! * `file`: reading the file (a regular file of sane size);
 //! * `raw`: the private serde structs the text is first read into;
 //! * `key_lines`: which line each key sits on, and which key a parse error is at;
@@ -41,6 +42,7 @@
 //! * `address`: cluster addresses, normalised to base URLs;
 //! * `render`: [`Config::render`], the effective configuration as TOML.
 
+mod access;
 mod address;
 mod file;
 mod key_lines;
@@ -54,6 +56,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use access::read_token;
 pub use address::normalize_address;
 pub use file::MAX_CONFIG_BYTES;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
@@ -102,6 +105,10 @@ pub struct HttpConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// A file holding the bearer token every admin request but the probes
+    /// (`/healthz`, `/readyz`) must present. Without it the API must listen
+    /// on loopback, and requests naming another host are refused.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -312,10 +319,11 @@ impl Default for HttpConfig {
 }
 
 impl Default for AdminConfig {
-    /// The value taken by `listen` when left out of an `[admin]` section.
+    /// The values taken by keys left out of an `[admin]` section.
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:9669".parse().unwrap(),
+            token_file: None,
         }
     }
 }

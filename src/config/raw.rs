@@ -44,6 +44,7 @@ pub(super) struct Http {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct Admin {
     pub listen: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

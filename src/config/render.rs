@@ -69,6 +69,14 @@ impl Config {
             Some(a) => {
                 let _ = writeln!(o, "[admin]");
                 let _ = writeln!(o, "listen = {}", quote(&a.listen.to_string()));
+                match &a.token_file {
+                    Some(path) => {
+                        let _ = writeln!(o, "token_file = {}", quote(&path.display().to_string()));
+                    }
+                    None => {
+                        let _ = writeln!(o, "# token_file: not set (loopback only, Host checked)");
+                    }
+                }
             }
             None => {
                 let _ = writeln!(o, "# [admin]: not configured (no admin endpoint)");

@@ -11,9 +11,9 @@ use super::key_lines::Locator;
 use super::raw;
 use super::render::quote;
 use super::{
-    format_duration, parse_duration, parse_size, AdminConfig, CacheConfig, ClusterConfig, Config,
-    ConfigError, HttpConfig, LogConfig, LogFormat, OnUnreachable, RemoteConfig, Strategy,
-    TftpConfig, BLOCK_SIZE_RANGE, MAX_TRANSFERS_RANGE, WINDOW_SIZE_RANGE,
+    format_duration, parse_duration, parse_size, CacheConfig, ClusterConfig, Config, ConfigError,
+    HttpConfig, LogConfig, LogFormat, OnUnreachable, RemoteConfig, Strategy, TftpConfig,
+    BLOCK_SIZE_RANGE, MAX_TRANSFERS_RANGE, WINDOW_SIZE_RANGE,
 };
 
 pub(super) struct Ctx<'a> {
@@ -21,10 +21,10 @@ pub(super) struct Ctx<'a> {
     pub(super) loc: &'a Locator,
 }
 
-type Res<T> = Result<T, ConfigError>;
+pub(super) type Res<T> = Result<T, ConfigError>;
 
 impl Ctx<'_> {
-    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_owned(),
             line: self.loc.line_of(key),
@@ -111,7 +111,7 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn socket_addr(&self, key: &str, s: &str, example: &str) -> Res<SocketAddr> {
+    pub(super) fn socket_addr(&self, key: &str, s: &str, example: &str) -> Res<SocketAddr> {
         s.trim().parse::<SocketAddr>().map_err(|_| {
             self.err(
                 key,
@@ -130,12 +130,7 @@ impl Ctx<'_> {
             None => None,
         };
         let admin = match raw.admin {
-            Some(a) => Some(AdminConfig {
-                listen: match a.listen {
-                    Some(s) => self.socket_addr("admin.listen", &s, "\"127.0.0.1:9669\"")?,
-                    None => AdminConfig::default().listen,
-                },
-            }),
+            Some(a) => Some(self.admin(a)?),
             None => None,
         };
         let cache = self.cache(raw.cache)?;

@@ -64,6 +64,7 @@ fn example_documents_every_key_it_checks() {
         "prefer_home_cluster",
         "max_requests_per_address",
         "ca_file",
+        "token_file",
         "level",
         "format",
         "id",

@@ -140,6 +140,7 @@ impl TestDaemonBuilder {
     pub fn admin(mut self) -> Self {
         self.config.admin = Some(AdminConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            ..AdminConfig::default()
         });
         self
     }
