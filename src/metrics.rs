@@ -37,6 +37,27 @@ snake_case_labels! {
     UpstreamOutcome { Found => "found", NotFound => "not_found", Busy => "busy", Failed => "failed" }
     HomeTable { Device => "device", ClientIp => "client_ip" }
     ReloadResult { Applied => "applied", Rejected => "rejected" }
+    ClientRefusal {
+        NotAllowed => "not_allowed", RateLimited => "rate_limited",
+        TooManyTransfers => "too_many_transfers",
+    }
+}
+
+/// Why a client was refused before its request was looked at: not in the
+/// front's allow-list (TFTP: no answer; HTTP: 403), over
+/// `tftp.client_request_rate` (no answer) or over
+/// `tftp.max_transfers_per_client` (busy).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ClientRefusal {
+    NotAllowed,
+    RateLimited,
+    TooManyTransfers,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub front: Front,
+    pub reason: ClientRefusal,
 }
 
 /// Which front end a request came through.
@@ -157,6 +178,8 @@ pub struct Metrics {
     pub http_fetch_wait_expired: Counter,
     /// Cache entries removed through the admin API.
     pub cache_purged: Counter,
+    /// Requests refused for who sent them ([`ClientRefusal`]).
+    pub client_refusals: Family<RefusalLabels, Counter>,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -198,6 +221,7 @@ impl Metrics {
             http_connections: Gauge::default(),
             http_fetch_wait_expired: Counter::default(),
             cache_purged: Counter::default(),
+            client_refusals: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -291,6 +315,11 @@ impl Metrics {
             "Cache entries removed through the admin API",
             metrics.cache_purged.clone(),
         );
+        r.register(
+            "client_refusals",
+            "Requests refused for their client: not allowed, over its request rate, over its transfers",
+            metrics.client_refusals.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -301,6 +330,13 @@ impl Metrics {
     pub fn request(&self, front: Front, result: RequestResult) {
         self.requests
             .get_or_create(&RequestLabels { front, result })
+            .inc();
+    }
+
+    /// Counts one request refused for its client.
+    pub fn client_refusal(&self, front: Front, reason: ClientRefusal) {
+        self.client_refusals
+            .get_or_create(&RefusalLabels { front, reason })
             .inc();
     }
 

@@ -33,7 +33,8 @@
 //!
 //! * this file: the public types, [`ConfigError`], the limits, the defaults,
 //!   [`Config::load`] and [`Config::parse`];
-//! * `access`: who may use the daemon (`[admin]`: the token, loopback);
+//! * `access`: who may use the daemon and how much (`[admin]`: the token,
+//!   loopback; the client allow-lists; the per-client TFTP limits);
 //! * `file`: reading the file (a regular file of sane size);
 //! * `raw`: the private serde structs the text is first read into;
 //! * `key_lines`: which line each key sits on, and which key a parse error is at;
@@ -56,7 +57,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use access::read_token;
+pub use access::{read_token, AllowList};
 pub use address::normalize_address;
 pub use file::MAX_CONFIG_BYTES;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
@@ -92,6 +93,13 @@ pub struct TftpConfig {
     pub max_retries: u32,
     /// How long running transfers may finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// The clients answered (others get no answer at all).
+    pub allow: AllowList,
+    /// Transfers one client address may run at once (more: busy).
+    pub max_transfers_per_client: usize,
+    /// New requests per second one client address may make, and the burst
+    /// (more: no answer).
+    pub client_request_rate: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +108,8 @@ pub struct HttpConfig {
     /// How long a request that needs an upstream fetch waits before 503.
     pub fetch_wait: Duration,
     pub max_connections: usize,
+    /// The clients answered (others get 403).
+    pub allow: AllowList,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -303,6 +313,9 @@ impl Default for TftpConfig {
             retransmit_timeout: Duration::from_secs(1),
             max_retries: 5,
             shutdown_grace: Duration::from_secs(10),
+            allow: AllowList::default(),
+            max_transfers_per_client: access::DEFAULT_TRANSFERS_PER_CLIENT,
+            client_request_rate: access::DEFAULT_CLIENT_REQUEST_RATE,
         }
     }
 }
@@ -314,6 +327,7 @@ impl Default for HttpConfig {
             listen: vec!["0.0.0.0:6970".parse().unwrap()],
             fetch_wait: Duration::from_secs(3),
             max_connections: 1024,
+            allow: AllowList::default(),
         }
     }
 }

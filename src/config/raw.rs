@@ -30,6 +30,9 @@ pub(super) struct Tftp {
     pub retransmit_timeout: Option<Dur>,
     pub max_retries: Option<i64>,
     pub shutdown_grace: Option<Dur>,
+    pub allow: Option<Vec<String>>,
+    pub max_transfers_per_client: Option<i64>,
+    pub client_request_rate: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -38,6 +41,7 @@ pub(super) struct Http {
     pub listen: Option<OneOrMany>,
     pub fetch_wait: Option<Dur>,
     pub max_connections: Option<i64>,
+    pub allow: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]

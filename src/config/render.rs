@@ -52,6 +52,13 @@ impl Config {
             "shutdown_grace = {}",
             quote(&format_duration(t.shutdown_grace))
         );
+        let _ = writeln!(o, "allow = {}", net_list(&t.allow));
+        let _ = writeln!(
+            o,
+            "max_transfers_per_client = {}",
+            t.max_transfers_per_client
+        );
+        let _ = writeln!(o, "client_request_rate = {}", t.client_request_rate);
         let _ = writeln!(o);
         match &self.http {
             Some(h) => {
@@ -59,6 +66,7 @@ impl Config {
                 let _ = writeln!(o, "listen = {}", addr_list(&h.listen));
                 let _ = writeln!(o, "fetch_wait = {}", quote(&format_duration(h.fetch_wait)));
                 let _ = writeln!(o, "max_connections = {}", h.max_connections);
+                let _ = writeln!(o, "allow = {}", net_list(&h.allow));
             }
             None => {
                 let _ = writeln!(o, "# [http]: not configured (no HTTP front end)");
@@ -189,6 +197,16 @@ pub(super) fn quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// `["10.0.0.0/8", "2001:db8::/32"]`; `[]` is everyone.
+fn net_list(list: &super::AllowList) -> String {
+    let items: Vec<String> = list
+        .prefixes()
+        .iter()
+        .map(|net| quote(&net.to_string()))
+        .collect();
+    format!("[{}]", items.join(", "))
 }
 
 fn addr_list(addrs: &[SocketAddr]) -> String {

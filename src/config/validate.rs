@@ -33,7 +33,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn int(&self, key: &str, v: Option<i64>, range: RangeInclusive<i64>, default: i64) -> Res<i64> {
+    pub(super) fn int(
+        &self,
+        key: &str,
+        v: Option<i64>,
+        range: RangeInclusive<i64>,
+        default: i64,
+    ) -> Res<i64> {
         let v = v.unwrap_or(default);
         if !range.contains(&v) {
             return Err(self.err(
@@ -224,7 +230,12 @@ impl Ctx<'_> {
             Duration::ZERO..=Duration::from_secs(3600),
             d.shutdown_grace,
         )?;
+        let (max_transfers_per_client, client_request_rate) =
+            self.client_limits(t.max_transfers_per_client, t.client_request_rate)?;
         Ok(TftpConfig {
+            allow: self.allow_list("tftp.allow", t.allow)?,
+            max_transfers_per_client,
+            client_request_rate,
             listen,
             root,
             max_transfers,
@@ -260,6 +271,7 @@ impl Ctx<'_> {
         let d = HttpConfig::default();
         Ok(HttpConfig {
             listen: self.listen_list("http.listen", h.listen, d.listen, "\"0.0.0.0:6970\"")?,
+            allow: self.allow_list("http.allow", h.allow)?,
             fetch_wait: self.duration(
                 "http.fetch_wait",
                 h.fetch_wait,

@@ -12,6 +12,7 @@
 //! replies leave from the address the phone asked, even on a multi-homed
 //! host behind a wildcard listener.
 
+mod admission;
 mod socket;
 mod transfer;
 
@@ -30,8 +31,8 @@ use tracing::{debug, info, warn};
 
 use super::slots::Slots;
 use super::ListenerHandle;
-use crate::config::TftpConfig;
-use crate::metrics::{Front, Metrics, RequestResult};
+use crate::config::{AllowList, TftpConfig};
+use crate::metrics::{ClientRefusal, Front, Metrics, RequestResult};
 use crate::resolve::ResolverHandle;
 use crate::sync::lock;
 use crate::tftp::accept::{accept, Accept, Refused};
@@ -54,6 +55,8 @@ struct Settings {
     limits: Limits,
     max_retries: u32,
     port_range: Option<RangeInclusive<u16>>,
+    allow: AllowList,
+    max_transfers_per_client: usize,
 }
 
 impl Settings {
@@ -66,6 +69,8 @@ impl Settings {
             },
             max_retries: config.max_retries,
             port_range: config.port_range.clone(),
+            allow: config.allow.clone(),
+            max_transfers_per_client: config.max_transfers_per_client,
         }
     }
 }
@@ -77,6 +82,8 @@ pub(crate) struct TftpFront {
     metrics: Arc<Metrics>,
     /// `tftp.max_transfers`, for every listener and generation together.
     slots: Slots,
+    /// Per-client request rate and transfer cap.
+    admission: Arc<admission::Admission>,
     /// Clients with a transfer running → a fingerprint of the request that
     /// started it, to ignore that request when the phone repeats it.
     active: Mutex<HashMap<SocketAddr, u64>>,
@@ -95,6 +102,7 @@ impl TftpFront {
             resolver,
             metrics,
             slots: Slots::new(config.max_transfers),
+            admission: admission::Admission::new(config.client_request_rate),
             active: Mutex::default(),
             transfers: TaskTracker::new(),
         })
@@ -106,6 +114,7 @@ impl TftpFront {
     pub(crate) fn update(&self, config: &TftpConfig) {
         self.settings.store(Arc::new(Settings::from_config(config)));
         self.slots.resize(config.max_transfers);
+        self.admission.update(config.client_request_rate);
     }
 
     /// The transfers running (to count them, or wait for them to end).
@@ -166,6 +175,12 @@ impl TftpFront {
 
     fn on_datagram(self: &Arc<Self>, listener: &Arc<Listener>, meta: &RecvMeta, datagram: &[u8]) {
         let (client, dst_ip) = (meta.addr, meta.dst_ip);
+        let settings = self.settings.load();
+        // Strangers get no answer at all: any answer would help a spoofed
+        // reflection.
+        if !settings.allow.allows(client.ip()) {
+            return self.refuse(ClientRefusal::NotAllowed);
+        }
         let request = match accept(datagram) {
             Accept::Start(request) => request,
             Accept::Refuse { reply, why } => {
@@ -179,6 +194,9 @@ impl TftpFront {
                         }
                         self.metrics.request(Front::Tftp, RequestResult::Denied);
                     }
+                }
+                if !self.admission.within_rate(client.ip()) {
+                    return self.refuse(ClientRefusal::RateLimited);
                 }
                 return listener.send_from(client, dst_ip, &reply);
             }
@@ -197,11 +215,21 @@ impl TftpFront {
         if lock(&self.active).get(&client) == Some(&fingerprint) {
             return;
         }
+        // Over its rate: silence (see `admission`: likely spoofed).
+        if !self.admission.within_rate(client.ip()) {
+            return self.refuse(ClientRefusal::RateLimited);
+        }
+        let busy = || Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
+        let cap = settings.max_transfers_per_client;
+        let Some(claim) = self.admission.claim(client.ip(), cap) else {
+            self.refuse(ClientRefusal::TooManyTransfers);
+            self.metrics.request(Front::Tftp, RequestResult::Busy);
+            return listener.send_from(client, dst_ip, &busy());
+        };
         let Some(permit) = self.slots.try_take() else {
             self.metrics.busy_rejections.inc();
             self.metrics.request(Front::Tftp, RequestResult::Busy);
-            let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
-            return listener.send_from(client, dst_ip, &busy);
+            return listener.send_from(client, dst_ip, &busy());
         };
         lock(&self.active).insert(client, fingerprint);
         let local =
@@ -217,7 +245,14 @@ impl TftpFront {
             local,
             request,
         };
-        self.transfers.spawn(transfer::run(start, permit));
+        self.transfers.spawn(async move {
+            let _claim = claim;
+            transfer::run(start, permit).await
+        });
+    }
+
+    fn refuse(&self, reason: ClientRefusal) {
+        self.metrics.client_refusal(Front::Tftp, reason);
     }
 }
 
