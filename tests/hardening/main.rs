@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod allow;
 mod encoding;
+mod max_transfers;
 mod per_client;
 
 use std::net::{IpAddr, SocketAddr};
