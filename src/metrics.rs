@@ -176,6 +176,9 @@ pub struct Metrics {
     /// HTTP requests answered 503 because the resolve did not finish within
     /// `http.fetch_wait` (the fetch goes on and fills the cache).
     pub http_fetch_wait_expired: Counter,
+    /// TFTP requests answered `busy, retry later` because the resolve did
+    /// not finish within `tftp.fetch_wait` (the fetch goes on).
+    pub tftp_fetch_wait_expired: Counter,
     /// Cache entries removed through the admin API.
     pub cache_purged: Counter,
     /// Requests refused for who sent them ([`ClientRefusal`]).
@@ -220,6 +223,7 @@ impl Metrics {
             config_reloads: Family::default(),
             http_connections: Gauge::default(),
             http_fetch_wait_expired: Counter::default(),
+            tftp_fetch_wait_expired: Counter::default(),
             cache_purged: Counter::default(),
             client_refusals: Family::default(),
             registry: Registry::default(),
@@ -309,6 +313,11 @@ impl Metrics {
             "http_fetch_wait_expired",
             "HTTP requests answered 503 because the answer was not ready within http.fetch_wait",
             metrics.http_fetch_wait_expired.clone(),
+        );
+        r.register(
+            "tftp_fetch_wait_expired",
+            "TFTP requests answered busy because the answer was not ready within tftp.fetch_wait",
+            metrics.tftp_fetch_wait_expired.clone(),
         );
         r.register(
             "cache_purged_entries",

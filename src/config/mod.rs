@@ -100,6 +100,9 @@ pub struct TftpConfig {
     /// New requests per second one client address may make, and the burst
     /// (more: no answer).
     pub client_request_rate: u32,
+    /// How long a request that needs the clusters waits before `busy, retry
+    /// later` (the fetch goes on; the retry is served from the cache).
+    pub fetch_wait: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -316,6 +319,7 @@ impl Default for TftpConfig {
             allow: AllowList::default(),
             max_transfers_per_client: access::DEFAULT_TRANSFERS_PER_CLIENT,
             client_request_rate: access::DEFAULT_CLIENT_REQUEST_RATE,
+            fetch_wait: Duration::from_secs(5),
         }
     }
 }

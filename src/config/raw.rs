@@ -33,6 +33,7 @@ pub(super) struct Tftp {
     pub allow: Option<Vec<String>>,
     pub max_transfers_per_client: Option<i64>,
     pub client_request_rate: Option<i64>,
+    pub fetch_wait: Option<Dur>,
 }
 
 #[derive(Deserialize, Default)]

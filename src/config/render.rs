@@ -59,6 +59,7 @@ impl Config {
             t.max_transfers_per_client
         );
         let _ = writeln!(o, "client_request_rate = {}", t.client_request_rate);
+        let _ = writeln!(o, "fetch_wait = {}", quote(&format_duration(t.fetch_wait)));
         let _ = writeln!(o);
         match &self.http {
             Some(h) => {

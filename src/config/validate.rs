@@ -232,7 +232,11 @@ impl Ctx<'_> {
         )?;
         let (max_transfers_per_client, client_request_rate) =
             self.client_limits(t.max_transfers_per_client, t.client_request_rate)?;
+        let fetch_wait = Duration::ZERO..=Duration::from_secs(60);
+        let fetch_wait =
+            self.duration("tftp.fetch_wait", t.fetch_wait, fetch_wait, d.fetch_wait)?;
         Ok(TftpConfig {
+            fetch_wait,
             allow: self.allow_list("tftp.allow", t.allow)?,
             max_transfers_per_client,
             client_request_rate,

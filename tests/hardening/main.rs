@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod allow;
 mod encoding;
+mod fetch_wait;
 mod max_transfers;
 mod per_client;
 

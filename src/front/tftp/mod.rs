@@ -22,6 +22,7 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use quinn_udp::{RecvMeta, BATCH_SIZE};
@@ -57,6 +58,7 @@ struct Settings {
     port_range: Option<RangeInclusive<u16>>,
     allow: AllowList,
     max_transfers_per_client: usize,
+    fetch_wait: Duration,
 }
 
 impl Settings {
@@ -71,6 +73,7 @@ impl Settings {
             port_range: config.port_range.clone(),
             allow: config.allow.clone(),
             max_transfers_per_client: config.max_transfers_per_client,
+            fetch_wait: config.fetch_wait,
         }
     }
 }
