@@ -10,6 +10,9 @@
 //! or `localhost` is refused with 403: that is what a page in an operator's
 //! browser sends after DNS rebinding (`attacker.example` resolving to
 //! 127.0.0.1), and it must not purge the cache.
+//!
+//! The probes are open in both cases: a kubelet or a load balancer asks
+//! them by whatever name it knows the host by, and they change nothing.
 
 use std::net::IpAddr;
 use std::path::Path;
