@@ -187,6 +187,10 @@ impl TftpFront {
         let request = match accept(datagram) {
             Accept::Start(request) => request,
             Accept::Refuse { reply, why } => {
+                // An ERROR is an answer too: within the client's rate only.
+                if !self.admission.within_rate(client.ip()) {
+                    return self.refuse(ClientRefusal::RateLimited);
+                }
                 match why {
                     Refused::Malformed => {
                         self.metrics.malformed_packets.inc();
@@ -197,9 +201,6 @@ impl TftpFront {
                         }
                         self.metrics.request(Front::Tftp, RequestResult::Denied);
                     }
-                }
-                if !self.admission.within_rate(client.ip()) {
-                    return self.refuse(ClientRefusal::RateLimited);
                 }
                 return listener.send_from(client, dst_ip, &reply);
             }
