@@ -46,13 +46,13 @@ struct RateTable {
 }
 
 impl RateTable {
-    fn new(rate: u32) -> RateTable {
+    fn new(rate: u32, capacity: u64) -> RateTable {
         let per_second = NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN);
         RateTable {
             quota: Quota::per_second(per_second).allow_burst(per_second),
             rate,
             buckets: moka::sync::Cache::builder()
-                .max_capacity(MAX_RATE_KEYS)
+                .max_capacity(capacity)
                 // The burst equals the rate: a bucket left alone for a
                 // second is full, as a new one would be.
                 .time_to_idle(Duration::from_secs(1))
@@ -65,6 +65,8 @@ impl RateTable {
 /// kept across reloads.
 pub(super) struct Admission {
     rate: ArcSwap<RateTable>,
+    /// Addresses the rate table remembers at most.
+    capacity: u64,
     /// Transfers running per client address; an address leaves the map when
     /// its last transfer ends, so it holds at most `max_transfers` entries.
     running: Mutex<HashMap<IpAddr, usize>>,
@@ -72,8 +74,13 @@ pub(super) struct Admission {
 
 impl Admission {
     pub(super) fn new(rate: u32) -> Arc<Admission> {
+        Admission::with_capacity(rate, MAX_RATE_KEYS)
+    }
+
+    fn with_capacity(rate: u32, capacity: u64) -> Arc<Admission> {
         Arc::new(Admission {
-            rate: ArcSwap::from_pointee(RateTable::new(rate)),
+            rate: ArcSwap::from_pointee(RateTable::new(rate, capacity)),
+            capacity,
             running: Mutex::default(),
         })
     }
@@ -81,7 +88,8 @@ impl Admission {
     /// Applies a reloaded `client_request_rate` (buckets start full).
     pub(super) fn update(&self, rate: u32) {
         if self.rate.load().rate != rate {
-            self.rate.store(Arc::new(RateTable::new(rate)));
+            self.rate
+                .store(Arc::new(RateTable::new(rate, self.capacity)));
         }
     }
 
@@ -145,6 +153,26 @@ mod tests {
         // Mapped and plain are one client.
         assert!((0..10).filter(|_| admission.within_rate(b)).count() <= 5);
         assert!(!admission.within_rate("192.0.2.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_flood_of_sources_cannot_grow_the_rate_table() {
+        let admission = Admission::with_capacity(50, 1000);
+        for i in 0..20_000u32 {
+            let source = IpAddr::from(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+            assert!(admission.within_rate(source), "a new source has its burst");
+        }
+        let table = admission.rate.load();
+        table.buckets.run_pending_tasks();
+        assert!(
+            table.buckets.entry_count() <= 1000,
+            "{}",
+            table.buckets.entry_count()
+        );
+        // Idle addresses are forgotten once their bucket is full again.
+        std::thread::sleep(Duration::from_millis(1100));
+        table.buckets.run_pending_tasks();
+        assert_eq!(table.buckets.entry_count(), 0);
     }
 
     #[test]
