@@ -51,6 +51,27 @@ snake_case_labels! {
     HomeTable { Device => "device", ClientIp => "client_ip" }
     ReloadResult { Applied => "applied", Rejected => "rejected" }
     RelayResult { Relayed => "relayed", NoHome => "no_home", Unreachable => "unreachable" }
+    ClientRefusal {
+        NotAllowed => "not_allowed", RateLimited => "rate_limited",
+        TooManyTransfers => "too_many_transfers",
+    }
+}
+
+/// Why a client was refused before its request was looked at: not in the
+/// front's allow-list (TFTP: no answer; HTTP: 403), over
+/// `tftp.client_request_rate` (no answer) or over
+/// `tftp.max_transfers_per_client` (busy).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ClientRefusal {
+    NotAllowed,
+    RateLimited,
+    TooManyTransfers,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub front: Front,
+    pub reason: ClientRefusal,
 }
 
 /// Which front end a request came through.
@@ -184,6 +205,9 @@ pub struct Metrics {
     /// HTTP requests answered 503 because the resolve did not finish within
     /// `http.fetch_wait` (the fetch goes on and fills the cache).
     pub http_fetch_wait_expired: Counter,
+    /// TFTP requests answered `busy, retry later` because the resolve did
+    /// not finish within `tftp.fetch_wait` (the fetch goes on).
+    pub tftp_fetch_wait_expired: Counter,
     /// Cache entries removed through the admin API.
     pub cache_purged: Counter,
     /// Request to first byte sent (TFTP: first DATA or OACK queued; HTTP:
@@ -197,6 +221,8 @@ pub struct Metrics {
     pub loops_detected: Counter,
     /// HTTP requests not forwarded because their chain was at `remote.max_hops`.
     pub max_hops_reached: Counter,
+    /// Requests refused for who sent them ([`ClientRefusal`]).
+    pub client_refusals: Family<RefusalLabels, Counter>,
 }
 
 /// What became of a connection to the secure-config relay.
@@ -268,12 +294,14 @@ impl Metrics {
             config_reloads: Family::default(),
             http_connections: Gauge::default(),
             http_fetch_wait_expired: Counter::default(),
+            tftp_fetch_wait_expired: Counter::default(),
             cache_purged: Counter::default(),
             first_byte: Family::new_with_constructor(latency_histogram),
             transfer_duration: transfer_histogram(),
             tls_relay_connections: Family::default(),
             loops_detected: Counter::default(),
             max_hops_reached: Counter::default(),
+            client_refusals: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -373,6 +401,11 @@ impl Metrics {
             metrics.http_fetch_wait_expired.clone(),
         );
         r.register(
+            "tftp_fetch_wait_expired",
+            "TFTP requests answered busy because the answer was not ready within tftp.fetch_wait",
+            metrics.tftp_fetch_wait_expired.clone(),
+        );
+        r.register(
             "cache_purged_entries",
             "Cache entries removed through the admin API",
             metrics.cache_purged.clone(),
@@ -410,6 +443,11 @@ impl Metrics {
             "Requests not forwarded because their Via chain was at remote.max_hops",
             metrics.max_hops_reached.clone(),
         );
+        r.register(
+            "client_refusals",
+            "Requests refused for their client: not allowed, over its request rate, over its transfers",
+            metrics.client_refusals.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -420,6 +458,13 @@ impl Metrics {
     pub fn request(&self, front: Front, result: RequestResult) {
         self.requests
             .get_or_create(&RequestLabels { front, result })
+            .inc();
+    }
+
+    /// Counts one request refused for its client.
+    pub fn client_refusal(&self, front: Front, reason: ClientRefusal) {
+        self.client_refusals
+            .get_or_create(&RefusalLabels { front, reason })
             .inc();
     }
 

@@ -393,6 +393,7 @@ async fn admin_is_optional_and_rebinds_on_reload() {
     let mut config = server.daemon.config();
     config.admin = Some(AdminConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
+        ..AdminConfig::default()
     });
     server.daemon.reload(config.clone()).unwrap();
     let first = server.daemon.admin_addr().expect("admin started by reload");
@@ -409,6 +410,7 @@ async fn admin_is_optional_and_rebinds_on_reload() {
 
     config.admin = Some(AdminConfig {
         listen: "[::1]:0".parse().unwrap(),
+        ..AdminConfig::default()
     });
     server.daemon.reload(config.clone()).unwrap();
     let second = server.daemon.admin_addr().unwrap();

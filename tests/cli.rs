@@ -90,3 +90,112 @@ fn locate_exit_status_says_what_a_phone_would_get() {
         "no cluster is configured, so no home can be learned: {text}"
     );
 }
+
+/// Runs tftproxy with `args`; kills it if it has not ended within `limit`
+/// (then the result is `None`).
+fn tftproxy_within(args: &[&str], limit: std::time::Duration) -> Option<(i32, String)> {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tftproxy"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tftproxy");
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut text = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    Some((status.code().unwrap_or(-1), text))
+}
+
+#[test]
+fn a_config_that_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("tftproxy.toml");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let fifo = fifo.to_str().unwrap();
+    for (path, what) in [(fifo, "a FIFO"), ("/dev/zero", "a character device")] {
+        for command in ["serve", "check", "locate"] {
+            let mut args = vec![command, "-c", path];
+            if command == "locate" {
+                args.push("x");
+            }
+            // Generous: "at once" means not blocking on a FIFO and not
+            // reading /dev/zero until memory runs out.
+            let (code, text) = tftproxy_within(&args, std::time::Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("{command} -c {path} did not end"));
+            assert_eq!(code, 1, "{command} -c {path}: {text}");
+            assert!(
+                text.contains(&format!("{path}: is {what}, not a regular file")),
+                "{command} -c {path}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_oversized_config_is_refused() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let comment = format!("# {}\n", "x".repeat(1000));
+    std::fs::write(file.path(), comment.repeat(1100)).unwrap();
+    let path = file.path().to_str().unwrap();
+    let (code, text) = tftproxy(&["check", "-c", path]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("a configuration file is at most 1048576 bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_admin_api_off_loopback_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tftproxy.toml");
+    std::fs::write(
+        &config,
+        "[tftp]\nlisten = [\"127.0.0.1:0\"]\n\n[admin]\nlisten = \"0.0.0.0:9669\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    for command in ["check", "serve"] {
+        let (code, text) =
+            tftproxy_within(&[command, "-c", config], std::time::Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("{command} did not refuse"));
+        assert_eq!(code, 1, "{command}: {text}");
+        assert!(
+            text.contains(&format!(
+                "{config}:5: admin.listen: 0.0.0.0:9669 is not a loopback address: set admin.token_file"
+            )),
+            "{command}: {text}"
+        );
+    }
+}

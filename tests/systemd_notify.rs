@@ -138,7 +138,7 @@ fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();

@@ -135,6 +135,12 @@ pub(crate) fn proxy_command(args: ProxyArgs) -> Result<()> {
     let mut config = Config::default();
     config.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tftp.max_transfers = 10_000;
+    if args.client.same_ip {
+        // Every phone is 127.0.0.1: the per-client limits would measure
+        // themselves.
+        config.tftp.max_transfers_per_client = 10_000;
+        config.tftp.client_request_rate = 1_000_000;
+    }
     config.cache.device_ttl = Duration::from_secs(args.device_ttl_s);
     config.remote.strategy = Strategy::Parallel;
     config.clusters = clusters

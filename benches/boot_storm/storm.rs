@@ -365,6 +365,12 @@ pub(crate) fn storm_command(args: StormArgs) -> Result<()> {
             config.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
             config.tftp.root = Some(root);
             config.tftp.max_transfers = 10_000;
+            if args.client.same_ip {
+                // Every phone is 127.0.0.1: the per-client limits would
+                // measure themselves.
+                config.tftp.max_transfers_per_client = 10_000;
+                config.tftp.client_request_rate = 1_000_000;
+            }
             let daemon = server.block_on(Daemon::start(config))?;
             let addr = daemon.tftp_addrs()[0];
             _server = Some((server, daemon));

@@ -33,6 +33,9 @@
 //!
 //! * this file: the public types, [`ConfigError`], the limits, the defaults,
 //!   [`Config::load`] and [`Config::parse`];
+//! * `access`: who may use the daemon and how much (`[admin]`: the token,
+//!   loopback; the client allow-lists; the per-client TFTP limits);
+//! * `file`: reading the file (a regular file of sane size);
 //! * `raw`: the private serde structs the text is first read into;
 //! * `key_lines`: which line each key sits on, and which key a parse error is at;
 //! * `validate`: raw structs → [`Config`], with located errors;
@@ -40,8 +43,10 @@
 //! * `address`: cluster addresses, normalised to base URLs;
 //! * `render`: [`Config::render`], the effective configuration as TOML.
 
+mod access;
 mod address;
 mod clusters;
+mod file;
 mod key_lines;
 mod raw;
 mod render;
@@ -54,7 +59,9 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use access::{read_token, AllowList};
 pub use address::normalize_address;
+pub use file::MAX_CONFIG_BYTES;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
 use key_lines::{line_of_offset, syntax_error_key, Locator};
@@ -121,6 +128,16 @@ pub struct TftpConfig {
     /// Every transfer on the listening port (for NAT, firewalls, containers)
     /// instead of an ephemeral port per transfer.
     pub single_port: bool,
+    /// The clients answered (others get no answer at all).
+    pub allow: AllowList,
+    /// Transfers one client address may run at once (more: busy).
+    pub max_transfers_per_client: usize,
+    /// New requests per second one client address may make, and the burst
+    /// (more: no answer).
+    pub client_request_rate: u32,
+    /// How long a request that needs the clusters waits before `busy, retry
+    /// later` (the fetch goes on; the retry is served from the cache).
+    pub fetch_wait: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -132,11 +149,17 @@ pub struct HttpConfig {
     /// This instance's id in `Via` entries (`1.1 tftproxy-<id>`); `None`:
     /// the host name. Must differ between the instances of one chain.
     pub via_id: Option<String>,
+    /// The clients answered (others get 403).
+    pub allow: AllowList,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// A file holding the bearer token every admin request but the probes
+    /// (`/healthz`, `/readyz`) must present. Without it the API must listen
+    /// on loopback, and requests naming another host are refused.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -241,6 +264,15 @@ pub enum ConfigError {
         // be printed a second time by `{:#}`.
         error: std::io::Error,
     },
+    /// `-c` names a FIFO, a device, a directory…: refused before reading.
+    #[error("{path}: is {what}, not a regular file")]
+    NotARegularFile { path: PathBuf, what: &'static str },
+    /// Larger than [`MAX_CONFIG_BYTES`].
+    #[error(
+        "{path}: is {size} bytes; a configuration file is at most {} bytes",
+        MAX_CONFIG_BYTES
+    )]
+    TooLarge { path: PathBuf, size: u64 },
     #[error("{path}:{line}: {key}: {message}")]
     Invalid {
         path: PathBuf,
@@ -270,13 +302,10 @@ impl Config {
         self.http.as_ref().and_then(|h| h.via_id.as_deref())
     }
 
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`: a regular file of at most
+    /// [`MAX_CONFIG_BYTES`], refused at once otherwise.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
-        Config::parse(&text, path)
+        Config::parse(&file::read(path)?, path)
     }
 
     /// Parses and validates `text`; `path` is only used in error messages.
@@ -353,6 +382,10 @@ impl Default for TftpConfig {
             max_retries: 5,
             shutdown_grace: Duration::from_secs(10),
             single_port: false,
+            allow: AllowList::default(),
+            max_transfers_per_client: access::DEFAULT_TRANSFERS_PER_CLIENT,
+            client_request_rate: access::DEFAULT_CLIENT_REQUEST_RATE,
+            fetch_wait: Duration::from_secs(5),
         }
     }
 }
@@ -365,15 +398,17 @@ impl Default for HttpConfig {
             fetch_wait: Duration::from_secs(3),
             max_connections: 1024,
             via_id: None,
+            allow: AllowList::default(),
         }
     }
 }
 
 impl Default for AdminConfig {
-    /// The value taken by `listen` when left out of an `[admin]` section.
+    /// The values taken by keys left out of an `[admin]` section.
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:9669".parse().unwrap(),
+            token_file: None,
         }
     }
 }

@@ -41,6 +41,10 @@ pub(super) struct Tftp {
     pub max_retries: Option<i64>,
     pub shutdown_grace: Option<Dur>,
     pub single_port: Option<bool>,
+    pub allow: Option<Vec<String>>,
+    pub max_transfers_per_client: Option<i64>,
+    pub client_request_rate: Option<i64>,
+    pub fetch_wait: Option<Dur>,
 }
 
 #[derive(Deserialize, Default)]
@@ -50,12 +54,14 @@ pub(super) struct Http {
     pub fetch_wait: Option<Dur>,
     pub max_connections: Option<i64>,
     pub via_id: Option<String>,
+    pub allow: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct Admin {
     pub listen: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -53,6 +53,14 @@ impl Config {
             quote(&format_duration(t.shutdown_grace))
         );
         let _ = writeln!(o, "single_port = {}", t.single_port);
+        let _ = writeln!(o, "allow = {}", net_list(&t.allow));
+        let _ = writeln!(
+            o,
+            "max_transfers_per_client = {}",
+            t.max_transfers_per_client
+        );
+        let _ = writeln!(o, "client_request_rate = {}", t.client_request_rate);
+        let _ = writeln!(o, "fetch_wait = {}", quote(&format_duration(t.fetch_wait)));
         let _ = writeln!(o);
         match &self.http {
             Some(h) => {
@@ -68,6 +76,7 @@ impl Config {
                         let _ = writeln!(o, "# via_id: not set (this host's name)");
                     }
                 }
+                let _ = writeln!(o, "allow = {}", net_list(&h.allow));
             }
             None => {
                 let _ = writeln!(o, "# [http]: not configured (no HTTP front end)");
@@ -78,6 +87,14 @@ impl Config {
             Some(a) => {
                 let _ = writeln!(o, "[admin]");
                 let _ = writeln!(o, "listen = {}", quote(&a.listen.to_string()));
+                match &a.token_file {
+                    Some(path) => {
+                        let _ = writeln!(o, "token_file = {}", quote(&path.display().to_string()));
+                    }
+                    None => {
+                        let _ = writeln!(o, "# token_file: not set (loopback only, Host checked)");
+                    }
+                }
             }
             None => {
                 let _ = writeln!(o, "# [admin]: not configured (no admin endpoint)");
@@ -222,6 +239,16 @@ pub(super) fn quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// `["10.0.0.0/8", "2001:db8::/32"]`; `[]` is everyone.
+fn net_list(list: &super::AllowList) -> String {
+    let items: Vec<String> = list
+        .prefixes()
+        .iter()
+        .map(|net| quote(&net.to_string()))
+        .collect();
+    format!("[{}]", items.join(", "))
 }
 
 fn addr_list(addrs: &[SocketAddr]) -> String {

@@ -10,9 +10,9 @@ use super::key_lines::Locator;
 use super::raw;
 use super::render::quote;
 use super::{
-    format_duration, is_via_id, parse_duration, parse_size, AdminConfig, CacheConfig, Config,
-    ConfigError, HttpConfig, LogConfig, LogFormat, OnUnreachable, RemoteConfig, Strategy,
-    TftpConfig, BLOCK_SIZE_RANGE, MAX_HOPS_RANGE, MAX_TRANSFERS_RANGE, WINDOW_SIZE_RANGE,
+    format_duration, is_via_id, parse_duration, parse_size, CacheConfig, Config, ConfigError,
+    HttpConfig, LogConfig, LogFormat, OnUnreachable, RemoteConfig, Strategy, TftpConfig,
+    BLOCK_SIZE_RANGE, MAX_HOPS_RANGE, MAX_TRANSFERS_RANGE, WINDOW_SIZE_RANGE,
 };
 
 pub(super) struct Ctx<'a> {
@@ -116,7 +116,7 @@ impl Ctx<'_> {
         Ok(out)
     }
 
-    fn socket_addr(&self, key: &str, s: &str, example: &str) -> Res<SocketAddr> {
+    pub(super) fn socket_addr(&self, key: &str, s: &str, example: &str) -> Res<SocketAddr> {
         s.trim().parse::<SocketAddr>().map_err(|_| {
             self.err(
                 key,
@@ -135,12 +135,7 @@ impl Ctx<'_> {
             None => None,
         };
         let admin = match raw.admin {
-            Some(a) => Some(AdminConfig {
-                listen: match a.listen {
-                    Some(s) => self.socket_addr("admin.listen", &s, "\"127.0.0.1:9669\"")?,
-                    None => AdminConfig::default().listen,
-                },
-            }),
+            Some(a) => Some(self.admin(a)?),
             None => None,
         };
         let cache = self.cache(raw.cache)?;
@@ -239,7 +234,16 @@ impl Ctx<'_> {
             Duration::ZERO..=Duration::from_secs(3600),
             d.shutdown_grace,
         )?;
+        let (max_transfers_per_client, client_request_rate) =
+            self.client_limits(t.max_transfers_per_client, t.client_request_rate)?;
+        let fetch_wait = Duration::ZERO..=Duration::from_secs(60);
+        let fetch_wait =
+            self.duration("tftp.fetch_wait", t.fetch_wait, fetch_wait, d.fetch_wait)?;
         Ok(TftpConfig {
+            fetch_wait,
+            allow: self.allow_list("tftp.allow", t.allow)?,
+            max_transfers_per_client,
+            client_request_rate,
             listen,
             root,
             max_transfers,
@@ -276,6 +280,7 @@ impl Ctx<'_> {
         let d = HttpConfig::default();
         Ok(HttpConfig {
             listen: self.listen_list("http.listen", h.listen, d.listen, "\"0.0.0.0:6970\"")?,
+            allow: self.allow_list("http.allow", h.allow)?,
             fetch_wait: self.duration(
                 "http.fetch_wait",
                 h.fetch_wait,

@@ -20,8 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
+
 use crate::config::{Config, HttpConfig, TlsRelayConfig};
 use crate::front::admin::{self, AdminState};
+use crate::front::admin_auth::{AdminAuth, AdminToken};
 use crate::front::http::HttpFront;
 use crate::front::tftp::TftpFront;
 use crate::front::tls_relay::TlsRelay;
@@ -45,6 +48,11 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Resolver(#[from] ResolverError),
+    #[error("admin.token_file: file {path} {message}")]
+    AdminToken {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 /// A running daemon.
@@ -59,12 +67,15 @@ pub struct Daemon {
     started: Instant,
     /// Set once every listener serves (the admin `/readyz`).
     ready: Arc<AtomicBool>,
+    /// The admin token in force, read at start and at each reload.
+    admin_auth: AdminAuth,
 }
 
 impl Daemon {
     /// Binds every listener and starts serving.
     pub async fn start(config: Config) -> Result<Arc<Daemon>, DaemonError> {
         let metrics = Arc::new(Metrics::new());
+        let admin_auth = Arc::new(ArcSwapOption::from(admin_token(&config)?));
         let resolver = ResolverHandle::new(Resolver::new(&config, metrics.clone())?);
         // Bind every socket before serving on any.
         let bound = Bound::new(&config, &Listeners::default())?;
@@ -86,6 +97,7 @@ impl Daemon {
             listeners: Mutex::new(Listeners::default()),
             started: Instant::now(),
             ready: Arc::new(AtomicBool::new(false)),
+            admin_auth,
         });
         let config = daemon.config();
         let mut listeners = lock(&daemon.listeners);
@@ -106,6 +118,7 @@ impl Daemon {
             http_connections: self.http.connections().clone(),
             started: self.started,
             ready: self.ready.clone(),
+            auth: self.admin_auth.clone(),
         }
     }
 
@@ -179,12 +192,14 @@ impl Daemon {
         // Caches, home tables and cluster status carry over where they
         // still apply.
         let resolver = Resolver::reconfigure(&new, &self.resolver.current())?;
+        let admin_token = admin_token(&new)?;
         let mut listeners = lock(&self.listeners);
         // New addresses are bound before anything changes (and before the
         // old ones are let go).
         let bound = Bound::new(&new, &listeners)?;
         // Every socket is bound: nothing below can fail.
         self.resolver.replace(resolver);
+        self.admin_auth.store(admin_token);
         self.tftp.update(&new.tftp);
         self.http.update(http_settings(&new));
         self.tls_relay
@@ -244,6 +259,20 @@ fn relay_settings(config: &Config) -> &TlsRelayConfig {
         .tls_relay
         .as_ref()
         .unwrap_or_else(|| DEFAULT.get_or_init(TlsRelayConfig::default))
+}
+
+/// The token of `[admin] token_file`, read now (it may have changed since
+/// the configuration was checked).
+fn admin_token(config: &Config) -> Result<Option<Arc<AdminToken>>, DaemonError> {
+    let Some(path) = config.admin.as_ref().and_then(|a| a.token_file.as_ref()) else {
+        return Ok(None);
+    };
+    AdminToken::read(path)
+        .map(|token| Some(Arc::new(token)))
+        .map_err(|message| DaemonError::AdminToken {
+            path: path.clone(),
+            message,
+        })
 }
 
 /// Starts the admin front on a bound listener.

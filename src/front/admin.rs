@@ -14,8 +14,9 @@
 //! stop getting not-found": a negative entry for a phone just added on its
 //! cluster goes away at once.
 //!
-//! The admin API has no authentication: it listens on loopback unless the
-//! configuration says otherwise.
+//! Who may ask is `admin_auth`'s job: a bearer token (`[admin] token_file`)
+//! for everything but the probes, or, without one, loopback and a `Host`
+//! that is an IP address or `localhost`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use super::admin_auth::{self, AdminAuth};
 use super::conn::{accept_until_stopped, serve_http1};
 use super::slots::Slots;
 use super::ListenerHandle;
@@ -63,6 +65,8 @@ pub(crate) struct AdminState {
     pub(crate) started: Instant,
     /// Every listener is bound and the caches are loaded (`/readyz`).
     pub(crate) ready: Arc<AtomicBool>,
+    /// The token in force (`[admin] token_file`), if any.
+    pub(crate) auth: AdminAuth,
 }
 
 /// Serves the admin API on a listener from [`super::conn::bind`] until the
@@ -105,6 +109,7 @@ pub(crate) fn start(
 }
 
 fn router(state: AdminState) -> Router {
+    let auth = axum::middleware::from_fn_with_state(state.auth.clone(), admin_auth::check);
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -114,6 +119,7 @@ fn router(state: AdminState) -> Router {
         .route("/cache", delete(purge_all))
         .route("/cache/{*name}", delete(purge_one))
         .fallback(not_found)
+        .layer(auth)
         .with_state(state)
 }
 

@@ -25,6 +25,9 @@
 //! | `tftproxy-source` (200) | `local`, `cache:<cluster>` or `cluster:<cluster>` |
 //! | `tftproxy-partial` (404) | `loop`, `max-hops` or `upstream`: the "not found" may miss files |
 //!
+//! A client outside `http.allow` (when set) gets `403` and the connection
+//! is closed.
+//!
 //! Connections are capped at `http.max_connections`; the other bounds on
 //! slow or hostile clients are [`super::conn`]'s. Targets longer than
 //! [`MAX_URI_BYTES`] that fit in the head get `414`.
@@ -54,8 +57,8 @@ use super::file_body::FileBody;
 use super::range::{self, Requested};
 use super::slots::Slots;
 use super::ListenerHandle;
-use crate::config::HttpConfig;
-use crate::metrics::{Front, FrontLabels, Metrics, RequestResult};
+use crate::config::{AllowList, HttpConfig};
+use crate::metrics::{ClientRefusal, Front, FrontLabels, Metrics, RequestResult};
 use crate::resolve::{Answer, Lookup, Resolved, Resolver, ResolverHandle};
 use crate::via::{Chain, PARTIAL_HEADER, SOURCE_HEADER};
 
@@ -77,6 +80,8 @@ pub(crate) struct HttpFront {
     metrics: Arc<Metrics>,
     /// `http.fetch_wait`; a reload may change it.
     fetch_wait: ArcSwap<Duration>,
+    /// `http.allow`; a reload may change it.
+    allow: ArcSwap<AllowList>,
     /// `http.max_connections`, for every listener together.
     slots: Slots,
     /// Open connections.
@@ -93,14 +98,17 @@ impl HttpFront {
             resolver,
             metrics,
             fetch_wait: ArcSwap::from_pointee(config.fetch_wait),
+            allow: ArcSwap::from_pointee(config.allow.clone()),
             slots: Slots::new(config.max_connections.max(1)),
             connections: TaskTracker::new(),
         })
     }
 
-    /// Applies `fetch_wait` and `max_connections` from a reloaded config.
+    /// Applies `fetch_wait`, `allow` and `max_connections` from a reloaded
+    /// config.
     pub(crate) fn update(&self, config: &HttpConfig) {
         self.fetch_wait.store(Arc::new(config.fetch_wait));
+        self.allow.store(Arc::new(config.allow.clone()));
         self.slots.resize(config.max_connections.max(1));
     }
 
@@ -181,6 +189,18 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
     let started = Instant::now();
     let method = request.method().clone();
     let head_only = method == Method::HEAD;
+    if !front.allow.load().allows(client) {
+        front
+            .metrics
+            .client_refusal(Front::Http, ClientRefusal::NotAllowed);
+        front.metrics.request(Front::Http, RequestResult::Denied);
+        debug!(%client, status = 403, "client not in http.allow");
+        let mut response = text(StatusCode::FORBIDDEN, "forbidden\n", head_only);
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     if method != Method::GET && !head_only {
         front.metrics.request(Front::Http, RequestResult::Denied);
         info!(%client, %method, status = 405, "HTTP method not allowed");

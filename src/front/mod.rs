@@ -1,7 +1,7 @@
 //! The fronts: the protocols phones and operators speak. [`tftp`] (the UDP
 //! socket driver around the pure [`crate::tftp`] state machines), `http`
 //! (phones' `GET /<name>` on port 6970) and [`admin`] (metrics, health,
-//! cluster status, cache purge). A front knows its protocol and the narrow
+//! cluster status, cache purge; `admin_auth` says who may ask). A front knows its protocol and the narrow
 //! interface of the resolver ([`crate::resolve::ResolverHandle`]), nothing of
 //! clusters or caches. [`conn`] is the HTTP/1 plumbing the two HTTP fronts
 //! share; `slots` the resizable limits on transfers and connections.
@@ -10,6 +10,7 @@
 //! the daemon owns the handles (ARCHITECTURE.md, "Lifecycle").
 
 pub mod admin;
+pub(crate) mod admin_auth;
 pub mod conn;
 mod file_body;
 pub(crate) mod http;

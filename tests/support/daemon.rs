@@ -41,10 +41,14 @@ pub struct TestDaemonBuilder {
 impl TestDaemon {
     /// TFTP on `127.0.0.1:0` serving a new, empty temporary root; the rest
     /// of the configuration is `Config::default()` (no HTTP, no admin, no
-    /// clusters).
+    /// clusters) but for the per-client TFTP limits, lifted: most tests
+    /// play many phones from 127.0.0.1. [`TestDaemonBuilder::client_limits`]
+    /// puts them back.
     pub fn builder() -> TestDaemonBuilder {
         let root = tempfile::tempdir().unwrap();
         let mut config = Config::default();
+        config.tftp.max_transfers_per_client = 100_000;
+        config.tftp.client_request_rate = 1_000_000;
         config.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
         config.tftp.root = Some(root.path().to_path_buf());
         TestDaemonBuilder { config, root }
@@ -136,6 +140,14 @@ impl TestDaemonBuilder {
         })
     }
 
+    /// The per-client TFTP limits of a real configuration (the defaults).
+    pub fn client_limits(mut self) -> Self {
+        let defaults = tftproxy::config::TftpConfig::default();
+        self.config.tftp.max_transfers_per_client = defaults.max_transfers_per_client;
+        self.config.tftp.client_request_rate = defaults.client_request_rate;
+        self
+    }
+
     /// TFTP listens on `[::1]:0` as well.
     pub fn tftp_ipv6(mut self) -> Self {
         self.config.tftp.listen.push("[::1]:0".parse().unwrap());
@@ -166,6 +178,7 @@ impl TestDaemonBuilder {
     pub fn admin(mut self) -> Self {
         self.config.admin = Some(AdminConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            ..AdminConfig::default()
         });
         self
     }

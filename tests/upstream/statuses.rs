@@ -115,3 +115,23 @@ async fn refused_is_connect_failure() {
     );
     assert_eq!(report.status, None);
 }
+
+#[tokio::test]
+async fn an_encoded_body_is_a_failed_address() {
+    let cluster = HttpCluster::start().await;
+    cluster.put(CNF, b"\x1f\x8b compressed".as_slice());
+    cluster.set_content_encoding("gzip");
+    let report = upstream().fetch_address(&cluster.base_url(), CNF).await;
+    assert_eq!(
+        failed(&report.outcome),
+        &FailReason::ContentEncoding("gzip".into())
+    );
+    assert_eq!(report.status, Some(200));
+
+    // `identity`, in any case, is the bytes themselves.
+    let plain = HttpCluster::start().await;
+    plain.put(CNF, "<device/>");
+    plain.set_content_encoding("Identity");
+    let report = upstream().fetch_address(&plain.base_url(), CNF).await;
+    assert_eq!(found(&report.outcome), b"<device/>");
+}

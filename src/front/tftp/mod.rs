@@ -16,6 +16,7 @@
 //! its transfers on its own socket.
 
 mod active;
+mod admission;
 mod single;
 mod socket;
 mod transfer;
@@ -24,6 +25,7 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use quinn_udp::{RecvMeta, BATCH_SIZE};
@@ -33,8 +35,8 @@ use tracing::{debug, info, warn};
 
 use super::slots::Slots;
 use super::ListenerHandle;
-use crate::config::TftpConfig;
-use crate::metrics::{Front, Metrics, RequestResult};
+use crate::config::{AllowList, TftpConfig};
+use crate::metrics::{ClientRefusal, Front, Metrics, RequestResult};
 use crate::resolve::ResolverHandle;
 use crate::tftp::accept::{accept, Accept, Refused};
 use crate::tftp::options::Limits;
@@ -58,6 +60,9 @@ struct Settings {
     port_range: Option<RangeInclusive<u16>>,
     /// Read when a listener starts (`single.rs`).
     single_port: bool,
+    allow: AllowList,
+    max_transfers_per_client: usize,
+    fetch_wait: Duration,
 }
 
 impl Settings {
@@ -71,6 +76,9 @@ impl Settings {
             max_retries: config.max_retries,
             port_range: config.port_range.clone(),
             single_port: config.single_port,
+            allow: config.allow.clone(),
+            max_transfers_per_client: config.max_transfers_per_client,
+            fetch_wait: config.fetch_wait,
         }
     }
 }
@@ -82,6 +90,8 @@ pub(crate) struct TftpFront {
     metrics: Arc<Metrics>,
     /// `tftp.max_transfers`, for every listener and generation together.
     slots: Slots,
+    /// Per-client request rate and transfer cap.
+    admission: Arc<admission::Admission>,
     /// Clients with a transfer running, to tell a repeated request from a
     /// new one.
     active: active::ActiveTable,
@@ -100,6 +110,7 @@ impl TftpFront {
             resolver,
             metrics,
             slots: Slots::new(config.max_transfers),
+            admission: admission::Admission::new(config.client_request_rate),
             active: active::ActiveTable::default(),
             transfers: TaskTracker::new(),
         })
@@ -111,6 +122,7 @@ impl TftpFront {
     pub(crate) fn update(&self, config: &TftpConfig) {
         self.settings.store(Arc::new(Settings::from_config(config)));
         self.slots.resize(config.max_transfers);
+        self.admission.update(config.client_request_rate);
     }
 
     /// The transfers running (to count them, or wait for them to end).
@@ -179,9 +191,19 @@ impl TftpFront {
 
     fn on_datagram(self: &Arc<Self>, listener: &Arc<Listener>, meta: &RecvMeta, datagram: &[u8]) {
         let (client, dst_ip) = (meta.addr, meta.dst_ip);
+        let settings = self.settings.load();
+        // Strangers get no answer at all: any answer would help a spoofed
+        // reflection.
+        if !settings.allow.allows(client.ip()) {
+            return self.refuse(ClientRefusal::NotAllowed);
+        }
         let request = match accept(datagram) {
             Accept::Start(request) => request,
             Accept::Refuse { reply, why } => {
+                // An ERROR is an answer too: within the client's rate only.
+                if !self.admission.within_rate(client.ip()) {
+                    return self.refuse(ClientRefusal::RateLimited);
+                }
                 match why {
                     Refused::Malformed => {
                         self.metrics.malformed_packets.inc();
@@ -209,11 +231,21 @@ impl TftpFront {
         if self.active.is_retransmission(client, fingerprint) {
             return;
         }
+        // Over its rate: silence (see `admission`: likely spoofed).
+        if !self.admission.within_rate(client.ip()) {
+            return self.refuse(ClientRefusal::RateLimited);
+        }
+        let busy = || Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
+        let cap = settings.max_transfers_per_client;
+        let Some(claim) = self.admission.claim(client.ip(), cap) else {
+            self.refuse(ClientRefusal::TooManyTransfers);
+            self.metrics.request(Front::Tftp, RequestResult::Busy);
+            return listener.send_from(client, dst_ip, &busy());
+        };
         let Some(permit) = self.slots.try_take() else {
             self.metrics.busy_rejections.inc();
             self.metrics.request(Front::Tftp, RequestResult::Busy);
-            let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
-            return listener.send_from(client, dst_ip, &busy);
+            return listener.send_from(client, dst_ip, &busy());
         };
         let tracked = self.active.insert(client, fingerprint);
         let local =
@@ -229,6 +261,13 @@ impl TftpFront {
             local,
             request,
         };
-        self.transfers.spawn(transfer::run(start, permit));
+        self.transfers.spawn(async move {
+            let _claim = claim;
+            transfer::run(start, permit).await
+        });
+    }
+
+    fn refuse(&self, reason: ClientRefusal) {
+        self.metrics.client_refusal(Front::Tftp, reason);
     }
 }

@@ -32,11 +32,12 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info, warn};
 
 use super::active::fingerprint;
+use super::admission::ClientClaim;
 use super::socket::{Listener, Outgoing};
 use super::transfer::{prepare, record, Ended};
 use super::{TftpFront, BUSY_MESSAGE};
 use crate::body::Body;
-use crate::metrics::{Front, Metrics, RequestResult};
+use crate::metrics::{ClientRefusal, Front, Metrics, RequestResult};
 use crate::resolve::Source;
 use crate::tftp::accept::{accept, stray, Accept, Refused};
 use crate::tftp::packet::{ErrorCode, Packet, Request};
@@ -54,6 +55,8 @@ struct Prepared {
 struct Hold {
     metrics: Arc<Metrics>,
     _permit: OwnedSemaphorePermit,
+    /// One of the client's `tftp.max_transfers_per_client`.
+    _claim: ClientClaim,
     _token: TaskTrackerToken,
 }
 
@@ -165,6 +168,10 @@ pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: 
 impl Driver {
     fn on_datagram(&mut self, meta: &RecvMeta, datagram: &[u8], now: Instant) {
         let client = meta.addr;
+        // Strangers get no answer at all (as in per-port mode).
+        if !self.front.settings.load().allow.allows(client.ip()) {
+            return self.front.refuse(ClientRefusal::NotAllowed);
+        }
         if let Some(slot) = self.table.get_mut(&client) {
             match datagram.get(..2) {
                 Some([0, 1]) => {
@@ -196,6 +203,10 @@ impl Driver {
         match accept(datagram) {
             Accept::Start(request) => self.start(client, dst_ip, datagram, request),
             Accept::Refuse { reply, why } => {
+                // An ERROR is an answer too: within the client's rate only.
+                if !self.front.admission.within_rate(client.ip()) {
+                    return self.front.refuse(ClientRefusal::RateLimited);
+                }
                 let metrics = &self.front.metrics;
                 match why {
                     Refused::Malformed => {
@@ -233,16 +244,27 @@ impl Driver {
             return;
         }
         let front = &self.front;
+        // Over its rate: silence (see `super::admission`: likely spoofed).
+        if !front.admission.within_rate(client.ip()) {
+            return front.refuse(ClientRefusal::RateLimited);
+        }
+        let busy = || Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
+        let cap = front.settings.load().max_transfers_per_client;
+        let Some(claim) = front.admission.claim(client.ip(), cap) else {
+            front.refuse(ClientRefusal::TooManyTransfers);
+            front.metrics.request(Front::Tftp, RequestResult::Busy);
+            return self.queue(client, dst_ip, busy());
+        };
         let Some(permit) = front.slots.try_take() else {
             front.metrics.busy_rejections.inc();
             front.metrics.request(Front::Tftp, RequestResult::Busy);
-            let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
-            return self.queue(client, dst_ip, busy);
+            return self.queue(client, dst_ip, busy());
         };
         front.metrics.active_transfers.inc();
         let hold = Hold {
             metrics: front.metrics.clone(),
             _permit: permit,
+            _claim: claim,
             _token: front.transfers.token(),
         };
         let id = self.next_id;

@@ -120,7 +120,18 @@ pub(super) async fn prepare(
         client: client.ip(),
         via: Chain::default(),
     };
-    let answer = front.resolver.current().resolve(&lookup).await;
+    // Upstream fetches run in their own tasks: giving up at fetch_wait
+    // leaves the fetch running, and the phone's retry is served from what
+    // it brings back.
+    let resolving = async { front.resolver.current().resolve(&lookup).await };
+    let answer = match tokio::time::timeout(settings.fetch_wait, resolving).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            metrics.tftp_fetch_wait_expired.inc();
+            info!(%client, name, "not resolved within tftp.fetch_wait; retry later");
+            Answer::RetryLater
+        }
+    };
     let (body, source) = match answer {
         Answer::File { body, source } => (body, source),
         Answer::NotFound => {

@@ -31,6 +31,11 @@ pub enum FailReason {
     /// A status that is neither 200, 404/403/410 nor 503 (3xx are not followed).
     #[error("unexpected HTTP status {}", status_text(*.0))]
     Status(u16),
+    /// A 200 whose body is encoded (`Content-Encoding: gzip`, …) although we
+    /// ask for `identity`: those bytes are not the file, so they are never
+    /// served or cached.
+    #[error("the body has Content-Encoding {0:?} (we ask for identity)")]
+    ContentEncoding(String),
     /// The body did not match its `Content-Length`.
     #[error("body is {got} bytes, Content-Length said {expected}")]
     BodyLength { expected: u64, got: u64 },
@@ -77,7 +82,8 @@ impl FailReason {
             FailReason::Status(_)
             | FailReason::BodyLength { .. }
             | FailReason::TooLarge { .. }
-            | FailReason::InvalidUrl(_) => false,
+            | FailReason::InvalidUrl(_)
+            | FailReason::ContentEncoding(_) => false,
         }
     }
 }
@@ -99,7 +105,7 @@ fn status_text(code: u16) -> String {
 /// | 200 | Found (body bounded by `cache.max_file_size`) |
 /// | 404, 403, 410 | NotFound — authoritative, the other addresses are not asked |
 /// | 503 | Busy — try the next address |
-/// | connect error, time-out, other 5xx, 3xx, other 4xx, bad body | Failed — try the next address |
+/// | connect error, time-out, other 5xx, 3xx, other 4xx, bad body, a `Content-Encoding` other than `identity` | Failed — try the next address |
 /// | (not asked: held down) | Failed — try the next address |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddressOutcome {
@@ -249,6 +255,10 @@ mod tests {
             }
             .to_string(),
             "body is 4 bytes, Content-Length said 10"
+        );
+        assert_eq!(
+            FailReason::ContentEncoding("gzip".into()).to_string(),
+            "the body has Content-Encoding \"gzip\" (we ask for identity)"
         );
         assert_eq!(
             FailReason::TooLarge { limit: 1024 }.to_string(),

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, RETRY_AFTER, VIA};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, RETRY_AFTER, VIA,
+};
 use tokio::sync::Semaphore;
 
 use crate::config::RemoteConfig;
@@ -246,9 +248,12 @@ impl Upstream {
         };
         let peer = Peer::of(response.headers());
         let outcome = match code {
-            200 => match self.read_body(response).await {
-                Ok(body) => AddressOutcome::Found(body.into()),
-                Err(reason) => AddressOutcome::Failed(reason),
+            200 => match foreign_encoding(response.headers()) {
+                Some(coding) => AddressOutcome::Failed(FailReason::ContentEncoding(coding)),
+                None => match self.read_body(response).await {
+                    Ok(body) => AddressOutcome::Found(body.into()),
+                    Err(reason) => AddressOutcome::Failed(reason),
+                },
             },
             404 | 403 | 410 => AddressOutcome::NotFound,
             503 => AddressOutcome::Busy,
@@ -442,6 +447,24 @@ fn retry_after(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Durati
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The `Content-Encoding` of a response when it is anything but `identity`
+/// (the client decodes nothing: compressed bytes would be taken for the
+/// file). Several headers or a list (`gzip, identity`) count as encoded.
+fn foreign_encoding(headers: &HeaderMap) -> Option<String> {
+    let codings: Vec<String> = headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+        .collect();
+    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// The most specific message in an error's source chain ("Connection

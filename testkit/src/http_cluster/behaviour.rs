@@ -98,6 +98,12 @@ impl HttpCluster {
             .push((name.into(), value.into()));
     }
 
+    /// Answers with `Content-Encoding: coding` (e.g. `gzip`) whatever the
+    /// request asked: put the encoded bytes as the file.
+    pub fn set_content_encoding(&self, coding: impl Into<String>) {
+        self.add_header("Content-Encoding", coding);
+    }
+
     /// Replaces the whole cluster-wide behaviour.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         self.state().behaviour = behaviour;

@@ -1,0 +1,94 @@
+//! The daemon under abuse (issue 10): only correct bytes are served, the
+//! admin API is authenticated, client allow-lists and per-client limits
+//! hold, and `max_transfers` holds across reloads.
+//!
+//! One test binary; the tests are grouped by theme in the modules below, the
+//! set-up shared by them lives here.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admin;
+mod allow;
+mod encoding;
+mod fetch_wait;
+mod max_transfers;
+mod per_client;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use support::daemon::TestDaemon;
+use tftproxy::client::{get_with_socket, Download, GetError, GetOptions};
+use tftproxy::tftp::packet::{Mode, Packet, Request};
+use tokio::net::UdpSocket;
+
+/// How long "no answer" is waited for: many times a loopback round trip.
+const SILENCE: Duration = Duration::from_millis(1500);
+
+fn quick() -> GetOptions {
+    GetOptions {
+        retransmit: Duration::from_millis(300),
+        max_retries: 10,
+        ..Default::default()
+    }
+}
+
+/// A TFTP read of `name` from `server`, sent from `source` (port 0).
+async fn get_from(
+    source: &str,
+    server: SocketAddr,
+    name: &str,
+    options: &GetOptions,
+) -> Result<Download, GetError> {
+    get_with_socket(&bind(source).await, server, name, options).await
+}
+
+/// A UDP socket on `source`, port 0.
+async fn bind(source: &str) -> UdpSocket {
+    UdpSocket::bind((source.parse::<IpAddr>().unwrap(), 0))
+        .await
+        .unwrap()
+}
+
+/// An octet-mode RRQ for `name`, encoded.
+fn rrq(name: &str) -> Vec<u8> {
+    Packet::Rrq(Request {
+        filename: name.into(),
+        mode: Mode::Octet,
+        options: Vec::new(),
+    })
+    .encode()
+}
+
+/// The first datagram `socket` receives within `wait`, decoded.
+async fn first_reply(socket: &UdpSocket, wait: Duration) -> Option<Packet> {
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(wait, socket.recv_from(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(Packet::decode(&buf[..n]).expect("a TFTP packet"))
+}
+
+/// The value of one sample of the daemon's metrics (0 when absent), e.g.
+/// `tftproxy_client_refusals_total{front="tftp",reason="not_allowed"}`.
+fn metric(server: &TestDaemon, series: &str) -> f64 {
+    let text = tftproxy::front::admin::openmetrics_to_prometheus(&server.daemon.metrics().encode());
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+/// The TFTP error code and message of a failed download.
+fn server_error(result: Result<Download, GetError>) -> (u16, String) {
+    match result {
+        Err(e) => {
+            let (code, message) = e
+                .server_error()
+                .unwrap_or_else(|| panic!("not a server error: {e}"));
+            (code, message.to_owned())
+        }
+        Ok(d) => panic!("expected an error, got {} bytes", d.data.len()),
+    }
+}

@@ -1,0 +1,81 @@
+//! `tftp.max_transfers` holds across reloads: after a reload to a smaller
+//! limit, the transfers started under the old one count, and once they end
+//! no more than the new limit run.
+
+use std::time::Duration;
+
+use tftproxy::tftp::packet::Packet;
+use tokio::net::UdpSocket;
+
+use crate::support::daemon::TestDaemon;
+use crate::support::pattern;
+use crate::{bind, first_reply, rrq, SILENCE};
+
+const BIG: &str = "firmware.sbn";
+
+/// Sends an RRQ from a new socket and says whether the first answer is
+/// the first block (the socket is kept: its transfer stays open, since it is
+/// never acknowledged) or `busy`.
+async fn start_stalled(server: &TestDaemon) -> (bool, UdpSocket) {
+    let socket = bind("127.0.0.1").await;
+    socket.send_to(&rrq(BIG), server.tftp_v4()).await.unwrap();
+    match first_reply(&socket, SILENCE).await {
+        Some(Packet::Data { block: 1, .. }) => (true, socket),
+        Some(Packet::Error { code: 0, message }) if message == "busy, retry later" => {
+            (false, socket)
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reload_to_fewer_transfers_is_never_exceeded_by_new_requests() {
+    let server = TestDaemon::builder()
+        .file(BIG, pattern(64 * 1024, 1))
+        .tweak(|config| {
+            config.tftp.max_transfers = 20;
+            // Unacknowledged transfers give up after about 2 s.
+            config.tftp.retransmit_timeout = Duration::from_millis(300);
+            config.tftp.max_retries = 3;
+        })
+        .start()
+        .await;
+    let mut old = Vec::new();
+    for _ in 0..20 {
+        let (started, socket) = start_stalled(&server).await;
+        assert!(started, "under the first limit");
+        old.push(socket);
+    }
+    assert!(!start_stalled(&server).await.0, "the 21st is busy");
+
+    let mut config = server.daemon.config();
+    config.tftp.max_transfers = 5;
+    server.daemon.reload(config).unwrap();
+    // The 20 transfers of the old generation still count.
+    for _ in 0..5 {
+        assert!(
+            !start_stalled(&server).await.0,
+            "admitted over the new limit"
+        );
+    }
+
+    // Once they have given up, exactly 5 new ones run at a time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.daemon.active_transfers() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "transfers never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(old);
+    let mut new = Vec::new();
+    let mut started = 0;
+    for _ in 0..10 {
+        let (running, socket) = start_stalled(&server).await;
+        started += usize::from(running);
+        new.push(socket);
+    }
+    assert_eq!(started, 5, "transfers started under max_transfers = 5");
+    assert!(server.daemon.active_transfers() <= 5);
+}
