@@ -157,6 +157,11 @@ pub struct Metrics {
     pub http_fetch_wait_expired: Counter,
     /// Cache entries removed through the admin API.
     pub cache_purged: Counter,
+    /// Answers served from a copy older than its freshness because its
+    /// clusters could not answer (stale-if-error, `cache.max_stale`).
+    pub stale_served: Counter,
+    /// Bytes of file contents in the persistent cache (`cache.dir`).
+    pub cache_disk_bytes: Gauge,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -198,6 +203,8 @@ impl Metrics {
             http_connections: Gauge::default(),
             http_fetch_wait_expired: Counter::default(),
             cache_purged: Counter::default(),
+            stale_served: Counter::default(),
+            cache_disk_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -290,6 +297,16 @@ impl Metrics {
             "cache_purged_entries",
             "Cache entries removed through the admin API",
             metrics.cache_purged.clone(),
+        );
+        r.register(
+            "stale_served",
+            "Answers served from an outdated cached copy because its clusters could not answer",
+            metrics.stale_served.clone(),
+        );
+        r.register(
+            "cache_disk_bytes",
+            "Bytes held by the persistent cache directory",
+            metrics.cache_disk_bytes.clone(),
         );
         Metrics {
             registry,

@@ -54,6 +54,8 @@ pub struct Daemon {
     http: Arc<HttpFront>,
     listeners: Mutex<Listeners>,
     started: Instant,
+    /// Stops the periodic save of the cache tables when the daemon goes.
+    _persist: tokio_util::sync::DropGuard,
 }
 
 impl Daemon {
@@ -65,6 +67,8 @@ impl Daemon {
         let bound = Bound::new(&config, &Listeners::default())?;
         let tftp = TftpFront::new(&config.tftp, resolver.clone(), metrics.clone());
         let http = HttpFront::new(http_settings(&config), resolver.clone(), metrics.clone());
+        let persist = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(persist_every_minute(resolver.clone(), persist.clone()));
         let daemon = Arc::new(Daemon {
             config: Mutex::new(config),
             resolver,
@@ -73,6 +77,7 @@ impl Daemon {
             http,
             listeners: Mutex::new(Listeners::default()),
             started: Instant::now(),
+            _persist: persist.drop_guard(),
         });
         let config = daemon.config();
         let mut listeners = lock(&daemon.listeners);
@@ -182,6 +187,8 @@ impl Daemon {
         connections.close();
         let both = async { tokio::join!(transfers.wait(), connections.wait()) };
         let _ = tokio::time::timeout(grace, both).await;
+        // What the persistent cache needs for a warm start.
+        self.resolver.current().persist().await;
         drop(admin);
         transfers.len() + connections.len()
     }
@@ -192,6 +199,19 @@ impl Daemon {
             self.active_transfers(),
             self.http_connections()
         )
+    }
+}
+
+/// Saves the cache tables every minute until `stop` (a crash loses at most
+/// a minute of learned homes; file contents are written as they arrive).
+async fn persist_every_minute(
+    resolver: ResolverHandle,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    while stop.run_until_cancelled(tick.tick()).await.is_some() {
+        resolver.current().persist().await;
     }
 }
 

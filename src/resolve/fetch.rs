@@ -9,10 +9,10 @@
 //! fetch learns goes into the caches unless a purge happened meanwhile.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::config::Strategy;
 use crate::metrics::CacheKind;
@@ -20,7 +20,7 @@ use crate::name::Classified;
 use crate::source::upstream::{ClusterFound, ClusterReport, ClusterVerdict};
 use crate::verdict::{self, Miss, Verdict};
 
-use super::cache::{Location, Scope};
+use super::cache::{ContentEntry, Location, Scope};
 use super::health::ClusterState;
 use super::{Inner, Served};
 
@@ -65,8 +65,12 @@ impl Inner {
                     Verdict::NotFound => {
                         debug!(name = %name, home = %home.id,
                             "home cluster says not found: asking every cluster");
-                        self.fanout(name, Some((home.id.clone(), Verdict::NotFound)), device)
-                            .await
+                        self.fanout_or_stale(
+                            name,
+                            Some((home.id.clone(), Verdict::NotFound)),
+                            Some(key),
+                        )
+                        .await
                     }
                     other => other,
                 };
@@ -86,34 +90,36 @@ impl Inner {
                         Ok(served) => return Verdict::Found(served),
                         Err(miss) => miss,
                     };
-                    return self.fanout(name, Some((id, miss)), device).await;
+                    return self
+                        .fanout_or_stale(name, Some((id, miss)), class.device.as_deref())
+                        .await;
                 }
                 None => self.count(CacheKind::Location, false),
             },
             None => self.count(CacheKind::Location, false),
         }
         debug!(name = %name, "location cache: unknown");
-        self.fanout(name, None, device).await
+        self.fanout_or_stale(name, None, class.device.as_deref())
+            .await
     }
 
     /// Local root and caches only (a lookup from another proxy, or no
     /// cluster enabled): the first cached copy among the device's home, the
     /// name's known location, then every enabled cluster in order.
-    pub(super) fn cached_only(&self, name: &Arc<str>, class: &Classified) -> Verdict<Served> {
+    pub(super) async fn cached_only(
+        &self,
+        name: &Arc<str>,
+        class: &Classified,
+    ) -> Verdict<Served> {
         let device = class.device.is_some();
-        let mut candidates: Vec<Arc<str>> = Vec::new();
-        if let Some(home) = class.device.as_ref().and_then(|d| self.homes.device(d)) {
-            candidates.push(home);
-        }
-        if let Some(Location::Cluster(id)) = self.caches.location(Scope::All, name) {
-            candidates.push(id);
-        }
-        candidates.extend(self.enabled.iter().map(|c| c.id.clone()));
-        for id in candidates {
-            if let Some(cached) = self.caches.content(&id, name, device) {
-                self.count(CacheKind::Content, true);
-                debug!(name = %name, cluster = %id, "cache only: serving the cached copy");
-                return Verdict::Found(Served::from_cluster(id, cached.any().body, true));
+        for id in self.candidates(name, class.device.as_deref()) {
+            if let Some(entry) = self.caches.content_tiered(&id, name, device).await {
+                let entry = entry.any();
+                if self.caches.cache_only_servable(&entry) {
+                    self.count(CacheKind::Content, true);
+                    debug!(name = %name, cluster = %id, "cache only: serving the cached copy");
+                    return Verdict::Found(Served::from_cluster(id, entry.body, true));
+                }
             }
         }
         self.count(CacheKind::Content, false);
@@ -121,10 +127,66 @@ impl Inner {
         Verdict::NotFound
     }
 
-    /// One cluster alone, through the caches: a fresh copy is served; a
-    /// stale device copy is re-fetched and served only if the cluster
-    /// cannot answer (stale-if-error); a recent 404 from this cluster is
-    /// remembered for `negative_ttl`.
+    /// The clusters whose cached copy of `name` is worth serving without
+    /// asking, best first: the device's home, the name's known location,
+    /// then every enabled cluster in order.
+    fn candidates(&self, name: &Arc<str>, device: Option<&str>) -> Vec<Arc<str>> {
+        let mut candidates: Vec<Arc<str>> = Vec::new();
+        if let Some(home) = device.and_then(|d| self.homes.device(d)) {
+            candidates.push(home);
+        }
+        if let Some(Location::Cluster(id)) = self.caches.location(Scope::All, name) {
+            candidates.push(id);
+        }
+        for cluster in &self.enabled {
+            if !candidates.contains(&cluster.id) {
+                candidates.push(cluster.id.clone());
+            }
+        }
+        candidates
+    }
+
+    /// Stale-if-error: the clusters that would answer `name` said `failed`
+    /// (busy or unreachable); the best cached copy confirmed within
+    /// `cache.max_stale` is served instead, logged and counted.
+    pub(super) async fn stale_if_error(
+        &self,
+        name: &Arc<str>,
+        device: Option<&str>,
+        failed: Verdict<Served>,
+    ) -> Verdict<Served> {
+        for id in self.candidates(name, device) {
+            let Some(cached) = self.caches.content_tiered(&id, name, device.is_some()).await
+            else {
+                continue;
+            };
+            let entry = cached.any();
+            if self.caches.within_max_stale(&entry) {
+                return self.serve_stale(id, name, entry, &failed);
+            }
+        }
+        failed
+    }
+
+    fn serve_stale(
+        &self,
+        id: Arc<str>,
+        name: &Arc<str>,
+        entry: ContentEntry,
+        failed: &Verdict<Served>,
+    ) -> Verdict<Served> {
+        info!(name = %name, cluster = %id, answer = ?failed,
+            age = %humantime::format_duration(Duration::from_secs(entry.age().as_secs())),
+            "clusters cannot answer: serving the last good copy (stale-if-error)");
+        self.metrics.stale_served.inc();
+        self.count(CacheKind::Content, true);
+        Verdict::Found(Served::from_cluster(id, entry.body, true))
+    }
+
+    /// One cluster alone, through the caches (memory, then disk): a fresh
+    /// copy is served; a stale copy is re-fetched and served only if the
+    /// cluster cannot answer, within `cache.max_stale` (stale-if-error); a
+    /// recent 404 from this cluster is remembered for `negative_ttl`.
     pub(super) async fn ask_one(
         self: &Arc<Self>,
         cluster: &Arc<ClusterState>,
@@ -132,7 +194,7 @@ impl Inner {
         device: bool,
     ) -> Verdict<Served> {
         let id = &cluster.id;
-        let cached = self.caches.content(id, name, device);
+        let cached = self.caches.content_tiered(id, name, device).await;
         self.count(
             CacheKind::Content,
             cached.as_ref().is_some_and(|c| c.is_fresh()),
@@ -145,7 +207,7 @@ impl Inner {
             Some(stale) => {
                 let entry = stale.any();
                 debug!(name = %name, cluster = %id, age_ms = entry.age().as_millis() as u64,
-                    "content cache: device file older than device_ttl, asking its cluster again");
+                    "content cache: copy no longer fresh, asking its cluster again");
                 Some(entry)
             }
             None => {
@@ -181,13 +243,10 @@ impl Inner {
         match flight.await.unwrap_or(Verdict::Unreachable) {
             answered @ (Verdict::Found(_) | Verdict::NotFound) => answered,
             failed => match stale {
-                Some(entry) => {
-                    debug!(name = %name, cluster = %id, answer = ?failed,
-                        "cluster cannot answer: serving the stale copy");
-                    self.count(CacheKind::Content, true);
-                    Verdict::Found(Served::from_cluster(id.clone(), entry.body, true))
+                Some(entry) if self.caches.within_max_stale(&entry) => {
+                    self.serve_stale(id.clone(), name, entry, &failed)
                 }
-                None => failed,
+                _ => failed,
             },
         }
     }
@@ -210,6 +269,22 @@ impl Inner {
         });
         debug!(name = %name, leader, "asking the clusters");
         flight.await.unwrap_or(Verdict::Unreachable)
+    }
+
+    /// [`Inner::fanout`], then stale-if-error when the clusters are busy or
+    /// unreachable.
+    pub(super) async fn fanout_or_stale(
+        self: &Arc<Self>,
+        name: &Arc<str>,
+        known: Option<(Arc<str>, Miss)>,
+        device: Option<&str>,
+    ) -> Verdict<Served> {
+        match self.fanout(name, known, device.is_some()).await {
+            failed @ (Verdict::Busy | Verdict::Unreachable) => {
+                self.stale_if_error(name, device, failed).await
+            }
+            answered => answered,
+        }
     }
 
     /// Asks one cluster (its addresses in order) and records the answers.
