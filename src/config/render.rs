@@ -94,7 +94,11 @@ impl Config {
         if let Some(dir) = &c.dir {
             let _ = writeln!(o, "dir = {}", quote(&dir.display().to_string()));
         }
-        let _ = writeln!(o, "disk_max_bytes = {}", quote(&format_size(c.disk_max_bytes)));
+        let _ = writeln!(
+            o,
+            "disk_max_bytes = {}",
+            quote(&format_size(c.disk_max_bytes))
+        );
         let _ = writeln!(o, "max_stale = {}", quote(&format_duration(c.max_stale)));
         let _ = writeln!(o);
         let r = &self.remote;

@@ -318,8 +318,18 @@ impl Ctx<'_> {
                 }
                 dir => dir.map(PathBuf::from),
             },
-            disk_max_bytes: self.size("cache.disk_max_bytes", c.disk_max_bytes, true, d.disk_max_bytes)?,
-            max_stale: self.duration("cache.max_stale", c.max_stale, Duration::ZERO..=MAX_CACHE_TTL, d.max_stale)?,
+            disk_max_bytes: self.size(
+                "cache.disk_max_bytes",
+                c.disk_max_bytes,
+                true,
+                d.disk_max_bytes,
+            )?,
+            max_stale: self.duration(
+                "cache.max_stale",
+                c.max_stale,
+                Duration::ZERO..=MAX_CACHE_TTL,
+                d.max_stale,
+            )?,
         })
     }
 

@@ -204,10 +204,7 @@ impl Daemon {
 
 /// Saves the cache tables every minute until `stop` (a crash loses at most
 /// a minute of learned homes; file contents are written as they arrive).
-async fn persist_every_minute(
-    resolver: ResolverHandle,
-    stop: tokio_util::sync::CancellationToken,
-) {
+async fn persist_every_minute(resolver: ResolverHandle, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.tick().await;
     while stop.run_until_cancelled(tick.tick()).await.is_some() {

@@ -106,11 +106,7 @@ impl Inner {
     /// Local root and caches only (a lookup from another proxy, or no
     /// cluster enabled): the first cached copy among the device's home, the
     /// name's known location, then every enabled cluster in order.
-    pub(super) async fn cached_only(
-        &self,
-        name: &Arc<str>,
-        class: &Classified,
-    ) -> Verdict<Served> {
+    pub(super) async fn cached_only(&self, name: &Arc<str>, class: &Classified) -> Verdict<Served> {
         let device = class.device.is_some();
         for id in self.candidates(name, class.device.as_deref()) {
             if let Some(entry) = self.caches.content_tiered(&id, name, device).await {
@@ -156,7 +152,10 @@ impl Inner {
         failed: Verdict<Served>,
     ) -> Verdict<Served> {
         for id in self.candidates(name, device) {
-            let Some(cached) = self.caches.content_tiered(&id, name, device.is_some()).await
+            let Some(cached) = self
+                .caches
+                .content_tiered(&id, name, device.is_some())
+                .await
             else {
                 continue;
             };

@@ -74,7 +74,10 @@ impl Homes {
 
     /// Every device → cluster entry (the table snapshot).
     pub(super) fn devices(&self) -> Vec<(Arc<str>, Arc<str>)> {
-        self.devices.iter().map(|(k, v)| ((*k).clone(), v)).collect()
+        self.devices
+            .iter()
+            .map(|(k, v)| ((*k).clone(), v))
+            .collect()
     }
 
     /// Every client → cluster entry (the table snapshot).

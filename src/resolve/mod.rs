@@ -23,13 +23,13 @@
 //! configuration change.
 
 mod cache;
-mod store;
-mod tables;
 mod fetch;
 mod health;
 mod home;
 mod reload;
 mod singleflight;
+mod store;
+mod tables;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -99,6 +99,10 @@ impl Inner {
                 self.homes.learn_client(client, &id);
             }
         }
-        info!(locations, device_homes = homes, "restored the tables from the cache directory");
+        info!(
+            locations,
+            device_homes = homes,
+            "restored the tables from the cache directory"
+        );
     }
 }

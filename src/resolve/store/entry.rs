@@ -54,7 +54,10 @@ pub(super) fn encode_header(meta: &Meta, body: &[u8]) -> Vec<u8> {
     h.extend_from_slice(&unix_ms(meta.fetched).to_le_bytes());
     h.extend_from_slice(&unix_ms(meta.confirmed).to_le_bytes());
     put_str(&mut h, meta.etag.as_deref().unwrap_or("").as_bytes());
-    put_str(&mut h, meta.last_modified.as_deref().unwrap_or("").as_bytes());
+    put_str(
+        &mut h,
+        meta.last_modified.as_deref().unwrap_or("").as_bytes(),
+    );
     h.extend_from_slice(&(body.len() as u64).to_le_bytes());
     h.extend_from_slice(&Sha256::digest(body));
     let mut out = Vec::with_capacity(14 + h.len());
@@ -137,7 +140,9 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Result<u64, Corrupt> {
         let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| Corrupt::Header)?))
+        Ok(u64::from_le_bytes(
+            b.try_into().map_err(|_| Corrupt::Header)?,
+        ))
     }
 
     fn string(&mut self) -> Result<String, Corrupt> {

@@ -206,7 +206,10 @@ impl DiskStore {
         if size > self.max_bytes {
             return;
         }
-        let temp = format!("{file}.{}.tmp", self.temp_counter.fetch_add(1, Ordering::Relaxed));
+        let temp = format!(
+            "{file}.{}.tmp",
+            self.temp_counter.fetch_add(1, Ordering::Relaxed)
+        );
         let temp_path = self.entries.join(&temp);
         if let Err(error) = write_temp(&temp_path, &[&header, body]) {
             self.degrade(&error);
@@ -309,7 +312,9 @@ impl DiskStore {
 
     /// Fails if a file cannot be created in the directory (read-only, full).
     fn probe(&self) -> io::Result<()> {
-        let path = self.entries.join(format!("probe.{}.tmp", std::process::id()));
+        let path = self
+            .entries
+            .join(format!("probe.{}.tmp", std::process::id()));
         write_temp(&path, &[b"probe"])?;
         fs::remove_file(path)
     }
@@ -490,7 +495,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let entries = dir.path().join("entries");
         fs::create_dir_all(&entries).unwrap();
-        fs::write(entries.join(format!("{}.3.tmp", "a".repeat(NAME_LEN))), b"torn").unwrap();
+        fs::write(
+            entries.join(format!("{}.3.tmp", "a".repeat(NAME_LEN))),
+            b"torn",
+        )
+        .unwrap();
         fs::write(entries.join("README"), b"not ours").unwrap();
         let store = DiskStore::open(dir.path(), 1 << 20);
         wait_scanned(&store);
