@@ -34,7 +34,7 @@ snake_case_labels! {
         ReadFailed => "read_failed",
     }
     CacheKind { Location => "location", Content => "content" }
-    UpstreamOutcome { Found => "found", NotFound => "not_found", Busy => "busy", Failed => "failed" }
+    UpstreamOutcome { Found => "found", NotModified => "not_modified", NotFound => "not_found", Busy => "busy", Failed => "failed" }
     HomeTable { Device => "device", ClientIp => "client_ip" }
     ReloadResult { Applied => "applied", Rejected => "rejected" }
 }
@@ -97,6 +97,8 @@ pub struct CacheLabels {
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum UpstreamOutcome {
     Found,
+    /// 304 to a revalidation: the cached copy is current.
+    NotModified,
     NotFound,
     Busy,
     Failed,

@@ -151,6 +151,7 @@ mod tests {
             outcome,
             elapsed: Duration::from_millis(ms),
             status,
+            validators: Default::default(),
         }
     }
 

@@ -268,6 +268,7 @@ fn address_json(address: &AddressStatus) -> serde_json::Value {
 fn outcome_name(outcome: UpstreamOutcome) -> &'static str {
     match outcome {
         UpstreamOutcome::Found => "found",
+        UpstreamOutcome::NotModified => "not_modified",
         UpstreamOutcome::NotFound => "not_found",
         UpstreamOutcome::Busy => "busy",
         UpstreamOutcome::Failed => "failed",

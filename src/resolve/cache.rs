@@ -29,6 +29,7 @@ use moka::sync::Cache;
 
 use crate::body::Blob;
 use crate::config::CacheConfig;
+use crate::source::upstream::Validators;
 use crate::sync::{read, write};
 
 use super::store::DiskStore;
@@ -61,6 +62,8 @@ pub(super) enum Location {
 pub(super) struct ContentEntry {
     pub body: Blob,
     pub fetched: SystemTime,
+    /// What the cluster sent to identify this version (revalidation).
+    pub validators: Validators,
 }
 
 impl ContentEntry {
@@ -322,12 +325,36 @@ impl Caches {
         entry.age() < self.settings.ttl.max(self.settings.device_ttl)
     }
 
+    #[cfg(test)]
     pub(super) fn put_content(&self, cluster: &Arc<str>, name: &Arc<str>, body: Blob) {
+        self.put_fetched(cluster, name, body, Validators::default());
+    }
+
+    /// Stores what a cluster just sent (memory, and disk in the background).
+    pub(super) fn put_fetched(
+        &self,
+        cluster: &Arc<str>,
+        name: &Arc<str>,
+        body: Blob,
+        validators: Validators,
+    ) {
         let entry = ContentEntry {
             body,
             fetched: SystemTime::now(),
+            validators,
         };
         self.persist(cluster, name, &entry);
+        self.content.insert((cluster.clone(), name.clone()), entry);
+    }
+
+    /// A cluster said the copy held is current (304): it is fresh again,
+    /// and its confirmation time on disk moves, not its body.
+    pub(super) fn confirm(&self, cluster: &Arc<str>, name: &Arc<str>, held: &ContentEntry) {
+        let entry = ContentEntry {
+            fetched: SystemTime::now(),
+            ..held.clone()
+        };
+        self.reconfirm_on_disk(cluster, name, entry.fetched);
         self.content.insert((cluster.clone(), name.clone()), entry);
     }
 

@@ -17,7 +17,9 @@ use tracing::{debug, info};
 use crate::config::Strategy;
 use crate::metrics::CacheKind;
 use crate::name::Classified;
-use crate::source::upstream::{ClusterFound, ClusterReport, ClusterVerdict};
+use crate::source::upstream::{
+    AddressOutcome, ClusterFound, ClusterReport, ClusterVerdict, Conditional, Validators,
+};
 use crate::verdict::{self, Miss, Verdict};
 
 use super::cache::{ContentEntry, Location, Scope};
@@ -227,6 +229,8 @@ impl Inner {
             name: name.clone(),
             generation,
         };
+        // A stale copy with validators is revalidated: a 304 keeps it.
+        let held = stale.clone().filter(|e| !e.validators.is_empty());
         let (flight, leader) = self.flights.run(key, || {
             fetch_one(
                 self.clone(),
@@ -234,6 +238,7 @@ impl Inner {
                 name.clone(),
                 device,
                 generation,
+                held,
             )
         });
         if !leader {
@@ -286,11 +291,17 @@ impl Inner {
         }
     }
 
-    /// Asks one cluster (its addresses in order) and records the answers.
-    async fn ask_cluster(&self, cluster: &ClusterState, name: &str) -> ClusterReport {
+    /// Asks one cluster (its addresses in order), conditionally if a copy
+    /// is `held`, and records the answers.
+    async fn ask_cluster(
+        &self,
+        cluster: &ClusterState,
+        name: &str,
+        held: Option<&Conditional>,
+    ) -> ClusterReport {
         let report = self
             .upstream
-            .fetch_cluster(&cluster.config.addresses, name)
+            .fetch_cluster_if(&cluster.config.addresses, name, held)
             .await;
         self.record(cluster, &report);
         report
@@ -304,6 +315,7 @@ async fn fetch_one(
     name: Arc<str>,
     device: bool,
     generation: u64,
+    held: Option<ContentEntry>,
 ) -> Verdict<Served> {
     let id = &cluster.id;
     // A flight that ended between this waiter's cache check and the start
@@ -315,14 +327,27 @@ async fn fetch_one(
     {
         return Verdict::Found(Served::from_cluster(id.clone(), entry.body, true));
     }
-    let report = inner.ask_cluster(&cluster, &name).await;
+    let conditional = held.as_ref().map(|entry| Conditional {
+        validators: entry.validators.clone(),
+        body: entry.body.clone(),
+    });
+    let report = inner
+        .ask_cluster(&cluster, &name, conditional.as_ref())
+        .await;
+    let (validators, not_modified) = found_details(&report);
     let verdict = match report.verdict {
         Verdict::Found(ClusterFound { body, .. }) => {
             inner.caches.write_since(generation, |caches| {
-                caches.put_content(id, &name, body.clone());
+                match held.as_ref().filter(|_| not_modified) {
+                    Some(entry) => caches.confirm(id, &name, entry),
+                    None => caches.put_fetched(id, &name, body.clone(), validators),
+                }
                 caches.forget_location(Scope::Cluster(id.clone()), &name);
             });
-            Verdict::Found(Served::from_cluster(id.clone(), body, false))
+            if not_modified {
+                debug!(name = %name, cluster = %id, "not modified (304): the cached copy is current");
+            }
+            Verdict::Found(Served::from_cluster(id.clone(), body, not_modified))
         }
         Verdict::NotFound => {
             inner.caches.write_since(generation, |caches| {
@@ -377,6 +402,7 @@ async fn fetch_all(
             _ => None,
         })
         .collect();
+    let mut validators = vec![Validators::default(); clusters.len()];
     let started = Instant::now();
     match inner.remote.strategy {
         Strategy::Parallel => {
@@ -392,7 +418,10 @@ async fn fetch_all(
                         let inner = inner.clone();
                         let cluster = cluster.clone();
                         let name = name.clone();
-                        async move { inner.ask_cluster(&cluster, &name).await.verdict }
+                        async move {
+                            let report = inner.ask_cluster(&cluster, &name, None).await;
+                            (found_details(&report).0, report.verdict)
+                        }
                     });
                     async move { (index, task.await) }
                 })
@@ -401,7 +430,10 @@ async fn fetch_all(
                 let Some((index, answer)) = pending.next().await else {
                     break;
                 };
-                verdicts[index] = Some(answer.unwrap_or(Verdict::Unreachable));
+                let (found_validators, verdict) =
+                    answer.unwrap_or((Validators::default(), Verdict::Unreachable));
+                validators[index] = found_validators;
+                verdicts[index] = Some(verdict);
             }
         }
         Strategy::Sequential => {
@@ -410,7 +442,9 @@ async fn fetch_all(
                     break;
                 }
                 if verdicts[index].is_none() {
-                    verdicts[index] = Some(inner.ask_cluster(cluster, &name).await.verdict);
+                    let report = inner.ask_cluster(cluster, &name, None).await;
+                    validators[index] = found_details(&report).0;
+                    verdicts[index] = Some(report.verdict);
                 }
             }
         }
@@ -424,7 +458,7 @@ async fn fetch_all(
             // cluster wins".
             let provisional = verdict::is_provisional(&verdicts, index);
             inner.caches.write_since(generation, |caches| {
-                caches.put_content(&id, &name, body.clone());
+                caches.put_fetched(&id, &name, body.clone(), validators[index].clone());
                 if !provisional {
                     caches.set_location(Scope::All, &name, Location::Cluster(id.clone()));
                 }
@@ -447,4 +481,19 @@ async fn fetch_all(
         "cluster fan-out done (Busy and Unreachable are not cached)");
     inner.update_gauges();
     verdict
+}
+
+/// The validators the address that decided a Found sent, and whether it
+/// said 304 (the copy held is current).
+fn found_details(report: &ClusterReport) -> (Validators, bool) {
+    let Verdict::Found(found) = &report.verdict else {
+        return (Validators::default(), false);
+    };
+    match report.addresses.get(found.address) {
+        Some((_, answer)) => (
+            answer.validators.clone(),
+            matches!(answer.outcome, AddressOutcome::NotModified(_)),
+        ),
+        None => (Validators::default(), false),
+    }
 }

@@ -121,6 +121,7 @@ impl Inner {
         for (base_url, answer) in &report.addresses {
             let outcome = match &answer.outcome {
                 AddressOutcome::Found(_) => UpstreamOutcome::Found,
+                AddressOutcome::NotModified(_) => UpstreamOutcome::NotModified,
                 AddressOutcome::NotFound => UpstreamOutcome::NotFound,
                 AddressOutcome::Busy => UpstreamOutcome::Busy,
                 AddressOutcome::Failed(_) => UpstreamOutcome::Failed,
@@ -150,7 +151,9 @@ impl Inner {
             let error = match &answer.outcome {
                 AddressOutcome::Failed(reason) => Some(reason.to_string()),
                 AddressOutcome::Busy => Some("busy (HTTP 503)".to_owned()),
-                AddressOutcome::Found(_) | AddressOutcome::NotFound => None,
+                AddressOutcome::Found(_)
+                | AddressOutcome::NotModified(_)
+                | AddressOutcome::NotFound => None,
             };
             if let Some(error) = error {
                 s.last_error = Some(error);

@@ -12,6 +12,7 @@ mod support;
 mod crash;
 mod damage;
 mod restart;
+mod revalidate;
 mod stale;
 
 use std::path::{Path, PathBuf};

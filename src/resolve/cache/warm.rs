@@ -6,8 +6,10 @@
 //! mutex) runs inline, so a name that is not on disk costs no thread hop.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::body::Blob;
+use crate::source::upstream::Validators;
 
 use super::super::store::entry::Meta;
 use super::{Cached, Caches, ContentEntry};
@@ -35,6 +37,10 @@ impl Caches {
         let entry = ContentEntry {
             body: Blob::from(body),
             fetched: meta.confirmed,
+            validators: Validators {
+                etag: meta.etag,
+                last_modified: meta.last_modified,
+            },
         };
         let cached = self.classify(entry.clone(), device)?;
         self.content.insert((cluster.clone(), name.clone()), entry);
@@ -51,8 +57,8 @@ impl Caches {
             name: name.to_string(),
             fetched: entry.fetched,
             confirmed: entry.fetched,
-            etag: None,
-            last_modified: None,
+            etag: entry.validators.etag.clone(),
+            last_modified: entry.validators.last_modified.clone(),
         };
         let body = entry.body.clone();
         let generation = disk.generation();
@@ -62,6 +68,21 @@ impl Caches {
                 self.writes.spawn_blocking_on(write, &runtime);
             }
             Err(_) => write(),
+        }
+    }
+
+    /// Moves the confirmation time of the entry on disk (in the background).
+    pub(super) fn reconfirm_on_disk(&self, cluster: &Arc<str>, name: &Arc<str>, at: SystemTime) {
+        let Some(disk) = self.disk.clone().filter(|d| d.writable()) else {
+            return;
+        };
+        let (c, n) = (cluster.clone(), name.clone());
+        let confirm = move || disk.confirm(&c, &n, at);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                self.writes.spawn_blocking_on(confirm, &runtime);
+            }
+            Err(_) => confirm(),
         }
     }
 

@@ -110,6 +110,27 @@ pub(super) fn decode(file: Bytes) -> Result<(Meta, Bytes), Corrupt> {
     Ok((meta, body))
 }
 
+/// Where the confirmation time of the entry whose first bytes are `head`
+/// (at least the fixed prefix and header) is, if it is the entry of
+/// `cluster` and `name`. The time is outside the checksum: it may be
+/// rewritten in place (8 bytes, one sector) without rewriting the body.
+pub(super) fn confirmed_offset(head: &[u8], cluster: &str, name: &str) -> Result<usize, Corrupt> {
+    if head.len() < 14 || &head[..8] != MAGIC {
+        return Err(Corrupt::Magic);
+    }
+    let mut r = Reader(&head[14..]);
+    if r.string()? != cluster || r.string()? != name {
+        return Err(Corrupt::Header);
+    }
+    Ok(14 + 2 + cluster.len() + 2 + name.len() + 8)
+}
+
+/// The length of the fixed prefix and header of an entry starting with
+/// `prefix` (its first 14 bytes).
+pub(super) fn head_len(prefix: &[u8; 14]) -> usize {
+    14 + u32::from_le_bytes([prefix[10], prefix[11], prefix[12], prefix[13]]) as usize
+}
+
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {
     let len = s.len().min(u16::MAX as usize);
     out.extend_from_slice(&(len as u16).to_le_bytes());
@@ -177,6 +198,17 @@ mod tests {
     fn round_trip() {
         let (m, body) = decode(Bytes::from(file(b"hello"))).unwrap();
         assert_eq!(m, meta());
+        assert_eq!(&body[..], b"hello");
+    }
+
+    #[test]
+    fn the_confirmation_time_is_rewritten_in_place() {
+        let mut f = file(b"hello");
+        let at = confirmed_offset(&f, "c1", "SEP001122334455.cnf.xml").unwrap();
+        f[at..at + 8].copy_from_slice(&1_800_000_000_000u64.to_le_bytes());
+        let (m, body) = decode(Bytes::from(f)).unwrap();
+        assert_eq!(m.confirmed, from_unix_ms(1_800_000_000_000));
+        assert_eq!(m.fetched, meta().fetched);
         assert_eq!(&body[..], b"hello");
     }
 

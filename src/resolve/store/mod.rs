@@ -28,7 +28,7 @@ pub(super) mod entry;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -249,6 +249,30 @@ impl DiskStore {
         for victim in victims {
             debug!(file = %victim, "cache directory full: evicting the least recently used entry");
             let _ = fs::remove_file(self.entries.join(victim));
+        }
+    }
+
+    /// Sets the confirmation time of the entry of `name` from `cluster` (a
+    /// 304), in place: the body is not rewritten.
+    pub(in crate::resolve) fn confirm(&self, cluster: &str, name: &str, at: SystemTime) {
+        let path = self.entries.join(file_name(cluster, name));
+        let result = (|| -> io::Result<()> {
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let mut prefix = [0u8; 14];
+            file.read_exact_at(&mut prefix, 0)?;
+            let mut head = vec![0u8; entry::head_len(&prefix)];
+            file.read_exact_at(&mut head, 0)?;
+            let Ok(offset) = entry::confirmed_offset(&head, cluster, name) else {
+                return Ok(());
+            };
+            file.write_all_at(&unix_ms(at).to_le_bytes(), offset as u64)?;
+            let _ = file.set_modified(SystemTime::now());
+            Ok(())
+        })();
+        match result {
+            Ok(()) => lock(&self.index).touch(&file_name(cluster, name)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => self.degrade(&error),
         }
     }
 

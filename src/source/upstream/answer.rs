@@ -59,11 +59,34 @@ fn status_text(code: u16) -> String {
     }
 }
 
+/// What identifies one version of a file (from a 200), for a later
+/// conditional request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// A revalidation: the copy held and its validators, sent as
+/// `If-None-Match` / `If-Modified-Since`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conditional {
+    pub validators: Validators,
+    pub body: Blob,
+}
+
 /// What one address answered, classified by HTTP status:
 ///
 /// | the address answers | outcome |
 /// |---|---|
 /// | 200 | Found (body bounded by `cache.max_file_size`) |
+/// | 304 to a conditional request | NotModified, carrying the copy held: a Found for the rules |
 /// | 404, 403, 410 | NotFound — authoritative, the other addresses are not asked |
 /// | 503 | Busy — try the next address |
 /// | connect error, time-out, other 5xx, 3xx, other 4xx, bad body | Failed — try the next address |
@@ -71,6 +94,9 @@ fn status_text(code: u16) -> String {
 pub enum AddressOutcome {
     /// 200 with a complete body.
     Found(Blob),
+    /// 304 to a conditional request: the copy held (carried here) is
+    /// current. The verdict rules see it as Found.
+    NotModified(Blob),
     /// 404, 403 or 410.
     NotFound,
     /// 503.
@@ -83,7 +109,7 @@ impl AddressOutcome {
     /// The outcome as a verdict (a failed address is unreachable).
     pub fn verdict(&self) -> Verdict<&Blob> {
         match self {
-            AddressOutcome::Found(body) => Verdict::Found(body),
+            AddressOutcome::Found(body) | AddressOutcome::NotModified(body) => Verdict::Found(body),
             AddressOutcome::NotFound => Verdict::NotFound,
             AddressOutcome::Busy => Verdict::Busy,
             AddressOutcome::Failed(_) => Verdict::Unreachable,
@@ -95,6 +121,7 @@ impl fmt::Display for AddressOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AddressOutcome::Found(body) => write!(f, "found ({body})"),
+            AddressOutcome::NotModified(body) => write!(f, "not modified ({body} kept)"),
             AddressOutcome::NotFound => f.write_str("not found"),
             AddressOutcome::Busy => f.write_str("busy"),
             AddressOutcome::Failed(reason) => write!(f, "failed: {reason}"),
@@ -109,6 +136,8 @@ pub struct AddressReport {
     pub outcome: AddressOutcome,
     pub elapsed: Duration,
     pub status: Option<u16>,
+    /// `ETag` and `Last-Modified` of a 200.
+    pub validators: Validators,
 }
 
 /// What a Found cluster carries: the body, and which of its addresses (an
@@ -193,6 +222,7 @@ mod tests {
                     outcome,
                     elapsed: Duration::ZERO,
                     status: None,
+                    validators: Validators::default(),
                 },
             )
         };

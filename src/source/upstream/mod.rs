@@ -20,7 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, VIA as VIA_HEADER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, LAST_MODIFIED, VIA as VIA_HEADER,
+};
 use tokio::sync::Semaphore;
 
 use crate::config::RemoteConfig;
@@ -28,7 +31,8 @@ use crate::sync::lock;
 use crate::via::VIA;
 
 pub use answer::{
-    AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, FailReason,
+    AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, Conditional,
+    FailReason, Validators,
 };
 pub use url::build_url;
 
@@ -133,20 +137,41 @@ impl Upstream {
     /// and classifies the answer. Never panics, never returns an error: every
     /// failure is an [`AddressOutcome::Failed`] with its reason.
     pub async fn fetch_address(&self, base_url: &str, name: &str) -> AddressReport {
+        self.fetch_address_if(base_url, name, None).await
+    }
+
+    /// [`Upstream::fetch_address`], conditional on `held` if given (a 304
+    /// is then [`AddressOutcome::NotModified`]).
+    pub async fn fetch_address_if(
+        &self,
+        base_url: &str,
+        name: &str,
+        held: Option<&Conditional>,
+    ) -> AddressReport {
         // Waiting for a turn is not the address's latency: start the clock
         // once the request may go.
         let limit = self.per_address.of(base_url);
         let _turn = limit.acquire().await;
         let start = Instant::now();
-        let (outcome, status) = self.fetch_inner(base_url, name).await;
+        let mut validators = Validators::default();
+        let (outcome, status) = self
+            .fetch_inner(base_url, name, held, &mut validators)
+            .await;
         AddressReport {
             outcome,
             elapsed: start.elapsed(),
             status,
+            validators,
         }
     }
 
-    async fn fetch_inner(&self, base_url: &str, name: &str) -> (AddressOutcome, Option<u16>) {
+    async fn fetch_inner(
+        &self,
+        base_url: &str,
+        name: &str,
+        held: Option<&Conditional>,
+        validators: &mut Validators,
+    ) -> (AddressOutcome, Option<u16>) {
         let url = match build_url(base_url, name) {
             Ok(url) => url,
             Err(reason) => return (AddressOutcome::Failed(reason), None),
@@ -154,7 +179,17 @@ impl Upstream {
         // `request_timeout` bounds the wait for the response head, then each
         // wait for body data: a firmware image arriving steadily over a slow
         // WAN link is not cut off, a stalled one is.
-        let send = self.client.get(url.as_str()).send();
+        let mut request = self.client.get(url.as_str());
+        if let Some(held) = held {
+            let v = &held.validators;
+            if let Some(etag) = &v.etag {
+                request = request.header(IF_NONE_MATCH, etag);
+            }
+            if let Some(date) = &v.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, date);
+            }
+        }
+        let send = request.send();
         let response = match tokio::time::timeout(self.request_timeout, send).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return (AddressOutcome::Failed(self.classify(&e, false)), None),
@@ -166,7 +201,18 @@ impl Upstream {
             }
         };
         let code = response.status().as_u16();
+        if code == 200 {
+            let header = |name| {
+                let value = response.headers().get(name)?.to_str().ok()?;
+                Some(value.to_owned())
+            };
+            validators.etag = header(ETAG);
+            validators.last_modified = header(LAST_MODIFIED);
+        }
         let outcome = match code {
+            304 if held.is_some() => {
+                AddressOutcome::NotModified(held.map(|h| h.body.clone()).unwrap_or_default())
+            }
             200 => match self.read_body(response).await {
                 Ok(body) => AddressOutcome::Found(body.into()),
                 Err(reason) => AddressOutcome::Failed(reason),
@@ -269,9 +315,19 @@ impl Upstream {
     /// gives an authoritative answer (Found or NotFound). Busy and failed
     /// addresses are skipped; each failure is logged at `warn`.
     pub async fn fetch_cluster(&self, addresses: &[String], name: &str) -> ClusterReport {
+        self.fetch_cluster_if(addresses, name, None).await
+    }
+
+    /// [`Upstream::fetch_cluster`], conditional on `held` if given.
+    pub async fn fetch_cluster_if(
+        &self,
+        addresses: &[String],
+        name: &str,
+        held: Option<&Conditional>,
+    ) -> ClusterReport {
         let mut reports = Vec::with_capacity(addresses.len());
         for base_url in addresses {
-            let report = self.fetch_address(base_url, name).await;
+            let report = self.fetch_address_if(base_url, name, held).await;
             let elapsed_ms = report.elapsed.as_millis() as u64;
             match &report.outcome {
                 AddressOutcome::Busy => tracing::debug!(
@@ -286,7 +342,9 @@ impl Upstream {
                     elapsed_ms,
                     "upstream request failed: {reason}"
                 ),
-                AddressOutcome::Found(_) | AddressOutcome::NotFound => {}
+                AddressOutcome::Found(_)
+                | AddressOutcome::NotModified(_)
+                | AddressOutcome::NotFound => {}
             }
             let decided = report.outcome.verdict().is_authoritative();
             reports.push((base_url.clone(), report));
