@@ -189,6 +189,11 @@ impl Cached {
 
 impl Caches {
     pub(super) fn new(settings: CacheSettings) -> Caches {
+        Caches::with_disk(settings, None)
+    }
+
+    /// [`Caches::new`], keeping `disk` (same directory) if given.
+    pub(super) fn with_disk(settings: CacheSettings, disk: Option<Arc<DiskStore>>) -> Caches {
         let location = Cache::builder()
             // Bounded so a scan of random names cannot grow it forever; an
             // entry is a name and a cluster id.
@@ -212,10 +217,10 @@ impl Caches {
                     .max(settings.max_stale),
             )
             .build();
-        let disk = settings
-            .dir
-            .as_ref()
-            .map(|dir| DiskStore::open(dir, settings.disk_max_bytes));
+        let disk = disk.or_else(|| {
+            let dir = settings.dir.as_ref()?;
+            Some(DiskStore::open(dir, settings.disk_max_bytes))
+        });
         Caches {
             settings,
             location,

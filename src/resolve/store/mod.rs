@@ -21,6 +21,7 @@
 //! name and need no index. Any write error (read-only, full disk) turns
 //! writing off with one warning; the daemon goes on from memory.
 //!
+//! One daemon owns a directory (its start deletes every `*.tmp`).
 //! Everything here is blocking I/O: callers run it on the blocking pool.
 
 pub(super) mod entry;
