@@ -85,9 +85,15 @@ impl Homes {
         self.clients.iter().map(|(k, v)| (*k, v)).collect()
     }
 
-    /// Records that phones at `client` live on `cluster`.
-    pub(super) fn learn_client(&self, client: IpAddr, cluster: &Arc<str>) {
-        self.clients.insert(client.to_canonical(), cluster.clone());
+    /// Restores what a table snapshot says (no look-up first: start-up
+    /// speed).
+    pub(super) fn restore(&self, device: Option<&str>, client: Option<IpAddr>, cluster: &Arc<str>) {
+        if let Some(device) = device {
+            self.devices.insert(Arc::from(device), cluster.clone());
+        }
+        if let Some(client) = client {
+            self.clients.insert(client.to_canonical(), cluster.clone());
+        }
     }
 
     /// Forgets every entry pointing to a cluster not in `keep`.

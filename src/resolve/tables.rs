@@ -90,13 +90,13 @@ impl Inner {
         let mut homes = 0;
         for (device, cluster) in snapshot.devices {
             if let Some(id) = enabled(&cluster) {
-                self.homes.learn(&device, None, &id);
+                self.homes.restore(Some(&device), None, &id);
                 homes += 1;
             }
         }
         for (client, cluster) in snapshot.clients {
             if let Some(id) = enabled(&cluster) {
-                self.homes.learn_client(client, &id);
+                self.homes.restore(None, Some(client), &id);
             }
         }
         info!(
