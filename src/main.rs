@@ -204,7 +204,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Locate { config: path, name } => {
-            let config = Config::load(&path)?;
+            let mut config = Config::load(&path)?;
+            // `locate` bypasses the caches; the running daemon owns its
+            // cache directory (its start-up deletes unfinished writes).
+            config.cache.dir = None;
             let report = runtime()?.block_on(async {
                 let metrics = std::sync::Arc::new(tftproxy::metrics::Metrics::new());
                 let resolver = tftproxy::resolve::Resolver::new(&config, metrics)?;

@@ -47,7 +47,7 @@ snake_case_labels! {
         ReadFailed => "read_failed",
     }
     CacheKind { Location => "location", Content => "content" }
-    UpstreamOutcome { Found => "found", NotFound => "not_found", Busy => "busy", Failed => "failed" }
+    UpstreamOutcome { Found => "found", NotModified => "not_modified", NotFound => "not_found", Busy => "busy", Failed => "failed" }
     HomeTable { Device => "device", ClientIp => "client_ip" }
     ReloadResult { Applied => "applied", Rejected => "rejected" }
     RelayResult { Relayed => "relayed", NoHome => "no_home", Unreachable => "unreachable" }
@@ -135,6 +135,8 @@ pub struct CacheLabels {
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum UpstreamOutcome {
     Found,
+    /// 304 to a revalidation: the cached copy is current.
+    NotModified,
     NotFound,
     Busy,
     Failed,
@@ -223,6 +225,11 @@ pub struct Metrics {
     pub max_hops_reached: Counter,
     /// Requests refused for who sent them ([`ClientRefusal`]).
     pub client_refusals: Family<RefusalLabels, Counter>,
+    /// Answers served from a copy older than its freshness because its
+    /// clusters could not answer (stale-if-error, `cache.max_stale`).
+    pub stale_served: Counter,
+    /// Bytes of file contents in the persistent cache (`cache.dir`).
+    pub cache_disk_bytes: Gauge,
 }
 
 /// What became of a connection to the secure-config relay.
@@ -302,6 +309,8 @@ impl Metrics {
             loops_detected: Counter::default(),
             max_hops_reached: Counter::default(),
             client_refusals: Family::default(),
+            stale_served: Counter::default(),
+            cache_disk_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -447,6 +456,16 @@ impl Metrics {
             "client_refusals",
             "Requests refused for their client: not allowed, over its request rate, over its transfers",
             metrics.client_refusals.clone(),
+        );
+        r.register(
+            "stale_served",
+            "Answers served from an outdated cached copy because its clusters could not answer",
+            metrics.stale_served.clone(),
+        );
+        r.register(
+            "cache_disk_bytes",
+            "Bytes held by the persistent cache directory",
+            metrics.cache_disk_bytes.clone(),
         );
         Metrics {
             registry,

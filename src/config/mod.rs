@@ -171,6 +171,13 @@ pub struct CacheConfig {
     pub device_ttl: Duration,
     /// Bound on the home-cluster tables (devices and client IPs).
     pub max_homes: u64,
+    /// The persistent cache's directory; `None`: memory only.
+    pub dir: Option<PathBuf>,
+    /// Bound on the persistent cache's file contents.
+    pub disk_max_bytes: u64,
+    /// How long after its last confirmation a copy may still be served
+    /// when its clusters cannot answer (stale-if-error).
+    pub max_stale: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -422,6 +429,9 @@ impl Default for CacheConfig {
             negative_ttl: Duration::from_secs(30),
             device_ttl: Duration::from_secs(5),
             max_homes: 100_000,
+            dir: None,
+            disk_max_bytes: 4 << 30,
+            max_stale: Duration::from_secs(7 * 86_400),
         }
     }
 }

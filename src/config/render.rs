@@ -117,6 +117,15 @@ impl Config {
         );
         let _ = writeln!(o, "device_ttl = {}", quote(&format_duration(c.device_ttl)));
         let _ = writeln!(o, "max_homes = {}", c.max_homes);
+        if let Some(dir) = &c.dir {
+            let _ = writeln!(o, "dir = {}", quote(&dir.display().to_string()));
+        }
+        let _ = writeln!(
+            o,
+            "disk_max_bytes = {}",
+            quote(&format_size(c.disk_max_bytes))
+        );
+        let _ = writeln!(o, "max_stale = {}", quote(&format_duration(c.max_stale)));
         let _ = writeln!(o);
         let r = &self.remote;
         let _ = writeln!(o, "[remote]");

@@ -338,6 +338,24 @@ impl Ctx<'_> {
                 1..=100_000_000,
                 d.max_homes as i64,
             )? as u64,
+            dir: match c.dir {
+                Some(dir) if dir.trim().is_empty() => {
+                    return Err(self.err("cache.dir", "must be a directory path, got \"\""))
+                }
+                dir => dir.map(PathBuf::from),
+            },
+            disk_max_bytes: self.size(
+                "cache.disk_max_bytes",
+                c.disk_max_bytes,
+                true,
+                d.disk_max_bytes,
+            )?,
+            max_stale: self.duration(
+                "cache.max_stale",
+                c.max_stale,
+                Duration::ZERO..=MAX_CACHE_TTL,
+                d.max_stale,
+            )?,
         })
     }
 

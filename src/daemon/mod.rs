@@ -69,6 +69,8 @@ pub struct Daemon {
     ready: Arc<AtomicBool>,
     /// The admin token in force, read at start and at each reload.
     admin_auth: AdminAuth,
+    /// Stops the periodic save of the cache tables when the daemon goes.
+    _persist: tokio_util::sync::DropGuard,
 }
 
 impl Daemon {
@@ -87,6 +89,8 @@ impl Daemon {
             resolver.clone(),
             metrics.clone(),
         );
+        let persist = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(persist_every_minute(resolver.clone(), persist.clone()));
         let daemon = Arc::new(Daemon {
             config: Mutex::new(config),
             resolver,
@@ -98,6 +102,7 @@ impl Daemon {
             started: Instant::now(),
             ready: Arc::new(AtomicBool::new(false)),
             admin_auth,
+            _persist: persist.drop_guard(),
         });
         let config = daemon.config();
         let mut listeners = lock(&daemon.listeners);
@@ -228,6 +233,8 @@ impl Daemon {
         relayed.close();
         let all = async { tokio::join!(transfers.wait(), connections.wait(), relayed.wait()) };
         let _ = tokio::time::timeout(grace, all).await;
+        // What the persistent cache needs for a warm start.
+        self.resolver.current().persist().await;
         drop(admin);
         transfers.len() + connections.len() + relayed.len()
     }
@@ -238,6 +245,16 @@ impl Daemon {
             self.active_transfers(),
             self.http_connections()
         )
+    }
+}
+
+/// Saves the cache tables every minute until `stop` (a crash loses at most
+/// a minute of learned homes; file contents are written as they arrive).
+async fn persist_every_minute(resolver: ResolverHandle, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    while stop.run_until_cancelled(tick.tick()).await.is_some() {
+        resolver.current().persist().await;
     }
 }
 

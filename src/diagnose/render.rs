@@ -174,6 +174,7 @@ mod tests {
             status,
             retry_after: None,
             peer: None,
+            validators: Default::default(),
         }
     }
 

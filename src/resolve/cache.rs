@@ -8,23 +8,31 @@
 //!   Positive entries live `cache.ttl`, negative ones `cache.negative_ttl`;
 //!   Busy and Unreachable are never stored.
 //! - **content**: (cluster, name) → bytes, weighed by their size and evicted
-//!   least-recently-used first under `cache.max_bytes`. Entries live
-//!   `max(cache.ttl, cache.device_ttl)`; a device file is *fresh* only for
-//!   `cache.device_ttl` after its fetch, and the older copy is what
-//!   stale-if-error serves when its cluster cannot be asked.
+//!   least-recently-used first under `cache.max_bytes`. A copy is *fresh*
+//!   for `cache.device_ttl` (device files) or `cache.ttl` (others) after it
+//!   was last confirmed; an older one, up to `cache.max_stale`, is what
+//!   stale-if-error serves when its clusters cannot answer. With
+//!   `cache.dir`, the disk (`super::store`) is the warm tier under this
+//!   one: consulted on a memory miss (`warm`), written on every fetch.
 //!
 //! Both are `moka::sync` caches: a weigher, per-entry expiry and an LRU
 //! policy are exactly what these tables need.
 
+mod warm;
+
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use moka::policy::{EvictionPolicy, Expiry};
 use moka::sync::Cache;
 
 use crate::body::Blob;
 use crate::config::CacheConfig;
+use crate::source::upstream::Validators;
 use crate::sync::{read, write};
+
+use super::store::DiskStore;
 
 /// Which question a location entry answers.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -48,16 +56,19 @@ pub(super) enum Location {
     Nowhere,
 }
 
-/// A cached file body and when it was fetched.
+/// A cached file body and when a cluster last confirmed it (wall-clock
+/// time, since it survives restarts in the persistent cache).
 #[derive(Clone, Debug)]
 pub(super) struct ContentEntry {
     pub body: Blob,
-    pub fetched: Instant,
+    pub fetched: SystemTime,
+    /// What the cluster sent to identify this version (revalidation).
+    pub validators: Validators,
 }
 
 impl ContentEntry {
     pub(super) fn age(&self) -> Duration {
-        self.fetched.elapsed()
+        self.fetched.elapsed().unwrap_or_default()
     }
 }
 
@@ -108,6 +119,9 @@ pub(super) struct CacheSettings {
     pub ttl: Duration,
     pub negative_ttl: Duration,
     pub device_ttl: Duration,
+    pub max_stale: Duration,
+    pub dir: Option<PathBuf>,
+    pub disk_max_bytes: u64,
 }
 
 impl From<&CacheConfig> for CacheSettings {
@@ -117,6 +131,9 @@ impl From<&CacheConfig> for CacheSettings {
             ttl: c.ttl,
             negative_ttl: c.negative_ttl,
             device_ttl: c.device_ttl,
+            max_stale: c.max_stale,
+            dir: c.dir.clone(),
+            disk_max_bytes: c.disk_max_bytes,
         }
     }
 }
@@ -127,6 +144,10 @@ pub(super) struct Caches {
     settings: CacheSettings,
     location: Cache<LocationKey, Location>,
     content: Cache<ContentKey, ContentEntry>,
+    /// The persistent tier (`cache.dir`), if any.
+    disk: Option<Arc<DiskStore>>,
+    /// Disk writes in progress (waited for at shutdown).
+    writes: tokio_util::task::TaskTracker,
     /// Bumped by every purge. A fetch that began before a purge must not
     /// store what it brings back: it may be the very copy the operator
     /// purged. Writes hold it for reading, a purge for writing.
@@ -138,8 +159,9 @@ pub(super) struct Caches {
 pub(super) enum Cached {
     /// Within its freshness lifetime: serve it.
     Fresh(ContentEntry),
-    /// A device file older than `device_ttl`: ask its cluster again, serve
-    /// this only if that cluster cannot answer.
+    /// Older than its freshness (`device_ttl` or `ttl`) but not than
+    /// `max_stale`: ask its cluster again, serve this only if the clusters
+    /// cannot answer.
     Stale(ContentEntry),
 }
 
@@ -167,6 +189,11 @@ impl Cached {
 
 impl Caches {
     pub(super) fn new(settings: CacheSettings) -> Caches {
+        Caches::with_disk(settings, None)
+    }
+
+    /// [`Caches::new`], keeping `disk` (same directory) if given.
+    pub(super) fn with_disk(settings: CacheSettings, disk: Option<Arc<DiskStore>>) -> Caches {
         let location = Cache::builder()
             // Bounded so a scan of random names cannot grow it forever; an
             // entry is a name and a cluster id.
@@ -183,12 +210,23 @@ impl Caches {
                 u32::try_from(weight).unwrap_or(u32::MAX)
             })
             .eviction_policy(EvictionPolicy::lru())
-            .time_to_live(settings.ttl.max(settings.device_ttl))
+            .time_to_live(
+                settings
+                    .ttl
+                    .max(settings.device_ttl)
+                    .max(settings.max_stale),
+            )
             .build();
+        let disk = disk.or_else(|| {
+            let dir = settings.dir.as_ref()?;
+            Some(DiskStore::open(dir, settings.disk_max_bytes))
+        });
         Caches {
             settings,
             location,
             content,
+            disk,
+            writes: tokio_util::task::TaskTracker::new(),
             generation: RwLock::new(0),
         }
     }
@@ -232,6 +270,18 @@ impl Caches {
         );
     }
 
+    /// Every "found on X" answer of the cross-cluster rule (the table
+    /// snapshot).
+    pub(super) fn found_locations(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        self.location
+            .iter()
+            .filter_map(|(key, value)| match (&key.scope, value) {
+                (Scope::All, Location::Cluster(id)) => Some((key.name.clone(), id)),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(super) fn forget_location(&self, scope: Scope, name: &Arc<str>) {
         self.location.invalidate(&LocationKey {
             scope,
@@ -241,8 +291,9 @@ impl Caches {
 
     // ---- content -------------------------------------------------------------
 
-    /// The cached body of `name` from `cluster`, fresh or stale.
-    /// `device` says whether `name` is a device file (fresh `device_ttl`).
+    /// The body of `name` from `cluster` in memory, fresh or stale (see
+    /// `warm` for the disk). `device` says whether `name` is a device file
+    /// (fresh `device_ttl`, others `ttl`).
     pub(super) fn content(
         &self,
         cluster: &Arc<str>,
@@ -250,28 +301,71 @@ impl Caches {
         device: bool,
     ) -> Option<Cached> {
         let entry = self.content.get(&(cluster.clone(), name.clone()))?;
-        if device && entry.age() >= self.settings.device_ttl {
-            Some(Cached::Stale(entry))
-        } else if !device && entry.age() >= self.settings.ttl {
-            // Only reachable when device_ttl > ttl stretched the lifetime.
-            None
-        } else {
+        self.classify(entry, device)
+    }
+
+    fn classify(&self, entry: ContentEntry, device: bool) -> Option<Cached> {
+        let s = &self.settings;
+        let fresh_for = if device { s.device_ttl } else { s.ttl };
+        let age = entry.age();
+        if age < fresh_for {
             Some(Cached::Fresh(entry))
+        } else if age <= s.max_stale {
+            Some(Cached::Stale(entry))
+        } else {
+            None
         }
     }
 
+    /// Whether a stale copy may still be served when its clusters cannot
+    /// answer (`cache.max_stale` after its last confirmation).
+    pub(super) fn within_max_stale(&self, entry: &ContentEntry) -> bool {
+        entry.age() <= self.settings.max_stale
+    }
+
+    /// Whether a lookup from another proxy (answered from the caches only)
+    /// may get this copy: no older than the memory lifetime it had before
+    /// stale-if-error stretched it.
+    pub(super) fn cache_only_servable(&self, entry: &ContentEntry) -> bool {
+        entry.age() < self.settings.ttl.max(self.settings.device_ttl)
+    }
+
+    #[cfg(test)]
     pub(super) fn put_content(&self, cluster: &Arc<str>, name: &Arc<str>, body: Blob) {
-        self.content.insert(
-            (cluster.clone(), name.clone()),
-            ContentEntry {
-                body,
-                fetched: Instant::now(),
-            },
-        );
+        self.put_fetched(cluster, name, body, Validators::default());
+    }
+
+    /// Stores what a cluster just sent (memory, and disk in the background).
+    pub(super) fn put_fetched(
+        &self,
+        cluster: &Arc<str>,
+        name: &Arc<str>,
+        body: Blob,
+        validators: Validators,
+    ) {
+        let entry = ContentEntry {
+            body,
+            fetched: SystemTime::now(),
+            validators,
+        };
+        self.persist(cluster, name, &entry);
+        self.content.insert((cluster.clone(), name.clone()), entry);
+    }
+
+    /// A cluster said the copy held is current (304): it is fresh again,
+    /// and its confirmation time on disk moves, not its body.
+    pub(super) fn confirm(&self, cluster: &Arc<str>, name: &Arc<str>, held: &ContentEntry) {
+        let entry = ContentEntry {
+            fetched: SystemTime::now(),
+            ..held.clone()
+        };
+        self.reconfirm_on_disk(cluster, name, entry.fetched);
+        self.content.insert((cluster.clone(), name.clone()), entry);
     }
 
     pub(super) fn forget_content(&self, cluster: &Arc<str>, name: &Arc<str>) {
         self.content.invalidate(&(cluster.clone(), name.clone()));
+        self.unpersist(cluster, name);
     }
 
     // ---- maintenance -----------------------------------------------------------
@@ -284,6 +378,9 @@ impl Caches {
         // ones carry the old number and are refused; resolves do not wait
         // for the scan.
         *write(&self.generation) += 1;
+        if let Some(disk) = &self.disk {
+            disk.purge(name);
+        }
         let mut dropped = 0;
         for (key, _) in self.location.iter() {
             if purged(name, &key.name) {
@@ -337,6 +434,9 @@ impl Caches {
                 self.content.invalidate(&*key);
             }
         }
+        if let Some(disk) = &self.disk {
+            disk.retain_clusters(new);
+        }
         self.run_pending_tasks();
     }
 
@@ -376,6 +476,9 @@ mod tests {
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_millis(100),
             device_ttl: Duration::from_millis(100),
+            max_stale: Duration::from_secs(3600),
+            dir: None,
+            disk_max_bytes: 1 << 20,
         }
     }
 

@@ -226,6 +226,7 @@ impl Inner {
             }
             let outcome = match &answer.outcome {
                 AddressOutcome::Found(_) => UpstreamOutcome::Found,
+                AddressOutcome::NotModified(_) => UpstreamOutcome::NotModified,
                 AddressOutcome::NotFound => UpstreamOutcome::NotFound,
                 AddressOutcome::Busy => UpstreamOutcome::Busy,
                 AddressOutcome::Failed(_) => UpstreamOutcome::Failed,
@@ -263,7 +264,12 @@ impl Inner {
                     "busy (HTTP 503, Retry-After {})",
                     humantime::format_duration(delay)
                 )),
-                (AddressOutcome::Found(_) | AddressOutcome::NotFound, _) => None,
+                (
+                    AddressOutcome::Found(_)
+                    | AddressOutcome::NotModified(_)
+                    | AddressOutcome::NotFound,
+                    _,
+                ) => None,
             };
             if let Some(error) = &error {
                 s.last_error = Some(error.clone());
@@ -271,7 +277,9 @@ impl Inner {
             }
             let policy = &cluster.policy;
             let transition = match &answer.outcome {
-                AddressOutcome::Found(_) | AddressOutcome::NotFound => a.hold.answered(),
+                AddressOutcome::Found(_)
+                | AddressOutcome::NotModified(_)
+                | AddressOutcome::NotFound => a.hold.answered(),
                 AddressOutcome::Busy => a.hold.busy(instant, answer.retry_after, policy),
                 AddressOutcome::Failed(reason) if reason.is_address_failure() => {
                     a.hold.failed(instant, policy)

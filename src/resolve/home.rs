@@ -72,6 +72,30 @@ impl Homes {
         changed
     }
 
+    /// Every device → cluster entry (the table snapshot).
+    pub(super) fn devices(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        self.devices
+            .iter()
+            .map(|(k, v)| ((*k).clone(), v))
+            .collect()
+    }
+
+    /// Every client → cluster entry (the table snapshot).
+    pub(super) fn clients(&self) -> Vec<(IpAddr, Arc<str>)> {
+        self.clients.iter().map(|(k, v)| (*k, v)).collect()
+    }
+
+    /// Restores what a table snapshot says (no look-up first: start-up
+    /// speed).
+    pub(super) fn restore(&self, device: Option<&str>, client: Option<IpAddr>, cluster: &Arc<str>) {
+        if let Some(device) = device {
+            self.devices.insert(Arc::from(device), cluster.clone());
+        }
+        if let Some(client) = client {
+            self.clients.insert(client.to_canonical(), cluster.clone());
+        }
+    }
+
     /// Forgets every entry pointing to a cluster not in `keep`.
     pub(super) fn retain_clusters(&self, keep: &[Arc<str>]) {
         let kept = |id: &Arc<str>| keep.iter().any(|k| k == id);

@@ -25,12 +25,16 @@
 
 mod cache;
 mod fetch;
+mod flights;
 mod health;
 mod hold;
 mod home;
 mod reload;
 mod route;
 mod singleflight;
+mod stale;
+mod store;
+mod tables;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -210,7 +214,18 @@ impl Resolver {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Resolver, ResolverError> {
         let caches = Arc::new(Caches::new((&config.cache).into()));
         let homes = Arc::new(Homes::new(config.cache.max_homes));
-        Resolver::build(config, metrics, caches, homes, &[])
+        let resolver = Resolver::build(config, metrics, caches, homes, &[])?;
+        resolver.inner.restore_tables();
+        Ok(resolver)
+    }
+
+    /// Waits for the cache writes in progress and writes the location and
+    /// home tables to the cache directory (nothing without `cache.dir`):
+    /// the daemon calls it every minute and at shutdown.
+    pub async fn persist(&self) {
+        self.inner.caches.flush().await;
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.save_tables()).await;
     }
 
     /// Answers one lookup. Must run within a tokio runtime (upstream
@@ -278,9 +293,12 @@ impl Resolver {
         // 4 and 5. Caches, then the clusters.
         // A loop or a chain at max_hops stops here (counted and logged).
         let (verdict, partial) = if inner.enabled.is_empty() {
-            (inner.cached_only(&name, &class), None)
+            (inner.cached_only(&name, &class).await, None)
         } else if let Some(stop) = inner.stop(&lookup.via, &name) {
-            (inner.cached_only(&name, &class), Some(Partial::from(stop)))
+            (
+                inner.cached_only(&name, &class).await,
+                Some(Partial::from(stop)),
+            )
         } else {
             let fetched = inner.remote(&name, &class, &route).await;
             (
@@ -440,6 +458,7 @@ impl Inner {
         set(CacheKind::Location, self.caches.location_entries());
         set(CacheKind::Content, self.caches.content_entries());
         m.cache_bytes.set(self.caches.content_bytes() as i64);
+        m.cache_disk_bytes.set(self.caches.disk_bytes() as i64);
         let homes = |table, value: u64| {
             m.home_entries
                 .get_or_create(&HomeLabels { table })

@@ -49,7 +49,17 @@ impl Resolver {
             old.caches.retain_clusters(&old_enabled, &enabled_ids);
             old.caches.clone()
         } else {
-            Arc::new(Caches::new(settings))
+            // The same directory keeps its store (its index, its writes in
+            // progress): the memory tier starts empty, the disk stays warm.
+            let disk = old
+                .caches
+                .disk()
+                .filter(|_| {
+                    let was = old.caches.settings();
+                    (&was.dir, was.disk_max_bytes) == (&settings.dir, settings.disk_max_bytes)
+                })
+                .cloned();
+            Arc::new(Caches::with_disk(settings, disk))
         };
         let homes = if old.homes.max_homes() == config.cache.max_homes {
             old.homes.retain_clusters(&enabled_ids);

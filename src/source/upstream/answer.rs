@@ -98,11 +98,34 @@ fn status_text(code: u16) -> String {
     }
 }
 
+/// What identifies one version of a file (from a 200), for a later
+/// conditional request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// A revalidation: the copy held and its validators, sent as
+/// `If-None-Match` / `If-Modified-Since`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conditional {
+    pub validators: Validators,
+    pub body: Blob,
+}
+
 /// What one address answered, classified by HTTP status:
 ///
 /// | the address answers | outcome |
 /// |---|---|
 /// | 200 | Found (body bounded by `cache.max_file_size`) |
+/// | 304 to a conditional request | NotModified, carrying the copy held: a Found for the rules |
 /// | 404, 403, 410 | NotFound — authoritative, the other addresses are not asked |
 /// | 503 | Busy — try the next address |
 /// | connect error, time-out, other 5xx, 3xx, other 4xx, bad body, a `Content-Encoding` other than `identity` | Failed — try the next address |
@@ -111,6 +134,9 @@ fn status_text(code: u16) -> String {
 pub enum AddressOutcome {
     /// 200 with a complete body.
     Found(Blob),
+    /// 304 to a conditional request: the copy held (carried here) is
+    /// current. The verdict rules see it as Found.
+    NotModified(Blob),
     /// 404, 403 or 410.
     NotFound,
     /// 503.
@@ -123,7 +149,7 @@ impl AddressOutcome {
     /// The outcome as a verdict (a failed address is unreachable).
     pub fn verdict(&self) -> Verdict<&Blob> {
         match self {
-            AddressOutcome::Found(body) => Verdict::Found(body),
+            AddressOutcome::Found(body) | AddressOutcome::NotModified(body) => Verdict::Found(body),
             AddressOutcome::NotFound => Verdict::NotFound,
             AddressOutcome::Busy => Verdict::Busy,
             AddressOutcome::Failed(_) => Verdict::Unreachable,
@@ -135,6 +161,7 @@ impl fmt::Display for AddressOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AddressOutcome::Found(body) => write!(f, "found ({body})"),
+            AddressOutcome::NotModified(body) => write!(f, "not modified ({body} kept)"),
             AddressOutcome::NotFound => f.write_str("not found"),
             AddressOutcome::Busy => f.write_str("busy"),
             AddressOutcome::Failed(reason) => write!(f, "failed: {reason}"),
@@ -153,6 +180,8 @@ pub struct AddressReport {
     /// when the answer arrived; `None` without one, or for other statuses.
     pub retry_after: Option<Duration>,
     pub peer: Option<Peer>,
+    /// `ETag` and `Last-Modified` of a 200.
+    pub validators: Validators,
 }
 
 impl AddressReport {
@@ -167,6 +196,7 @@ impl AddressReport {
             status: None,
             retry_after: None,
             peer: None,
+            validators: Validators::default(),
         }
     }
 
@@ -277,6 +307,7 @@ mod tests {
                     status: None,
                     retry_after: None,
                     peer: None,
+                    validators: Validators::default(),
                 },
             )
         };

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, RETRY_AFTER, VIA,
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, ETAG,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER, VIA,
 };
 use tokio::sync::Semaphore;
 
@@ -32,7 +33,8 @@ use crate::sync::lock;
 use crate::via::ViaId;
 
 pub use answer::{
-    AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, FailReason,
+    AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, Conditional,
+    FailReason, Validators,
 };
 pub use peer::Peer;
 pub use url::build_url;
@@ -180,7 +182,8 @@ impl Upstream {
     /// failure is an [`AddressOutcome::Failed`] with its reason. The request
     /// carries our own `Via` entry alone.
     pub async fn fetch_address(&self, base_url: &str, name: &str) -> AddressReport {
-        self.fetch_address_via(base_url, name, &self.own_via).await
+        self.fetch_address_with(base_url, name, &self.own_via, None)
+            .await
     }
 
     /// [`Upstream::fetch_address`] with `via` as the `Via` header (the
@@ -191,63 +194,104 @@ impl Upstream {
         name: &str,
         via: &HeaderValue,
     ) -> AddressReport {
+        self.fetch_address_with(base_url, name, via, None).await
+    }
+
+    /// [`Upstream::fetch_address`], conditional on `held` if given (a 304
+    /// is then [`AddressOutcome::NotModified`]).
+    pub async fn fetch_address_if(
+        &self,
+        base_url: &str,
+        name: &str,
+        held: Option<&Conditional>,
+    ) -> AddressReport {
+        self.fetch_address_with(base_url, name, &self.own_via, held)
+            .await
+    }
+
+    /// [`Upstream::fetch_address`] with `via` as the `Via` header and,
+    /// when a copy is `held`, conditional on its validators.
+    pub async fn fetch_address_with(
+        &self,
+        base_url: &str,
+        name: &str,
+        via: &HeaderValue,
+        held: Option<&Conditional>,
+    ) -> AddressReport {
         // Waiting for a turn is not the address's latency: start the clock
         // once the request may go.
         let limit = self.per_address.of(base_url);
         let _turn = limit.acquire().await;
         let start = Instant::now();
-        let (outcome, status, retry_after, peer) = self.fetch_inner(base_url, name, via).await;
-        AddressReport {
-            outcome,
-            elapsed: start.elapsed(),
-            status,
-            retry_after,
-            peer,
-        }
+        let mut report = AddressReport {
+            outcome: AddressOutcome::NotFound,
+            elapsed: Duration::ZERO,
+            status: None,
+            retry_after: None,
+            peer: None,
+            validators: Validators::default(),
+        };
+        report.outcome = self
+            .fetch_inner(base_url, name, via, held, &mut report)
+            .await;
+        report.elapsed = start.elapsed();
+        report
     }
 
+    /// One request; fills `report`'s status, `Retry-After`, peer and
+    /// validators as the answer gives them, and returns its outcome.
     async fn fetch_inner(
         &self,
         base_url: &str,
         name: &str,
         via: &HeaderValue,
-    ) -> (AddressOutcome, Option<u16>, Option<Duration>, Option<Peer>) {
+        held: Option<&Conditional>,
+        report: &mut AddressReport,
+    ) -> AddressOutcome {
         let url = match build_url(base_url, name) {
             Ok(url) => url,
-            Err(reason) => return (AddressOutcome::Failed(reason), None, None, None),
+            Err(reason) => return AddressOutcome::Failed(reason),
         };
         // `request_timeout` bounds the wait for the response head, then each
         // wait for body data: a firmware image arriving steadily over a slow
         // WAN link is not cut off, a stalled one is.
-        let send = self
-            .client
-            .get(url.as_str())
-            .header(VIA, via.clone())
-            .send();
-        let response = match tokio::time::timeout(self.request_timeout, send).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                return (
-                    AddressOutcome::Failed(self.classify(&e, false)),
-                    None,
-                    None,
-                    None,
-                )
+        let mut request = self.client.get(url.as_str()).header(VIA, via.clone());
+        if let Some(held) = held {
+            let v = &held.validators;
+            if let Some(etag) = &v.etag {
+                request = request.header(IF_NONE_MATCH, etag);
             }
+            if let Some(date) = &v.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, date);
+            }
+        }
+        let response = match tokio::time::timeout(self.request_timeout, request.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return AddressOutcome::Failed(self.classify(&e, false)),
             Err(_) => {
-                let reason = FailReason::Timeout {
+                return AddressOutcome::Failed(FailReason::Timeout {
                     after: self.request_timeout,
-                };
-                return (AddressOutcome::Failed(reason), None, None, None);
+                })
             }
         };
         let code = response.status().as_u16();
-        let retry_after = match code {
-            503 => retry_after(response.headers(), std::time::SystemTime::now()),
-            _ => None,
-        };
-        let peer = Peer::of(response.headers());
-        let outcome = match code {
+        report.status = Some(code);
+        report.peer = Peer::of(response.headers());
+        if code == 503 {
+            report.retry_after = retry_after(response.headers(), std::time::SystemTime::now());
+        }
+        if code == 200 {
+            let header = |name| {
+                let value = response.headers().get(name)?.to_str().ok()?;
+                Some(value.to_owned())
+            };
+            report.validators.etag = header(ETAG);
+            report.validators.last_modified = header(LAST_MODIFIED);
+        }
+        match code {
+            304 if held.is_some() => {
+                AddressOutcome::NotModified(held.map(|h| h.body.clone()).unwrap_or_default())
+            }
             200 => match foreign_encoding(response.headers()) {
                 Some(coding) => AddressOutcome::Failed(FailReason::ContentEncoding(coding)),
                 None => match self.read_body(response).await {
@@ -258,8 +302,7 @@ impl Upstream {
             404 | 403 | 410 => AddressOutcome::NotFound,
             503 => AddressOutcome::Busy,
             other => AddressOutcome::Failed(FailReason::Status(other)),
-        };
-        (outcome, Some(code), retry_after, peer)
+        }
     }
 
     /// Reads a 200 body completely, bounded by `max_file_size` (never holds
@@ -355,7 +398,7 @@ impl Upstream {
     /// `warn`, an address failure at `debug` (whoever keeps the addresses'
     /// state says when one goes down).
     pub async fn fetch_cluster(&self, addresses: &[String], name: &str) -> ClusterReport {
-        self.fetch_cluster_with(addresses, name, &self.own_via, &AskEvery)
+        self.fetch_cluster_with(addresses, name, &self.own_via, &AskEvery, None)
             .await
     }
 
@@ -366,20 +409,33 @@ impl Upstream {
         name: &str,
         via: &HeaderValue,
     ) -> ClusterReport {
-        self.fetch_cluster_with(addresses, name, via, &AskEvery)
+        self.fetch_cluster_with(addresses, name, via, &AskEvery, None)
+            .await
+    }
+
+    /// [`Upstream::fetch_cluster`], conditional on `held` if given.
+    pub async fn fetch_cluster_if(
+        &self,
+        addresses: &[String],
+        name: &str,
+        held: Option<&Conditional>,
+    ) -> ClusterReport {
+        self.fetch_cluster_with(addresses, name, &self.own_via, &AskEvery, held)
             .await
     }
 
     /// [`Upstream::fetch_cluster`] with `via` as the `Via` header, skipping
-    /// the addresses `gate` says are held down: they are reported as failed
-    /// ([`FailReason::HeldDown`]) without a request, so a cluster whose
-    /// every address is held down is unreachable at once.
+    /// the addresses `gate` says are held down (reported as failed,
+    /// [`FailReason::HeldDown`], without a request, so a cluster whose every
+    /// address is held down is unreachable at once), and conditional on
+    /// `held` if a copy is held.
     pub async fn fetch_cluster_with(
         &self,
         addresses: &[String],
         name: &str,
         via: &HeaderValue,
         gate: &dyn AddressGate,
+        held: Option<&Conditional>,
     ) -> ClusterReport {
         let mut reports = Vec::with_capacity(addresses.len());
         for (index, base_url) in addresses.iter().enumerate() {
@@ -388,7 +444,7 @@ impl Upstream {
                 reports.push((base_url.clone(), AddressReport::held_down(remaining)));
                 continue;
             }
-            let report = self.fetch_address_via(base_url, name, via).await;
+            let report = self.fetch_address_with(base_url, name, via, held).await;
             let elapsed_ms = report.elapsed.as_millis() as u64;
             match &report.outcome {
                 AddressOutcome::Busy => tracing::debug!(
@@ -411,7 +467,9 @@ impl Upstream {
                     elapsed_ms,
                     "upstream request failed: {reason}"
                 ),
-                AddressOutcome::Found(_) | AddressOutcome::NotFound => {}
+                AddressOutcome::Found(_)
+                | AddressOutcome::NotModified(_)
+                | AddressOutcome::NotFound => {}
             }
             let decided = report.outcome.verdict().is_authoritative();
             reports.push((base_url.clone(), report));

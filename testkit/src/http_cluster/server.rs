@@ -46,7 +46,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         let client_wants_close = request
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let (behaviour, file) = {
+        let (behaviour, file, if_none_match) = {
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             let behaviour = state
                 .overrides
@@ -54,8 +54,9 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
                 .cloned()
                 .unwrap_or_else(|| state.behaviour.clone());
             let file = state.files.get(&request.name).cloned();
+            let if_none_match = request.header("if-none-match").map(str::to_owned);
             state.log.push(request);
-            (behaviour, file)
+            (behaviour, file, if_none_match)
         };
         shared.request_seen.notify_waiters();
 
@@ -65,7 +66,7 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         let after = if behaviour.hang {
             After::Hang
         } else {
-            match respond(&mut stream, &behaviour, file).await {
+            match respond(&mut stream, &behaviour, file, if_none_match).await {
                 Ok(after) => after,
                 Err(_) => return,
             }
@@ -94,7 +95,21 @@ async fn respond(
     stream: &mut TcpStream,
     behaviour: &Behaviour,
     file: Option<Bytes>,
+    if_none_match: Option<String>,
 ) -> std::io::Result<After> {
+    // Files carry an `ETag` (a hash of their bytes) and a fixed
+    // `Last-Modified`; a request whose `If-None-Match` names the current
+    // bytes gets a 304 without a body, as CUCM's Tomcat answers.
+    let etag = file.as_deref().map(etag_of);
+    if behaviour.status.is_none() && etag.is_some() && if_none_match == etag {
+        let head = format!(
+            "HTTP/1.1 304 Not Modified\r\nETag: {}\r\n\r\n",
+            etag.unwrap_or_default()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.flush().await?;
+        return Ok(After::KeepAlive);
+    }
     let (status, body) = match (behaviour.status, file) {
         (Some(200), file) => (200, file.unwrap_or_default()),
         (Some(status), _) => (
@@ -106,6 +121,11 @@ async fn respond(
     };
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     head.push_str("Cache-Control: no-store\r\nContent-Type: */*\r\n");
+    if let (200, Some(etag)) = (status, &etag) {
+        head.push_str(&format!(
+            "ETag: {etag}\r\nLast-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
+        ));
+    }
     for (name, value) in &behaviour.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -196,4 +216,12 @@ fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Status",
     }
+}
+
+/// A strong `ETag` for `body`: FNV-1a over its bytes, and its length.
+fn etag_of(body: &[u8]) -> String {
+    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("\"{hash:016x}-{}\"", body.len())
 }
