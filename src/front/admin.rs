@@ -30,13 +30,11 @@ use axum::routing::{delete, get};
 use axum::Router;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use super::admin_auth::{self, AdminAuth};
-use super::conn::{accept_until_stopped, serve_http1};
+use super::conn::{accept_until_stopped, serve_http1, start_listener};
 use super::slots::Slots;
 use super::ListenerHandle;
 use crate::metrics::Metrics;
@@ -78,13 +76,9 @@ pub(crate) fn start(
     listener: std::net::TcpListener,
     state: AdminState,
 ) -> std::io::Result<ListenerHandle> {
-    let listener = TcpListener::from_std(listener)?;
-    let bound = listener.local_addr()?;
-    let stop = CancellationToken::new();
     let app = router(state);
-    tokio::spawn({
-        let stop = stop.clone();
-        async move {
+    start_listener(configured, listener, |listener, stop| async move {
+        {
             let slots = Slots::new(MAX_ADMIN_CONNECTIONS);
             accept_until_stopped(
                 listener,
@@ -104,8 +98,7 @@ pub(crate) fn start(
             )
             .await;
         }
-    });
-    Ok(ListenerHandle::new(configured, bound, stop))
+    })
 }
 
 fn router(state: AdminState) -> Router {

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::slots::Slots;
+use super::ListenerHandle;
 
 /// A request head (request line and headers) must arrive within this time;
 /// it also closes keep-alive connections left idle this long.
@@ -52,6 +53,24 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
+}
+
+/// Runs `accept` (a front's accept loop) on a listener from [`bind`] until
+/// the returned handle is dropped.
+pub(crate) fn start_listener<F, Fut>(
+    configured: SocketAddr,
+    listener: std::net::TcpListener,
+    accept: F,
+) -> io::Result<ListenerHandle>
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::from_std(listener)?;
+    let bound = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    tokio::spawn(accept(listener, stop.clone()));
+    Ok(ListenerHandle::new(configured, bound, stop))
 }
 
 /// Accepts TCP connections until `stop` is cancelled, at most as many at

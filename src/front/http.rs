@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-use super::conn::{accept_until_stopped, serve_http1};
+use super::conn::{accept_until_stopped, serve_http1, start_listener};
 use super::file_body::FileBody;
 use super::range::{self, Requested};
 use super::slots::Slots;
@@ -125,11 +125,10 @@ impl HttpFront {
         configured: SocketAddr,
         listener: std::net::TcpListener,
     ) -> io::Result<ListenerHandle> {
-        let listener = TcpListener::from_std(listener)?;
-        let bound = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        tokio::spawn(self.clone().accept(listener, stop.clone()));
-        Ok(ListenerHandle::new(configured, bound, stop))
+        let front = self.clone();
+        start_listener(configured, listener, |listener, stop| {
+            front.accept(listener, stop)
+        })
     }
 
     async fn accept(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) {

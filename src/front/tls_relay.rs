@@ -20,13 +20,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-use super::conn::accept_until_stopped;
+use super::conn::{accept_until_stopped, start_listener};
 use super::slots::Slots;
 use super::ListenerHandle;
 use crate::config::TlsRelayConfig;
@@ -84,27 +83,20 @@ impl TlsRelay {
         configured: SocketAddr,
         listener: std::net::TcpListener,
     ) -> std::io::Result<ListenerHandle> {
-        let listener = TcpListener::from_std(listener)?;
-        let bound = listener.local_addr()?;
-        let stop = CancellationToken::new();
         let relay = self.clone();
         // The cluster port: the one configured (6971, 6972), not the one a
         // port-0 test listener happened to get.
         let port = configured.port();
-        tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                let slots = &relay.slots;
-                accept_until_stopped(listener, "TLS relay", slots, stop, |stream, peer, slot| {
-                    let this = relay.clone();
-                    relay
-                        .connections
-                        .spawn(async move { this.relay(stream, peer, port, slot).await });
-                })
-                .await;
-            }
-        });
-        Ok(ListenerHandle::new(configured, bound, stop))
+        start_listener(configured, listener, |listener, stop| async move {
+            let slots = &relay.slots;
+            accept_until_stopped(listener, "TLS relay", slots, stop, |stream, peer, slot| {
+                let this = relay.clone();
+                relay
+                    .connections
+                    .spawn(async move { this.relay(stream, peer, port, slot).await });
+            })
+            .await;
+        })
     }
 
     async fn relay(
