@@ -235,6 +235,12 @@ impl DiskStore {
         if let Err(error) = File::open(&self.entries).and_then(|d| d.sync_all()) {
             self.degrade(&error);
         }
+        self.evict_over_limit();
+    }
+
+    /// Removes least recently used entries until the directory is within
+    /// `disk_max_bytes`.
+    fn evict_over_limit(&self) {
         let victims = {
             let mut index = lock(&self.index);
             let mut victims = Vec::new();
@@ -384,24 +390,8 @@ impl DiskStore {
         }
         info!(dir = %self.dir.display(), entries = count, bytes = self.bytes(),
             interrupted_writes_removed = temps, "cache directory loaded");
-        if self.bytes() > self.max_bytes {
-            // A lowered disk_max_bytes: evict by removing nothing new.
-            let victims = {
-                let mut index = lock(&self.index);
-                let mut victims = Vec::new();
-                while index.bytes > self.max_bytes {
-                    let Some((_, oldest)) = index.by_use.first().cloned() else {
-                        break;
-                    };
-                    index.remove(&oldest);
-                    victims.push(oldest);
-                }
-                victims
-            };
-            for victim in victims {
-                let _ = fs::remove_file(self.entries.join(victim));
-            }
-        }
+        // A lowered disk_max_bytes: the oldest entries go now.
+        self.evict_over_limit();
     }
 }
 
