@@ -222,12 +222,12 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
             head_only,
         );
     }
-    let Ok(name) = percent_encoding::percent_decode_str(request.uri().path()).decode_utf8() else {
+    let Some(name) = decode_path(request.uri().path()) else {
         front.metrics.request(Front::Http, RequestResult::Denied);
         info!(%client, path = request.uri().path(), status = 400, "HTTP name is not UTF-8");
         return text(StatusCode::BAD_REQUEST, "name is not UTF-8\n", head_only);
     };
-    let name = name.strip_prefix('/').unwrap_or(&name);
+    let name = name.as_str();
     let request_range = request
         .headers()
         .get(header::RANGE)
@@ -335,6 +335,14 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
         }
     };
     finish(metrics, result, response, &resolver, extra)
+}
+
+/// The name a request path asks for: `%XX` escapes decoded (malformed ones
+/// kept literally), the leading `/` dropped; `None` when the result is not
+/// UTF-8.
+pub(super) fn decode_path(path: &str) -> Option<String> {
+    let name = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
+    Some(name.strip_prefix('/').unwrap_or(&name).to_owned())
 }
 
 /// Counts the request and adds the headers every answer carries: no

@@ -51,3 +51,25 @@ impl Drop for ListenerHandle {
         self.stop.cancel();
     }
 }
+
+/// Entry points for the fuzz targets (`fuzz/`): what the HTTP front reads
+/// of a request before it resolves anything. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::ops::Range;
+
+    /// The name in a request path, as the HTTP front decodes it (`None`:
+    /// not UTF-8, answered 400).
+    pub fn decode_path(path: &str) -> Option<String> {
+        super::http::decode_path(path)
+    }
+
+    /// The bytes a `Range` header asks of a body of `len` bytes (`None`:
+    /// the whole body, or nothing at all).
+    pub fn range_of(header: &str, len: u64) -> Option<Range<u64>> {
+        match super::range::requested(Some(header), len) {
+            super::range::Requested::Part(range) => Some(range),
+            _ => None,
+        }
+    }
+}
