@@ -171,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let download = match download {
                 Ok(download) => download,
                 Err(error) => {
-                    eprintln!("{name}: {error}");
+                    eprintln!("{server} {name}: {error}");
                     return Ok(ExitCode::FAILURE);
                 }
             };

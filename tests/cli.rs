@@ -199,3 +199,17 @@ fn an_admin_api_off_loopback_needs_a_token() {
         );
     }
 }
+
+/// A failed `get` names the server it asked, so a script's log says which
+/// of several TFTP servers did not answer.
+#[test]
+fn a_failed_get_names_the_server() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = silent.local_addr().unwrap().to_string();
+    let (code, text) = tftproxy(&["get", &server, "SEP001122334455.cnf.xml", "--timeout", "1"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("{server} SEP001122334455.cnf.xml: ")),
+        "{text}"
+    );
+}

@@ -341,7 +341,9 @@ async fn handle<B>(front: &HttpFront, client: IpAddr, request: Request<B>) -> Re
 /// kept literally), the leading `/` dropped; `None` when the result is not
 /// UTF-8.
 pub(super) fn decode_path(path: &str) -> Option<String> {
-    let name = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
+    let name = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?;
     Some(name.strip_prefix('/').unwrap_or(&name).to_owned())
 }
 
