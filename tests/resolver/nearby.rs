@@ -63,7 +63,9 @@ async fn a_signed_file_for_a_phone_with_a_home_waits_for_its_home_not_the_local_
     // Step 2 before step 3: the home must be asked, so no local answer.
     assert!(nearby(&r, "Ringlist.xml.sgn", PHONE).await.is_none());
     // A phone with no known home gets the local copy at once.
-    let other = nearby(&r, "Ringlist.xml.sgn", "10.0.0.99").await.expect("local");
+    let other = nearby(&r, "Ringlist.xml.sgn", "10.0.0.99")
+        .await
+        .expect("local");
     assert_eq!(body(&other), "local copy");
     // Once the home's copy is cached, the fast path serves it.
     get_from(&r, "Ringlist.xml.sgn", PHONE).await;

@@ -15,7 +15,7 @@ use super::active::Tracked;
 use super::socket::{bind_transfer_socket, Listener};
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::Body;
-use crate::metrics::{Front, Metrics, FrontLabels, RequestResult, TransferLabels, TransferOutcome};
+use crate::metrics::{Front, FrontLabels, Metrics, RequestResult, TransferLabels, TransferOutcome};
 use crate::resolve::{Answer, Lookup, Source};
 use crate::tftp::netascii;
 use crate::tftp::options::negotiate;
@@ -121,13 +121,14 @@ pub(super) async fn run(start: Start) {
         }
     };
     let name = request.filename.clone();
-    let (transfer, source, _sending) = match prepare(&front, &settings, client, request, started).await {
-        Ok(prepared) => prepared,
-        Err(refusal) => {
-            let _ = socket.send(&refusal).await;
-            return;
-        }
-    };
+    let (transfer, source, _sending) =
+        match prepare(&front, &settings, client, request, started).await {
+            Ok(prepared) => prepared,
+            Err(refusal) => {
+                let _ = socket.send(&refusal).await;
+                return;
+            }
+        };
     let (outcome, transfer) = drive(transfer, &socket, &tracked).await;
     let ended = Ended {
         client,
@@ -171,7 +172,8 @@ pub(super) async fn prepare(
         None => {
             let Some(permit) = front.resolving.try_take() else {
                 metrics.tftp_resolving_busy.inc();
-                let refusal = Refusal::new(ErrorCode::NotDefined, BUSY_MESSAGE, RequestResult::Busy);
+                let refusal =
+                    Refusal::new(ErrorCode::NotDefined, BUSY_MESSAGE, RequestResult::Busy);
                 return Err(refusal.record(front, client, name, started));
             };
             metrics.tftp_resolving.inc();
