@@ -185,6 +185,11 @@ pub struct Metrics {
     pub bytes_sent: Family<FrontLabels, Counter>,
     pub active_transfers: Gauge,
     pub busy_rejections: Counter,
+    /// TFTP lookups waiting on the clusters now (`tftp.max_resolving`).
+    pub tftp_resolving: Gauge,
+    /// TFTP requests answered busy at once because `tftp.max_resolving`
+    /// lookups were already waiting on the clusters.
+    pub tftp_resolving_busy: Counter,
     pub transfers: Family<TransferLabels, Counter>,
     pub retransmissions: Counter,
     pub malformed_packets: Counter,
@@ -286,6 +291,8 @@ impl Metrics {
             bytes_sent: Family::default(),
             active_transfers: Gauge::default(),
             busy_rejections: Counter::default(),
+            tftp_resolving: Gauge::default(),
+            tftp_resolving_busy: Counter::default(),
             transfers: Family::default(),
             retransmissions: Counter::default(),
             malformed_packets: Counter::default(),
@@ -333,6 +340,16 @@ impl Metrics {
             "busy_rejections",
             "Requests refused because max_transfers was reached",
             metrics.busy_rejections.clone(),
+        );
+        r.register(
+            "tftp_resolving",
+            "TFTP lookups waiting on the remote clusters",
+            metrics.tftp_resolving.clone(),
+        );
+        r.register(
+            "tftp_resolving_busy",
+            "TFTP requests answered busy because tftp.max_resolving lookups were waiting on the clusters",
+            metrics.tftp_resolving_busy.clone(),
         );
         r.register(
             "transfers",

@@ -116,6 +116,9 @@ pub struct TftpConfig {
     pub listen: Vec<SocketAddr>,
     pub root: Option<PathBuf>,
     pub max_transfers: usize,
+    /// Lookups waiting on the clusters at once (more remote misses: busy);
+    /// not counted in `max_transfers`.
+    pub max_resolving: usize,
     pub max_block_size: u16,
     pub max_window_size: u16,
     pub port_range: Option<RangeInclusive<u16>>,
@@ -382,6 +385,7 @@ impl Default for TftpConfig {
             listen: vec!["0.0.0.0:69".parse().unwrap(), "[::]:69".parse().unwrap()],
             root: None,
             max_transfers: 2000,
+            max_resolving: 2000,
             max_block_size: 1468,
             max_window_size: 16,
             port_range: None,

@@ -34,6 +34,7 @@ pub(super) struct Tftp {
     pub listen: Option<OneOrMany>,
     pub root: Option<String>,
     pub max_transfers: Option<i64>,
+    pub max_resolving: Option<i64>,
     pub max_block_size: Option<i64>,
     pub max_window_size: Option<i64>,
     pub port_range: Option<String>,

@@ -28,6 +28,7 @@ impl Config {
             }
         }
         let _ = writeln!(o, "max_transfers = {}", t.max_transfers);
+        let _ = writeln!(o, "max_resolving = {}", t.max_resolving);
         let _ = writeln!(o, "max_block_size = {}", t.max_block_size);
         let _ = writeln!(o, "max_window_size = {}", t.max_window_size);
         match &t.port_range {

@@ -200,6 +200,12 @@ impl Ctx<'_> {
             MAX_TRANSFERS_RANGE,
             2000,
         )? as usize;
+        let max_resolving = self.int(
+            "tftp.max_resolving",
+            t.max_resolving,
+            MAX_TRANSFERS_RANGE,
+            d.max_resolving as i64,
+        )? as usize;
         let max_block_size = self.int(
             "tftp.max_block_size",
             t.max_block_size,
@@ -247,6 +253,7 @@ impl Ctx<'_> {
             listen,
             root,
             max_transfers,
+            max_resolving,
             max_block_size,
             max_window_size,
             port_range,

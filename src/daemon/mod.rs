@@ -119,7 +119,6 @@ impl Daemon {
         AdminState {
             resolver: self.resolver.clone(),
             metrics: self.metrics.clone(),
-            transfers: self.tftp.transfers().clone(),
             http_connections: self.http.connections().clone(),
             started: self.started,
             ready: self.ready.clone(),
@@ -157,10 +156,10 @@ impl Daemon {
         self.http.connections().len()
     }
 
-    /// TFTP transfers running now, whatever configuration they started
-    /// under.
+    /// TFTP transfers sending now, whatever configuration they started
+    /// under (lookups still waiting on the clusters are not transfers).
     pub fn active_transfers(&self) -> usize {
-        self.tftp.transfers().len()
+        self.metrics.active_transfers.get().max(0) as usize
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -55,8 +55,6 @@ pub const MAX_ADMIN_CONNECTIONS: usize = 64;
 pub(crate) struct AdminState {
     pub(crate) resolver: ResolverHandle,
     pub(crate) metrics: Arc<Metrics>,
-    /// TFTP transfers running.
-    pub(crate) transfers: TaskTracker,
     /// HTTP front connections open.
     pub(crate) http_connections: TaskTracker,
     /// When the daemon started (uptime).
@@ -210,7 +208,7 @@ async fn healthz(State(state): State<AdminState>) -> Response {
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": state.started.elapsed().as_secs(),
-            "active_transfers": state.transfers.len(),
+            "active_transfers": state.metrics.active_transfers.get().max(0),
             "http_connections": state.http_connections.len(),
         }),
     )

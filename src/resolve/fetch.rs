@@ -23,7 +23,7 @@ use crate::name::Classified;
 use crate::source::upstream::{ClusterReport, Conditional};
 use crate::verdict::{Miss, Verdict};
 
-use super::cache::{Location, Scope};
+use super::cache::{ContentEntry, Location, Scope};
 use super::flights::{fetch_all, fetch_one};
 use super::health::ClusterState;
 use super::route::Route;
@@ -31,6 +31,31 @@ use super::{Inner, Served};
 
 /// A cluster already asked, what it said, and whether that was partial.
 pub(super) type Known = (Arc<str>, Miss, bool);
+
+/// Where step 4 goes, from the tables alone ([`Inner::plan`]).
+pub(super) enum Plan {
+    /// A device name whose device has a known home: that cluster alone.
+    Home(Arc<ClusterState>),
+    /// The location cache says the name is on no cluster.
+    Nowhere,
+    /// The location cache says the name is on this cluster.
+    Located(Arc<ClusterState>),
+    /// Nothing known: every cluster.
+    Unknown,
+}
+
+/// Cache hits and misses seen by a lookup, counted once it is known to
+/// count (a fast path that gives up counts nothing: the full lookup will).
+#[derive(Default)]
+pub(super) struct Tally(Vec<(CacheKind, bool)>);
+
+impl Tally {
+    pub(super) fn apply(self, inner: &Inner) {
+        for (kind, hit) in self.0 {
+            inner.count(kind, hit);
+        }
+    }
+}
 
 /// One coalesced upstream fetch.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -74,6 +99,25 @@ impl From<Verdict<Served>> for Fetched {
 }
 
 impl Inner {
+    /// Where step 4 goes for `name`, from the home and location tables
+    /// alone, and the location-cache lookup to count (`None`: not asked).
+    pub(super) fn plan(&self, name: &Arc<str>, device: Option<&str>) -> (Plan, Option<bool>) {
+        if let Some(home) = device
+            .and_then(|key| self.homes.device(key))
+            .and_then(|id| self.enabled_cluster(&id))
+        {
+            return (Plan::Home(home), None);
+        }
+        match self.caches.location(Scope::All, name) {
+            Some(Location::Nowhere) => (Plan::Nowhere, Some(true)),
+            Some(Location::Cluster(id)) => match self.enabled_cluster(&id) {
+                Some(cluster) => (Plan::Located(cluster), Some(true)),
+                None => (Plan::Unknown, Some(false)),
+            },
+            None => (Plan::Unknown, Some(false)),
+        }
+    }
+
     /// Steps 4 and 5 for a lookup that may go upstream.
     pub(super) async fn remote(
         self: &Arc<Self>,
@@ -82,16 +126,16 @@ impl Inner {
         route: &Route,
     ) -> Fetched {
         let device = class.device.as_deref();
-        if let Some(key) = device {
-            if let Some(home) = self
-                .homes
-                .device(key)
-                .and_then(|id| self.enabled_cluster(&id))
-            {
-                debug!(name = %name, device = %key, home = %home.id,
+        let (plan, location_hit) = self.plan(name, device);
+        if let Some(hit) = location_hit {
+            self.count(CacheKind::Location, hit);
+        }
+        match plan {
+            Plan::Home(home) => {
+                debug!(name = %name, device = ?device, home = %home.id,
                     "device name: asking its home cluster alone");
                 let fetched = self.ask_one(&home, name, true, route).await;
-                return match fetched.verdict {
+                match fetched.verdict {
                     Verdict::NotFound => {
                         debug!(name = %name, home = %home.id,
                             "home cluster says not found: asking every cluster");
@@ -99,33 +143,55 @@ impl Inner {
                         self.fanout_or_stale(name, Some(known), device, route).await
                     }
                     _ => fetched,
-                };
-            }
-        }
-        match self.caches.location(Scope::All, name) {
-            Some(Location::Nowhere) => {
-                self.count(CacheKind::Location, true);
-                debug!(name = %name, "location cache: on no cluster");
-                return Verdict::NotFound.into();
-            }
-            Some(Location::Cluster(id)) => match self.enabled_cluster(&id) {
-                Some(cluster) => {
-                    self.count(CacheKind::Location, true);
-                    debug!(name = %name, cluster = %id, "location cache: asking its cluster");
-                    let fetched = self.ask_one(&cluster, name, device.is_some(), route).await;
-                    let miss = match fetched.verdict.found() {
-                        Ok(served) => return Verdict::Found(served).into(),
-                        Err(miss) => miss,
-                    };
-                    let known = (id, miss, fetched.partial);
-                    return self.fanout_or_stale(name, Some(known), device, route).await;
                 }
-                None => self.count(CacheKind::Location, false),
-            },
-            None => self.count(CacheKind::Location, false),
+            }
+            Plan::Nowhere => {
+                debug!(name = %name, "location cache: on no cluster");
+                Verdict::NotFound.into()
+            }
+            Plan::Located(cluster) => {
+                let id = cluster.id.clone();
+                debug!(name = %name, cluster = %id, "location cache: asking its cluster");
+                let fetched = self.ask_one(&cluster, name, device.is_some(), route).await;
+                let miss = match fetched.verdict.found() {
+                    Ok(served) => return Verdict::Found(served).into(),
+                    Err(miss) => miss,
+                };
+                let known = (id, miss, fetched.partial);
+                self.fanout_or_stale(name, Some(known), device, route).await
+            }
+            Plan::Unknown => {
+                debug!(name = %name, "location cache: unknown");
+                self.fanout_or_stale(name, None, device, route).await
+            }
         }
-        debug!(name = %name, "location cache: unknown");
-        self.fanout_or_stale(name, None, device, route).await
+    }
+
+    /// Step 4 without the network ([`super::Resolver::resolve_nearby`]):
+    /// the verdict if the tables and a fresh cached copy settle it, `None`
+    /// when [`Inner::remote`] would ask a cluster.
+    pub(super) async fn remote_nearby(
+        &self,
+        name: &Arc<str>,
+        class: &Classified,
+        tally: &mut Tally,
+    ) -> Option<Verdict<Served>> {
+        let device = class.device.as_deref();
+        let (plan, location_hit) = self.plan(name, device);
+        if let Some(hit) = location_hit {
+            tally.0.push((CacheKind::Location, hit));
+        }
+        let (cluster, device) = match plan {
+            Plan::Nowhere => return Some(Verdict::NotFound),
+            Plan::Unknown => return None,
+            Plan::Home(home) => (home, true),
+            Plan::Located(cluster) => (cluster, device.is_some()),
+        };
+        // Only a Found settles it: any miss there goes on to a fan-out.
+        match self.cached_one(&cluster, name, device, tally).await {
+            Ok(found @ Verdict::Found(_)) => Some(found),
+            _ => None,
+        }
     }
 
     /// One cluster alone, through the caches (memory, then disk): a fresh
@@ -140,36 +206,16 @@ impl Inner {
         device: bool,
         route: &Route,
     ) -> Fetched {
-        let id = &cluster.id;
-        let cached = self.caches.content_tiered(id, name, device).await;
-        self.count(
-            CacheKind::Content,
-            cached.as_ref().is_some_and(|c| c.is_fresh()),
-        );
-        let stale = match cached {
-            Some(cached) if cached.is_fresh() => {
-                debug!(name = %name, cluster = %id, "content cache: fresh");
-                let served = Served::from_cluster(id.clone(), cached.any().body, true);
-                return Verdict::Found(served).into();
+        let mut tally = Tally::default();
+        let stale = match self.cached_one(cluster, name, device, &mut tally).await {
+            Ok(verdict) => {
+                tally.apply(self);
+                return verdict.into();
             }
-            Some(stale) => {
-                let entry = stale.any();
-                debug!(name = %name, cluster = %id, age_ms = entry.age().as_millis() as u64,
-                    "content cache: copy no longer fresh, asking its cluster again");
-                Some(entry)
-            }
-            None => {
-                debug!(name = %name, cluster = %id, "content cache: miss");
-                if let Some(Location::Nowhere) =
-                    self.caches.location(Scope::Cluster(id.clone()), name)
-                {
-                    self.count(CacheKind::Location, true);
-                    debug!(name = %name, cluster = %id, "location cache: not on this cluster");
-                    return Verdict::NotFound.into();
-                }
-                None
-            }
+            Err(stale) => stale,
         };
+        tally.apply(self);
+        let id = &cluster.id;
         let generation = self.caches.generation();
         let key = FetchKey::One {
             cluster: id.clone(),
@@ -208,6 +254,46 @@ impl Inner {
                     partial: fetched.partial,
                 },
             },
+        }
+    }
+
+    /// The part of [`Inner::ask_one`] that needs no cluster: `Ok` with a
+    /// fresh cached copy or a remembered 404 from this cluster, or `Err`
+    /// with the copy no longer fresh (if any) when the cluster must be asked.
+    pub(super) async fn cached_one(
+        &self,
+        cluster: &ClusterState,
+        name: &Arc<str>,
+        device: bool,
+        tally: &mut Tally,
+    ) -> Result<Verdict<Served>, Option<ContentEntry>> {
+        let id = &cluster.id;
+        let cached = self.caches.content_tiered(id, name, device).await;
+        let fresh = cached.as_ref().is_some_and(|c| c.is_fresh());
+        tally.0.push((CacheKind::Content, fresh));
+        match cached {
+            Some(cached) if cached.is_fresh() => {
+                debug!(name = %name, cluster = %id, "content cache: fresh");
+                let served = Served::from_cluster(id.clone(), cached.any().body, true);
+                Ok(Verdict::Found(served))
+            }
+            Some(stale) => {
+                let entry = stale.any();
+                debug!(name = %name, cluster = %id, age_ms = entry.age().as_millis() as u64,
+                    "content cache: copy no longer fresh, asking its cluster again");
+                Err(Some(entry))
+            }
+            None => {
+                debug!(name = %name, cluster = %id, "content cache: miss");
+                if let Some(Location::Nowhere) =
+                    self.caches.location(Scope::Cluster(id.clone()), name)
+                {
+                    tally.0.push((CacheKind::Location, true));
+                    debug!(name = %name, cluster = %id, "location cache: not on this cluster");
+                    return Ok(Verdict::NotFound);
+                }
+                Err(None)
+            }
         }
     }
 

@@ -46,14 +46,14 @@ use tracing::debug;
 use crate::body::{Blob, Body};
 use crate::config::{Config, OnUnreachable, RemoteConfig};
 use crate::metrics::{CacheKind, CacheLabels, HomeLabels, HomeTable, Metrics};
-use crate::name::{self, NameError};
+use crate::name::{self, Classified, NameError};
 use crate::source::local::{LocalError, LocalRoot};
 use crate::source::upstream::{ClusterReport, Upstream, UpstreamError};
 use crate::verdict::Verdict;
 use crate::via::{Chain, Partial, ViaId};
 
 use cache::Caches;
-use fetch::{FetchKey, Fetched};
+use fetch::{FetchKey, Fetched, Tally};
 use health::ClusterState;
 use home::Homes;
 use route::Route;
@@ -255,39 +255,19 @@ impl Resolver {
         let route = Route::new(&lookup.via, &inner.via_id);
 
         // 2. A cluster-specific name for a client whose home is known.
-        if !proxied && class.cluster_specific && inner.remote.prefer_home_cluster {
-            if let Some(home) = inner
-                .homes
-                .client(lookup.client)
-                .and_then(|id| inner.enabled_cluster(&id))
-            {
-                debug!(name = %name, client = %lookup.client, home = %home.id,
-                    "cluster-specific name: asking the client's home cluster first");
-                match inner.ask_one(&home, &name, false, &route).await.verdict {
-                    Verdict::Found(served) => return answer(served.into()),
-                    other => debug!(name = %name, home = %home.id, answer = ?other,
-                        "home cluster did not serve it; going on"),
-                }
+        if let Some(home) = inner.client_home_first(lookup, &class, proxied) {
+            debug!(name = %name, client = %lookup.client, home = %home.id,
+                "cluster-specific name: asking the client's home cluster first");
+            match inner.ask_one(&home, &name, false, &route).await.verdict {
+                Verdict::Found(served) => return answer(served.into()),
+                other => debug!(name = %name, home = %home.id, answer = ?other,
+                    "home cluster did not serve it; going on"),
             }
         }
 
         // 3. The local root.
-        if let Some(local) = &self.local {
-            match local.open(&name) {
-                Ok(Some(body)) => {
-                    return answer(Answer::File {
-                        body,
-                        source: Source::Local,
-                    })
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    if matches!(error, LocalError::Io { .. }) {
-                        tracing::warn!(%error, "local root");
-                    }
-                    return answer(Answer::Denied(error.into()));
-                }
-            }
+        if let Some(local) = self.local_answer(&name) {
+            return answer(local);
         }
 
         // 4 and 5. Caches, then the clusters.
@@ -306,23 +286,7 @@ impl Resolver {
                 fetched.partial.then_some(Partial::Upstream),
             )
         };
-        // A device name found on a cluster: that cluster is the home of the
-        // device and of the phone asking.
-        if let (Some(device), Verdict::Found(served)) = (&class.device, &verdict) {
-            let learned = match &served.source {
-                Source::Cache { cluster } | Source::Cluster { cluster } if !served.provisional => {
-                    Some(cluster)
-                }
-                _ => None,
-            };
-            if let Some(cluster) = learned {
-                let client = (!proxied).then_some(lookup.client);
-                if inner.homes.learn(device, client, cluster) {
-                    debug!(device = %device, client = %lookup.client, home = %cluster,
-                        "learned home cluster");
-                }
-            }
-        }
+        inner.learn_home(lookup, &class, proxied, &verdict);
         let answer = match verdict {
             Verdict::Found(served) => return answer(served.into()),
             Verdict::NotFound => Answer::NotFound,
@@ -333,6 +297,72 @@ impl Resolver {
             },
         };
         Resolved { answer, partial }
+    }
+
+    /// The answer [`Resolver::resolve`] would give, if steps 1–4 settle it
+    /// without asking a cluster: an unsafe name, a local file, a fresh
+    /// cached copy, a name cached as on no cluster. `None` when `resolve`
+    /// would ask a cluster (a lookup that came through a proxy: always).
+    /// The TFTP front serves these without holding a `tftp.max_resolving`
+    /// permit. Reads the disk cache, never the network.
+    pub async fn resolve_nearby(&self, lookup: &Lookup<'_>) -> Option<Answer> {
+        let name = match name::normalise(lookup.name) {
+            Ok(name) => name,
+            Err(error) => return Some(Answer::Denied(error.into())),
+        };
+        let inner = &self.inner;
+        if !lookup.via.is_empty() {
+            return None;
+        }
+        if inner.enabled.is_empty() {
+            // No cluster to wait on: the full lookup is as quick.
+            return Some(self.resolve(lookup).await);
+        }
+        let class = name::classify(&name);
+        let name: Arc<str> = Arc::from(name);
+        let mut tally = Tally::default();
+        // 2. The client's home first: only its fresh copy settles it here;
+        // a 404 remembered from it goes on, as in `resolve`.
+        if let Some(home) = inner.client_home_first(lookup, &class, false) {
+            match inner.cached_one(&home, &name, false, &mut tally).await {
+                Ok(Verdict::Found(served)) => {
+                    tally.apply(inner);
+                    return Some(served.into());
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        // 3. The local root.
+        if let Some(local) = self.local_answer(&name) {
+            tally.apply(inner);
+            return Some(local);
+        }
+        // 4, from the tables and fresh copies only.
+        let verdict = inner.remote_nearby(&name, &class, &mut tally).await?;
+        tally.apply(inner);
+        inner.learn_home(lookup, &class, false, &verdict);
+        match verdict {
+            Verdict::Found(served) => Some(served.into()),
+            _ => Some(Answer::NotFound),
+        }
+    }
+
+    /// Step 3: the local root's answer, if it has one for `name`.
+    fn local_answer(&self, name: &str) -> Option<Answer> {
+        match self.local.as_ref()?.open(name) {
+            Ok(Some(body)) => Some(Answer::File {
+                body,
+                source: Source::Local,
+            }),
+            Ok(None) => None,
+            Err(error) => {
+                if matches!(error, LocalError::Io { .. }) {
+                    tracing::warn!(%error, "local root");
+                }
+                Some(Answer::Denied(error.into()))
+            }
+        }
     }
 
     /// Our name in `Via` entries (`http.via_id`, or the host name).
@@ -434,6 +464,47 @@ impl From<Served> for Answer {
 }
 
 impl Inner {
+    /// Step 2: the cluster to ask first for a cluster-specific name, the
+    /// asking phone's known home (a proxied lookup's client is no phone).
+    fn client_home_first(
+        &self,
+        lookup: &Lookup<'_>,
+        class: &Classified,
+        proxied: bool,
+    ) -> Option<Arc<ClusterState>> {
+        if proxied || !class.cluster_specific || !self.remote.prefer_home_cluster {
+            return None;
+        }
+        self.homes
+            .client(lookup.client)
+            .and_then(|id| self.enabled_cluster(&id))
+    }
+
+    /// A device name found on a cluster: that cluster is the home of the
+    /// device and of the phone asking.
+    fn learn_home(
+        &self,
+        lookup: &Lookup<'_>,
+        class: &Classified,
+        proxied: bool,
+        verdict: &Verdict<Served>,
+    ) {
+        let (Some(device), Verdict::Found(served)) = (&class.device, verdict) else {
+            return;
+        };
+        let learned = match &served.source {
+            Source::Cache { cluster } | Source::Cluster { cluster } if !served.provisional => {
+                cluster
+            }
+            _ => return,
+        };
+        let client = (!proxied).then_some(lookup.client);
+        if self.homes.learn(device, client, learned) {
+            debug!(device = %device, client = %lookup.client, home = %learned,
+                "learned home cluster");
+        }
+    }
+
     fn enabled_cluster(&self, id: &str) -> Option<Arc<ClusterState>> {
         self.enabled.iter().find(|c| *c.id == *id).cloned()
     }

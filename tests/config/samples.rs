@@ -42,6 +42,7 @@ fn example_documents_every_key_it_checks() {
         "listen",
         "root",
         "max_transfers",
+        "max_resolving",
         "max_block_size",
         "max_window_size",
         "port_range",

@@ -14,6 +14,7 @@ mod bad_answers;
 mod cache;
 mod fanout;
 mod home;
+mod nearby;
 mod operations;
 
 use std::net::IpAddr;

@@ -36,6 +36,7 @@ mod load;
 mod lossy;
 mod port_reuse;
 mod requests;
+mod resolving;
 mod sessions;
 mod single_port;
 mod transfers;

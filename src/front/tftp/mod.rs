@@ -88,8 +88,11 @@ pub(crate) struct TftpFront {
     settings: ArcSwap<Settings>,
     resolver: ResolverHandle,
     metrics: Arc<Metrics>,
-    /// `tftp.max_transfers`, for every listener and generation together.
+    /// `tftp.max_transfers`, for every listener and generation together:
+    /// transfers sending, taken once a request has its file.
     slots: Slots,
+    /// `tftp.max_resolving`: lookups waiting on the clusters.
+    resolving: Slots,
     /// Per-client request rate and transfer cap.
     admission: Arc<admission::Admission>,
     /// Clients with a transfer running, to tell a repeated request from a
@@ -110,6 +113,7 @@ impl TftpFront {
             resolver,
             metrics,
             slots: Slots::new(config.max_transfers),
+            resolving: Slots::new(config.max_resolving),
             admission: admission::Admission::new(config.client_request_rate),
             active: active::ActiveTable::default(),
             transfers: TaskTracker::new(),
@@ -122,10 +126,12 @@ impl TftpFront {
     pub(crate) fn update(&self, config: &TftpConfig) {
         self.settings.store(Arc::new(Settings::from_config(config)));
         self.slots.resize(config.max_transfers);
+        self.resolving.resize(config.max_resolving);
         self.admission.update(config.client_request_rate);
     }
 
-    /// The transfers running (to count them, or wait for them to end).
+    /// The requests in progress, resolving or sending (to wait for them to
+    /// end).
     pub(crate) fn transfers(&self) -> &TaskTracker {
         &self.transfers
     }
@@ -242,11 +248,6 @@ impl TftpFront {
             self.metrics.request(Front::Tftp, RequestResult::Busy);
             return listener.send_from(client, dst_ip, &busy());
         };
-        let Some(permit) = self.slots.try_take() else {
-            self.metrics.busy_rejections.inc();
-            self.metrics.request(Front::Tftp, RequestResult::Busy);
-            return listener.send_from(client, dst_ip, &busy());
-        };
         let tracked = self.active.insert(client, fingerprint);
         let local =
             socket::transfer_local_addr(dst_ip.unwrap_or(listener.local_addr().ip()), client);
@@ -263,7 +264,7 @@ impl TftpFront {
         };
         self.transfers.spawn(async move {
             let _claim = claim;
-            transfer::run(start, permit).await
+            transfer::run(start).await
         });
     }
 

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, BATCH_SIZE};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info, warn};
@@ -34,10 +34,10 @@ use tracing::{debug, info, warn};
 use super::active::fingerprint;
 use super::admission::ClientClaim;
 use super::socket::{Listener, Outgoing};
-use super::transfer::{prepare, record, Ended};
+use super::transfer::{self, prepare, record, Ended, Sending};
 use super::{TftpFront, BUSY_MESSAGE};
 use crate::body::Body;
-use crate::metrics::{ClientRefusal, Front, Metrics, RequestResult};
+use crate::metrics::{ClientRefusal, Front, RequestResult};
 use crate::resolve::Source;
 use crate::tftp::accept::{accept, stray, Accept, Refused};
 use crate::tftp::packet::{ErrorCode, Packet, Request};
@@ -47,23 +47,15 @@ use crate::tftp::send::{Outcome, Transfer};
 struct Prepared {
     id: u64,
     client: SocketAddr,
-    result: Result<(Transfer<Body>, Source), Vec<u8>>,
+    result: Result<transfer::Prepared, Vec<u8>>,
 }
 
-/// What a transfer holds while it exists: its `max_transfers` permit, its
-/// place in the front's tracker (shutdown waits for it) and the gauge.
+/// What a request holds from its RRQ to its end: its place in the front's
+/// tracker (shutdown waits for it, resolving or sending) and one of its
+/// client's `tftp.max_transfers_per_client`.
 struct Hold {
-    metrics: Arc<Metrics>,
-    _permit: OwnedSemaphorePermit,
-    /// One of the client's `tftp.max_transfers_per_client`.
     _claim: ClientClaim,
     _token: TaskTrackerToken,
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        self.metrics.active_transfers.dec();
-    }
 }
 
 /// One client's transfer.
@@ -80,6 +72,8 @@ struct Slot {
     running: Option<(Transfer<Body>, Source)>,
     /// The time of this transfer's live entry in the timer heap.
     scheduled: Option<Instant>,
+    /// Its `tftp.max_transfers` permit, once resolved to a file.
+    _sending: Option<Sending>,
     _hold: Hold,
 }
 
@@ -232,7 +226,8 @@ impl Driver {
         }
     }
 
-    /// Takes a new request: a slot now, the resolution in its own task.
+    /// Takes a new request: its place in the table now, the resolution in
+    /// its own task (`prepare` takes the permits).
     fn start(
         &mut self,
         client: SocketAddr,
@@ -255,15 +250,7 @@ impl Driver {
             front.metrics.request(Front::Tftp, RequestResult::Busy);
             return self.queue(client, dst_ip, busy());
         };
-        let Some(permit) = front.slots.try_take() else {
-            front.metrics.busy_rejections.inc();
-            front.metrics.request(Front::Tftp, RequestResult::Busy);
-            return self.queue(client, dst_ip, busy());
-        };
-        front.metrics.active_transfers.inc();
         let hold = Hold {
-            metrics: front.metrics.clone(),
-            _permit: permit,
             _claim: claim,
             _token: front.transfers.token(),
         };
@@ -278,6 +265,7 @@ impl Driver {
             started,
             running: None,
             scheduled: None,
+            _sending: None,
             _hold: hold,
         };
         self.table.insert(client, slot);
@@ -298,8 +286,9 @@ impl Driver {
             return;
         };
         match result {
-            Ok(running) => {
-                slot.running = Some(running);
+            Ok((transfer, source, sending)) => {
+                slot.running = Some((transfer, source));
+                slot._sending = Some(sending);
                 self.after_event(client);
             }
             Err(reply) => {

@@ -15,7 +15,7 @@ use super::active::Tracked;
 use super::socket::{bind_transfer_socket, Listener};
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::Body;
-use crate::metrics::{Front, FrontLabels, RequestResult, TransferLabels, TransferOutcome};
+use crate::metrics::{Front, FrontLabels, Metrics, RequestResult, TransferLabels, TransferOutcome};
 use crate::resolve::{Answer, Lookup, Source};
 use crate::tftp::netascii;
 use crate::tftp::options::negotiate;
@@ -37,24 +37,62 @@ pub(super) struct Start {
     pub(super) request: Request,
 }
 
-/// Removes a client from the active set and updates the gauge when the
-/// transfer task ends, however it ends.
+/// Removes a client from the active set when the transfer task ends,
+/// however it ends.
 struct ActiveGuard {
     front: Arc<TftpFront>,
     client: SocketAddr,
     tracked: Arc<Tracked>,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.front.active.remove(self.client, &self.tracked);
-        self.front.metrics.active_transfers.dec();
     }
 }
 
+/// A transfer that is sending: its `tftp.max_transfers` permit, counted in
+/// `tftproxy_active_transfers` while it is held (both modes).
+pub(super) struct Sending {
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Sending {
+    fn new(metrics: Arc<Metrics>, permit: OwnedSemaphorePermit) -> Sending {
+        metrics.active_transfers.inc();
+        Sending {
+            metrics,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.metrics.active_transfers.dec();
+    }
+}
+
+/// A lookup waiting on the clusters: its `tftp.max_resolving` permit,
+/// counted in `tftproxy_tftp_resolving` while it is held.
+struct Resolving {
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Resolving {
+    fn drop(&mut self) {
+        self.metrics.tftp_resolving.dec();
+    }
+}
+
+/// A request ready to send: the transfer, where its file came from, and
+/// its `max_transfers` permit.
+pub(super) type Prepared = (Transfer<Body>, Source, Sending);
+
 /// Runs one transfer task to its end.
-pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
+pub(super) async fn run(start: Start) {
     let Start {
         front,
         settings,
@@ -64,12 +102,10 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         local,
         request,
     } = start;
-    front.metrics.active_transfers.inc();
     let _guard = ActiveGuard {
         front: front.clone(),
         client,
         tracked: tracked.clone(),
-        _permit: permit,
     };
     let started = Instant::now();
     let socket = match bind_transfer_socket(local, settings.port_range.as_ref(), client).await {
@@ -85,13 +121,14 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
         }
     };
     let name = request.filename.clone();
-    let (transfer, source) = match prepare(&front, &settings, client, request, started).await {
-        Ok(prepared) => prepared,
-        Err(refusal) => {
-            let _ = socket.send(&refusal).await;
-            return;
-        }
-    };
+    let (transfer, source, _sending) =
+        match prepare(&front, &settings, client, request, started).await {
+            Ok(prepared) => prepared,
+            Err(refusal) => {
+                let _ = socket.send(&refusal).await;
+                return;
+            }
+        };
     let (outcome, transfer) = drive(transfer, &socket, &tracked).await;
     let ended = Ended {
         client,
@@ -106,13 +143,19 @@ pub(super) async fn run(start: Start, permit: OwnedSemaphorePermit) {
 /// Resolves the request and starts its [`Transfer`] (its first packets
 /// queued), or returns the ERROR to answer with, counted and logged. Used
 /// by both modes; it may wait on clusters, so never on a socket loop.
+///
+/// What needs no cluster (a local file, a fresh cached copy, a refusal) is
+/// answered at once; a lookup that must wait on the clusters holds a
+/// `tftp.max_resolving` permit while it waits (none free: busy at once).
+/// The `tftp.max_transfers` permit is taken only once there is a file to
+/// send, so lookups waiting on slow clusters never starve local files.
 pub(super) async fn prepare(
     front: &TftpFront,
     settings: &Settings,
     client: SocketAddr,
     request: Request,
     started: Instant,
-) -> Result<(Transfer<Body>, Source), Vec<u8>> {
+) -> Result<Prepared, Vec<u8>> {
     let metrics = &front.metrics;
     let name = &request.filename;
     let lookup = Lookup {
@@ -123,13 +166,30 @@ pub(super) async fn prepare(
     // Upstream fetches run in their own tasks: giving up at fetch_wait
     // leaves the fetch running, and the phone's retry is served from what
     // it brings back.
-    let resolving = async { front.resolver.current().resolve(&lookup).await };
-    let answer = match tokio::time::timeout(settings.fetch_wait, resolving).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            metrics.tftp_fetch_wait_expired.inc();
-            info!(%client, name, "not resolved within tftp.fetch_wait; retry later");
-            Answer::RetryLater
+    let resolver = front.resolver.current();
+    let answer = match resolver.resolve_nearby(&lookup).await {
+        Some(answer) => answer,
+        None => {
+            let Some(permit) = front.resolving.try_take() else {
+                metrics.tftp_resolving_busy.inc();
+                let refusal =
+                    Refusal::new(ErrorCode::NotDefined, BUSY_MESSAGE, RequestResult::Busy);
+                return Err(refusal.record(front, client, name, started));
+            };
+            metrics.tftp_resolving.inc();
+            let _resolving = Resolving {
+                metrics: metrics.clone(),
+                _permit: permit,
+            };
+            let resolving = resolver.resolve(&lookup);
+            match tokio::time::timeout(settings.fetch_wait, resolving).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    metrics.tftp_fetch_wait_expired.inc();
+                    info!(%client, name, "not resolved within tftp.fetch_wait; retry later");
+                    Answer::RetryLater
+                }
+            }
         }
     };
     let (body, source) = match answer {
@@ -152,6 +212,12 @@ pub(super) async fn prepare(
             return Err(refusal.record(front, client, name, started));
         }
     };
+    let Some(permit) = front.slots.try_take() else {
+        metrics.busy_rejections.inc();
+        let refusal = Refusal::new(ErrorCode::NotDefined, BUSY_MESSAGE, RequestResult::Busy);
+        return Err(refusal.record(front, client, name, started));
+    };
+    let sending = Sending::new(metrics.clone(), permit);
     if request.mode == Mode::Netascii && body.len() > NETASCII_MAX {
         // netascii is converted in memory; text files are small, and a
         // firmware image asked for in netascii is a mistake, not a reason
@@ -178,7 +244,7 @@ pub(super) async fn prepare(
                 .first_byte
                 .get_or_create(&FrontLabels { front: Front::Tftp })
                 .observe(started.elapsed().as_secs_f64());
-            Ok((transfer, source))
+            Ok((transfer, source, sending))
         }
         Err(error) => Err(fail_read(front, client, name, &error)),
     }
