@@ -131,6 +131,13 @@ pub(crate) struct ProxyArgs {
     pub(crate) device_ttl_s: u64,
     #[arg(long, default_value_t = 2)]
     pub(crate) server_threads: usize,
+    /// After the cold storm, a power cut: tftproxy (with a persistent cache
+    /// directory) is stopped and started again, then storms with the
+    /// clusters up (`power-cut-up`) and, after another restart, with every
+    /// cluster gone (`power-cut-down`). Pass a short `--device-ttl-s` so
+    /// device files are stale after the restart.
+    #[arg(long)]
+    pub(crate) power_cut: bool,
     #[command(flatten)]
     pub(crate) client: ClientArgs,
 }

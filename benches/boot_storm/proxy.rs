@@ -121,6 +121,31 @@ fn upstream_fields(
     )
 }
 
+/// The value of a counter without labels in the daemon's metrics (0 when
+/// absent).
+fn counter(daemon: &Daemon, name: &str) -> f64 {
+    daemon
+        .metrics()
+        .encode()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Upstream answers `304 Not Modified` (revalidations that moved no body).
+fn not_modified(daemon: &Daemon) -> f64 {
+    daemon
+        .metrics()
+        .encode()
+        .lines()
+        .filter(|line| {
+            line.starts_with("tftproxy_upstream_requests_total{")
+                && line.contains("outcome=\"not_modified\"")
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// `proxy`: tftproxy in front of `--clusters` HTTP clusters; a cold storm,
 /// then a warm one, each a `RESULT` line with the upstream counts appended.
 pub(crate) fn proxy_command(args: ProxyArgs) -> Result<()> {
@@ -129,7 +154,7 @@ pub(crate) fn proxy_command(args: ProxyArgs) -> Result<()> {
     let runtime = client_runtime(args.client.client_threads)?;
     let delay = Duration::from_millis(args.delay_ms);
 
-    let clusters: Vec<HttpCluster> = start_clusters(&upstream, args.clusters, delay);
+    let mut clusters: Vec<HttpCluster> = start_clusters(&upstream, args.clusters, delay);
     put_phone_files(&clusters, args.phones);
 
     let mut config = Config::default();
@@ -148,7 +173,11 @@ pub(crate) fn proxy_command(args: ProxyArgs) -> Result<()> {
         .enumerate()
         .map(|(i, c)| cluster_config(i, c.base_url()))
         .collect();
-    let daemon = server.block_on(Daemon::start(config))?;
+    let cache_dir = tempfile::tempdir()?;
+    if args.power_cut {
+        config.cache.dir = Some(cache_dir.path().to_path_buf());
+    }
+    let daemon = server.block_on(Daemon::start(config.clone()))?;
     let target = daemon.tftp_addrs()[0];
     println!(
         "proxy storm: {} phones, {} clusters answering after {} ms, device_ttl {} s, {}",
@@ -175,8 +204,42 @@ pub(crate) fn proxy_command(args: ProxyArgs) -> Result<()> {
         let extra = upstream_fields(&clusters, &counts, new, distinct_names);
         println!("{}", report.result_line(label, round + 1, &extra));
         std::thread::sleep(Duration::from_millis(500));
+        if args.power_cut {
+            break; // the warm storm is the restart's
+        }
     }
-    drop(daemon);
+    if args.power_cut {
+        let mut daemon = daemon;
+        for label in ["power-cut-up", "power-cut-down"] {
+            server.block_on(daemon.shutdown(Duration::from_secs(5)));
+            drop(daemon);
+            if label == "power-cut-down" {
+                clusters.clear(); // every cluster gone: connections refused
+            }
+            // Device files go stale while the power is off.
+            std::thread::sleep(Duration::from_secs(args.device_ttl_s + 1));
+            let started = std::time::Instant::now();
+            daemon = server.block_on(Daemon::start(config.clone()))?;
+            let restart_ms = started.elapsed().as_secs_f64() * 1000.0;
+            // Listening on a new port 0: the phones follow it.
+            let target = daemon.tftp_addrs()[0];
+            let phones = make_phones(args.phones, !args.client.same_ip);
+            let report = runtime.block_on(storm(target, phones, &args.client))?;
+            let counts = upstream_counts(&clusters);
+            let total: usize = counts.values().sum();
+            let extra = format!(
+                " restart_ms={restart_ms:.1} upstream_new={} stale_served={} not_modified={}",
+                total.saturating_sub(previous_total),
+                counter(&daemon, "tftproxy_stale_served_total"),
+                not_modified(&daemon),
+            );
+            previous_total = total;
+            println!("{}", report.result_line(label, 1, &extra));
+        }
+        drop(daemon);
+    } else {
+        drop(daemon);
+    }
     drop(server);
     drop(clusters);
     drop(upstream);
