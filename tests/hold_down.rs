@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
-use tftproxy::client::{get, GetError, GetOptions};
-use tftproxy::tftp::receive::ReceiveError;
+use tftproxy::client::{get, GetOptions};
 
 use support::daemon::{cluster_config, http_client, TestDaemon};
 use support::http_cluster::{refused_url, HttpCluster};
+use support::server_error;
 
 /// How long the blackholed address keeps a request waiting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -233,14 +233,6 @@ async fn an_answer_unusable_for_one_name_does_not_hold_the_address_down() {
     assert_eq!(first.requests_for(&name(1)), 1, "still asked");
     assert_eq!(second.requests_for(&name(1)), 0);
     assert_eq!(address_up(&server, "c", &first.base_url()), Some(1));
-}
-
-/// The TFTP error a download ended with.
-fn server_error(result: Result<tftproxy::client::Download, GetError>) -> (u16, String) {
-    match result {
-        Err(GetError::Transfer(ReceiveError::Server { code, message })) => (code, message),
-        other => panic!("expected a TFTP error, got {other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -124,10 +124,16 @@ impl TlsRelay {
         let _ = phone.set_nodelay(true);
         let _ = cluster.set_nodelay(true);
         let started = Instant::now();
-        let (to_cluster, to_phone) =
-            relay_until_idle(&mut phone, &mut cluster, settings.idle_timeout).await;
-        debug!(%client, cluster = %home, port, to_cluster, to_phone,
-            ms = started.elapsed().as_millis() as u64, "TLS relay: connection ended");
+        let ended = relay_until_idle(&mut phone, &mut cluster, settings.idle_timeout).await;
+        let ms = started.elapsed().as_millis() as u64;
+        match ended {
+            Ended::Closed(to_cluster, to_phone) => debug!(%client, cluster = %home, port,
+                to_cluster, to_phone, ms, "TLS relay: connection ended"),
+            Ended::Broken => debug!(%client, cluster = %home, port, ms,
+                "TLS relay: connection broken"),
+            Ended::Idle => debug!(%client, cluster = %home, port, ms,
+                "TLS relay: idle connection closed (tls_relay.idle_timeout)"),
+        }
     }
 
     fn count(&self, result: RelayResult) {
@@ -175,13 +181,18 @@ fn host_of(base_url: &str) -> Option<String> {
     )
 }
 
-/// Copies both ways until either side closes or nothing moves for `idle`;
-/// returns the bytes relayed towards the cluster and towards the phone.
-async fn relay_until_idle(
-    phone: &mut TcpStream,
-    cluster: &mut TcpStream,
-    idle: Duration,
-) -> (u64, u64) {
+/// How a relayed connection ended.
+enum Ended {
+    /// A side closed; the bytes relayed towards the cluster and the phone.
+    Closed(u64, u64),
+    /// A side failed (reset, error).
+    Broken,
+    /// Nothing moved either way for `tls_relay.idle_timeout`.
+    Idle,
+}
+
+/// Copies both ways until either side closes or nothing moves for `idle`.
+async fn relay_until_idle(phone: &mut TcpStream, cluster: &mut TcpStream, idle: Duration) -> Ended {
     let epoch = Instant::now();
     let last = Arc::new(AtomicU64::new(0));
     let mut phone = Activity::new(phone, epoch, last.clone());
@@ -191,11 +202,13 @@ async fn relay_until_idle(
     let mut check = tokio::time::interval((idle / 4).max(Duration::from_millis(50)));
     loop {
         tokio::select! {
-            copied = &mut copy => return copied.unwrap_or((0, 0)),
+            copied = &mut copy => {
+                return copied.map_or(Ended::Broken, |(up, down)| Ended::Closed(up, down));
+            }
             _ = check.tick() => {
                 let quiet = epoch.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
                 if quiet >= idle {
-                    return (0, 0);
+                    return Ended::Idle;
                 }
             }
         }

@@ -19,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use support::daemon::TestDaemon;
+use support::server_error;
 use tftproxy::client::{get_with_socket, Download, GetError, GetOptions};
 use tftproxy::tftp::packet::{Mode, Packet, Request};
 use tokio::net::UdpSocket;
@@ -78,17 +79,4 @@ fn metric(server: &TestDaemon, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |value| value.parse().unwrap())
-}
-
-/// The TFTP error code and message of a failed download.
-fn server_error(result: Result<Download, GetError>) -> (u16, String) {
-    match result {
-        Err(e) => {
-            let (code, message) = e
-                .server_error()
-                .unwrap_or_else(|| panic!("not a server error: {e}"));
-            (code, message.to_owned())
-        }
-        Ok(d) => panic!("expected an error, got {} bytes", d.data.len()),
-    }
 }

@@ -9,3 +9,20 @@ pub mod daemon;
 // Each test binary uses some of these (an unused one would warn).
 #[allow(unused_imports)]
 pub use tftproxy_testkit::{http_cluster, pattern, rng};
+
+/// The TFTP error code and message of a download that failed with one;
+/// panics on success or another kind of failure.
+#[allow(dead_code)]
+pub fn server_error(
+    result: Result<tftproxy::client::Download, tftproxy::client::GetError>,
+) -> (u16, String) {
+    match result {
+        Err(e) => {
+            let (code, message) = e
+                .server_error()
+                .unwrap_or_else(|| panic!("not a server error: {e}"));
+            (code, message.to_owned())
+        }
+        Ok(d) => panic!("expected an error, got {} bytes", d.data.len()),
+    }
+}

@@ -44,7 +44,8 @@ mod transfers;
 use std::time::Duration;
 
 use support::daemon::{TestDaemon, TestDaemonBuilder};
-use tftproxy::client::{GetError, GetOptions};
+use support::server_error;
+use tftproxy::client::GetOptions;
 use tftproxy::tftp::packet::{Mode, Packet, Request};
 
 /// TFTP on 127.0.0.1 and ::1, serving a temporary root.
@@ -74,18 +75,6 @@ fn quick() -> GetOptions {
         retransmit: Duration::from_millis(300),
         max_retries: 10,
         ..Default::default()
-    }
-}
-
-fn server_error(result: Result<tftproxy::client::Download, GetError>) -> (u16, String) {
-    match result {
-        Err(e) => {
-            let (code, message) = e
-                .server_error()
-                .unwrap_or_else(|| panic!("not a server error: {e}"));
-            (code, message.to_owned())
-        }
-        Ok(d) => panic!("expected an error, got {} bytes", d.data.len()),
     }
 }
 
