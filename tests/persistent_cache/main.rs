@@ -75,6 +75,10 @@ async fn daemon_with_cache(
         .clusters(clusters)
         .tweak(move |config| {
             config.cache.dir = Some(dir);
+            // A 3 MB entry is verified (SHA-256) when read; on a loaded CI
+            // machine in a debug build that is slow, and these tests are
+            // not about the wait limit.
+            config.tftp.fetch_wait = Duration::from_secs(30);
             tweak(config);
         })
         .start()

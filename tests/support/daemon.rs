@@ -202,11 +202,23 @@ impl TestDaemonBuilder {
     }
 
     pub async fn start(self) -> TestDaemon {
+        log_if_asked();
         let daemon = Daemon::start(self.config).await.expect("daemon starts");
         TestDaemon {
             daemon,
             root: self.root,
         }
+    }
+}
+
+/// With `TFTPROXY_TEST_LOG` set (a `RUST_LOG`-style filter), the daemons'
+/// logs go to the test's output: for finding out why a test failed.
+fn log_if_asked() {
+    if let Ok(filter) = std::env::var("TFTPROXY_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
     }
 }
 

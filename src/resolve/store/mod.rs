@@ -10,8 +10,9 @@
 //! - `entries/<56 hex digits>`: one cached file ([`entry`] format), named by
 //!   a hash of its cluster (16 digits) and of its name in lower case (40
 //!   digits), so a purge by name finds it without reading anything;
-//! - `entries/*.tmp`: a write in progress, or one a crash interrupted
-//!   (deleted at start);
+//! - `entries/*.<instance>-<n>.tmp`: a write in progress, or one a crash
+//!   interrupted; the start-up scan deletes the ones another instance (an
+//!   earlier run) left, never this one's, whose writes run alongside it;
 //! - `tables.json`: the location and home tables (`super::tables`).
 //!
 //! Every entry is verified (length and SHA-256) when read; a bad one is
@@ -26,7 +27,7 @@
 
 pub(super) mod entry;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -53,6 +54,9 @@ pub(in crate::resolve) struct DiskStore {
     max_bytes: u64,
     index: Mutex<Index>,
     writable: AtomicBool,
+    /// Tags this run's temporary files, so that the start-up scan running
+    /// alongside the first writes deletes only what earlier runs left.
+    instance: String,
     temp_counter: AtomicU64,
     /// Bumped by every purge; a write that began before it is dropped.
     /// Held while a finished write is renamed into place and indexed, so a
@@ -68,6 +72,9 @@ struct Index {
     bytes: u64,
     /// The start-up scan is done: a name absent here is not on disk.
     complete: bool,
+    /// Files removed before the scan was done: the scan may have listed
+    /// them already, and must not index what is gone.
+    removed_while_scanning: HashSet<String>,
     last_tick: u64,
 }
 
@@ -78,13 +85,21 @@ impl Index {
     }
 
     fn insert(&mut self, file: String, size: u64, used: u64) {
-        self.remove(&file);
+        self.forget(&file);
         self.bytes += size;
         self.by_use.insert((used, file.clone()));
         self.files.insert(file, (size, used));
     }
 
+    /// Drops `file`, which is being deleted from the disk.
     fn remove(&mut self, file: &str) -> bool {
+        if !self.complete {
+            self.removed_while_scanning.insert(file.to_owned());
+        }
+        self.forget(file)
+    }
+
+    fn forget(&mut self, file: &str) -> bool {
         match self.files.remove(file) {
             Some((size, used)) => {
                 self.bytes -= size;
@@ -108,12 +123,29 @@ impl DiskStore {
     /// scan. Never fails: a directory that cannot be created or written is
     /// warned about once and the store only reads what it can.
     pub(in crate::resolve) fn open(dir: &Path, max_bytes: u64) -> Arc<DiskStore> {
+        let store = DiskStore::open_unscanned(dir, max_bytes);
+        let scanner = store.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tftproxy-cache-scan".into())
+            .spawn(move || scanner.scan());
+        if let Err(error) = spawned {
+            warn!(%error, "cannot start the cache directory scan: no eviction until restart");
+        }
+        store
+    }
+
+    /// [`DiskStore::open`] without the scan (tests run it themselves).
+    fn open_unscanned(dir: &Path, max_bytes: u64) -> Arc<DiskStore> {
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         let store = Arc::new(DiskStore {
             dir: dir.to_path_buf(),
             entries: dir.join("entries"),
             max_bytes,
             index: Mutex::default(),
             writable: AtomicBool::new(true),
+            instance: format!("{:x}{:x}", std::process::id(), since_epoch.as_nanos()),
             temp_counter: AtomicU64::new(0),
             generation: Mutex::new(0),
         });
@@ -125,14 +157,18 @@ impl DiskStore {
         if let Err(error) = ready {
             store.degrade(&error);
         }
-        let scanner = store.clone();
-        let spawned = std::thread::Builder::new()
-            .name("tftproxy-cache-scan".into())
-            .spawn(move || scanner.scan());
-        if let Err(error) = spawned {
-            warn!(%error, "cannot start the cache directory scan: no eviction until restart");
-        }
         store
+    }
+
+    /// A name for a temporary file of this run, `<stem>.<instance>-<n>.tmp`.
+    fn temp_name(&self, stem: &str) -> String {
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{stem}.{}-{n}.tmp", self.instance)
+    }
+
+    /// Whether `name` is a temporary file an earlier run left.
+    fn is_leftover_temp(&self, name: &str) -> bool {
+        name.ends_with(".tmp") && !name.contains(&format!(".{}-", self.instance))
     }
 
     /// Whether entries are still written (false after a write error).
@@ -207,10 +243,7 @@ impl DiskStore {
         if size > self.max_bytes {
             return;
         }
-        let temp = format!(
-            "{file}.{}.tmp",
-            self.temp_counter.fetch_add(1, Ordering::Relaxed)
-        );
+        let temp = self.temp_name(&file);
         let temp_path = self.entries.join(&temp);
         if let Err(error) = write_temp(&temp_path, &[&header, body]) {
             self.degrade(&error);
@@ -306,7 +339,15 @@ impl DiskStore {
     fn remove_where(&self, doomed: impl Fn(&str) -> bool) {
         let files: Vec<String> = {
             let mut index = lock(&self.index);
-            let files: Vec<String> = index.files.keys().filter(|f| doomed(f)).cloned().collect();
+            let mut files: Vec<String> =
+                index.files.keys().filter(|f| doomed(f)).cloned().collect();
+            if !index.complete {
+                // The scan has not indexed everything yet: what is only on
+                // disk goes too.
+                files.extend(self.entry_names().filter(|f| doomed(f)));
+                files.sort_unstable();
+                files.dedup();
+            }
             for file in &files {
                 index.remove(file);
             }
@@ -315,6 +356,16 @@ impl DiskStore {
         for file in files {
             let _ = fs::remove_file(self.entries.join(file));
         }
+    }
+
+    /// The entry file names in the directory now.
+    fn entry_names(&self) -> impl Iterator<Item = String> {
+        fs::read_dir(&self.entries)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|item| item.file_name().into_string().ok())
+            .filter(|name| is_entry_name(name))
     }
 
     /// The table snapshot, if one was written.
@@ -327,7 +378,7 @@ impl DiskStore {
         if !self.writable() {
             return;
         }
-        let temp = format!("{TABLES}.tmp");
+        let temp = self.temp_name(TABLES);
         if let Err(error) = write_atomic(&self.dir, &temp, TABLES, &[snapshot]) {
             self.degrade(&error);
         }
@@ -343,56 +394,75 @@ impl DiskStore {
 
     /// Fails if a file cannot be created in the directory (read-only, full).
     fn probe(&self) -> io::Result<()> {
-        let path = self
-            .entries
-            .join(format!("probe.{}.tmp", std::process::id()));
+        let path = self.entries.join(self.temp_name("probe"));
         write_temp(&path, &[b"probe"])?;
         fs::remove_file(path)
     }
 
-    /// The start-up scan: deletes what interrupted writes left, indexes the
-    /// entries (last use: their modification time), evicts over the bound.
+    /// The start-up scan: deletes what interrupted writes of earlier runs
+    /// left, indexes the entries (last use: their modification time),
+    /// evicts over the bound.
     fn scan(&self) {
-        let _ = fs::remove_file(self.dir.join(format!("{TABLES}.tmp")));
-        let mut found = Vec::new();
-        let mut temps = 0;
-        if let Ok(dir) = fs::read_dir(&self.entries) {
-            for item in dir.flatten() {
-                let name = item.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if name.ends_with(".tmp") {
-                    if fs::remove_file(item.path()).is_ok() {
-                        temps += 1;
-                    }
-                    continue;
-                }
-                // Anything else that is not ours is left alone.
-                if name.len() != NAME_LEN || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    continue;
-                }
-                let Ok(meta) = item.metadata() else { continue };
-                if !meta.is_file() {
-                    continue;
-                }
-                let used = meta.modified().map(unix_ms).unwrap_or(0);
-                found.push((name.to_owned(), meta.len(), used));
-            }
-        }
+        let (found, temps) = self.list();
         let count = found.len();
-        {
-            let mut index = lock(&self.index);
-            for (file, size, used) in found {
-                if !index.files.contains_key(&file) {
-                    index.insert(file, size, used);
-                }
-            }
-            index.complete = true;
-        }
+        self.index_listed(found);
         info!(dir = %self.dir.display(), entries = count, bytes = self.bytes(),
             interrupted_writes_removed = temps, "cache directory loaded");
         // A lowered disk_max_bytes: the oldest entries go now.
         self.evict_over_limit();
     }
+
+    /// The entries on disk (name, size, last use) and how many leftover
+    /// temporary files were deleted.
+    fn list(&self) -> (Vec<(String, u64, u64)>, usize) {
+        let mut temps = 0;
+        let mut remove_leftover = |dir: &Path, name: &str| {
+            if self.is_leftover_temp(name) && fs::remove_file(dir.join(name)).is_ok() {
+                temps += 1;
+            }
+        };
+        for item in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if let Some(name) = item.file_name().to_str() {
+                if name.starts_with(TABLES) {
+                    remove_leftover(&self.dir, name);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for item in fs::read_dir(&self.entries).into_iter().flatten().flatten() {
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            remove_leftover(&self.entries, name);
+            // Anything else that is not ours is left alone.
+            if !is_entry_name(name) {
+                continue;
+            }
+            let Ok(meta) = item.metadata() else { continue };
+            if meta.is_file() {
+                let used = meta.modified().map(unix_ms).unwrap_or(0);
+                found.push((name.to_owned(), meta.len(), used));
+            }
+        }
+        (found, temps)
+    }
+
+    /// Indexes what [`DiskStore::list`] found, but for what was written
+    /// (already indexed) or removed since.
+    fn index_listed(&self, found: Vec<(String, u64, u64)>) {
+        let mut index = lock(&self.index);
+        for (file, size, used) in found {
+            if !index.files.contains_key(&file) && !index.removed_while_scanning.contains(&file) {
+                index.insert(file, size, used);
+            }
+        }
+        index.complete = true;
+        index.removed_while_scanning = HashSet::new();
+    }
+}
+
+/// Whether `name` is an entry file's (56 hex digits).
+fn is_entry_name(name: &str) -> bool {
+    name.len() == NAME_LEN && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn hex(bytes: &[u8], digits: usize) -> String {
@@ -463,79 +533,4 @@ fn write_atomic(dir: &Path, temp: &str, name: &str, parts: &[&[u8]]) -> io::Resu
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(name: &str) -> Meta {
-        Meta {
-            cluster: "c1".into(),
-            name: name.into(),
-            fetched: SystemTime::now(),
-            confirmed: SystemTime::now(),
-            etag: None,
-            last_modified: None,
-        }
-    }
-
-    fn wait_scanned(store: &DiskStore) {
-        while !lock(&store.index).complete {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-
-    #[test]
-    fn bounded_least_recently_used_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), 10_000);
-        wait_scanned(&store);
-        for i in 0..10 {
-            store.write(&meta(&format!("f{i}")), &[7u8; 3000], 0);
-            if i >= 1 {
-                // f0 stays in use.
-                assert!(store.read("c1", "f0").is_some(), "after f{i}");
-            }
-        }
-        assert!(store.bytes() <= 10_000);
-        assert!(store.read("c1", "f9").is_some());
-        assert!(store.read("c1", "f5").is_none());
-        let on_disk: u64 = fs::read_dir(dir.path().join("entries"))
-            .unwrap()
-            .map(|e| e.unwrap().metadata().unwrap().len())
-            .sum();
-        assert!(on_disk <= 10_000, "{on_disk}");
-    }
-
-    #[test]
-    fn start_removes_temp_files_and_keeps_foreign_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let entries = dir.path().join("entries");
-        fs::create_dir_all(&entries).unwrap();
-        fs::write(
-            entries.join(format!("{}.3.tmp", "a".repeat(NAME_LEN))),
-            b"torn",
-        )
-        .unwrap();
-        fs::write(entries.join("README"), b"not ours").unwrap();
-        let store = DiskStore::open(dir.path(), 1 << 20);
-        wait_scanned(&store);
-        let mut left: Vec<String> = fs::read_dir(&entries)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, vec!["README".to_owned()]);
-        assert!(store.writable());
-    }
-
-    #[test]
-    fn purge_by_name_ignores_case() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), 1 << 20);
-        wait_scanned(&store);
-        store.write(&meta("SEP1.cnf.xml"), b"x", 0);
-        store.write(&meta("other"), b"y", 0);
-        store.purge(Some("sep1.CNF.xml"));
-        assert!(store.read("c1", "SEP1.cnf.xml").is_none());
-        assert!(store.read("c1", "other").is_some());
-    }
-}
+mod tests;
