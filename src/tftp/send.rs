@@ -17,6 +17,10 @@
 //! - an ACK for a block inside the window (the RFC 7440 signal that the
 //!   client missed what followed) restarts the window after that block;
 //! - a client ERROR ends the transfer at once, with nothing sent back;
+//! - until the client has answered anything, its address may be forged (a
+//!   reflection attack): the first packets go out at most
+//!   `1 + UNANSWERED_RESENDS` times in all, whatever the timer and repeated
+//!   requests ask, so one datagram never makes us send more than that;
 //! - until the client has answered anything, a repeat of its request is a
 //!   retransmission: the first packets are resent at once
 //!   ([`Transfer::handle_repeated_request`]). Once the client may have every
@@ -36,6 +40,13 @@ use crate::tftp::packet::{ErrorCode, Packet, OP_DATA};
 /// for a window we already have are (rightly) ignored, so the timer is the
 /// only way out of a lost window, and a phone's own patience is short.
 const MAX_BACKOFF_SHIFT: u32 = 1;
+
+/// Resends of the first packets (OACK, or the first block) to a client that
+/// has not answered yet, by the timer and on repeated requests together.
+/// Two survive the loss of two packets in a row, which a phone's own
+/// request retransmission covers beyond; `max_retries` applies once the
+/// client has shown it exists.
+pub(crate) const UNANSWERED_RESENDS: u32 = 2;
 
 /// Where a transfer's bytes come from, provided by the caller (a buffer, a
 /// file it opened). The state machine asks for exactly the bytes of one
@@ -185,7 +196,7 @@ impl<S: BlockSource> Transfer<S> {
             _ => return,
         }
         self.retries += 1;
-        if self.retries > self.max_retries {
+        if self.retries > self.retry_limit() {
             self.finish(Outcome::TimedOut);
             return;
         }
@@ -204,9 +215,10 @@ impl<S: BlockSource> Transfer<S> {
     /// duplicate or, once [`Transfer::may_be_done`], a new request, which is
     /// the driver's to start; nothing happens here.
     pub fn handle_repeated_request(&mut self, now: Instant) {
-        if self.answered || self.outcome.is_some() {
+        if self.answered || self.outcome.is_some() || self.retries >= self.retry_limit() {
             return;
         }
+        self.retries += 1;
         self.stats.retransmissions += 1;
         match self.pending_oack.clone() {
             Some(oack) => {
@@ -302,6 +314,16 @@ impl<S: BlockSource> Transfer<S> {
             self.finish(Outcome::Completed);
         } else {
             self.send_window(now);
+        }
+    }
+
+    /// Resends allowed in a row: few while the client may be a forged
+    /// address (see [`UNANSWERED_RESENDS`]).
+    fn retry_limit(&self) -> u32 {
+        if self.answered {
+            self.max_retries
+        } else {
+            self.max_retries.min(UNANSWERED_RESENDS)
         }
     }
 

@@ -125,6 +125,8 @@ fn the_window_is_resent_with_backoff_then_abandoned() {
     let start = Instant::now();
     let mut t = Transfer::start(body(10_000), &negotiated(512, 2, false), 3, start).unwrap();
     drain(&mut t);
+    t.handle_datagram(&ack(2), start);
+    assert_eq!(blocks(&drain(&mut t)), vec![3, 4]);
     let mut now = start;
     let mut gaps = Vec::new();
     for _ in 0..3 {
@@ -132,7 +134,7 @@ fn the_window_is_resent_with_backoff_then_abandoned() {
         gaps.push(deadline - now);
         now = deadline;
         t.handle_timeout(now);
-        assert_eq!(blocks(&drain(&mut t)), vec![1, 2]);
+        assert_eq!(blocks(&drain(&mut t)), vec![3, 4]);
     }
     assert_eq!(
         gaps,
@@ -146,6 +148,56 @@ fn the_window_is_resent_with_backoff_then_abandoned() {
     assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
     assert_eq!(t.deadline(), None);
     assert_eq!(t.stats().retransmissions, 3);
+}
+
+/// Every first packet a client that never answers makes us send.
+fn sent_to_a_silent_client(oack: bool, repeats_per_second: usize) -> Vec<Packet> {
+    let start = Instant::now();
+    let mut t = Transfer::start(body(100_000), &negotiated(512, 1, oack), 5, start).unwrap();
+    let mut sent = drain(&mut t);
+    for second in 1..=30 {
+        let now = start + Duration::from_secs(second);
+        for _ in 0..repeats_per_second {
+            t.handle_repeated_request(now);
+        }
+        t.handle_timeout(now);
+        sent.extend(drain(&mut t));
+    }
+    assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+    sent
+}
+
+#[test]
+fn a_client_that_never_answers_gets_three_first_packets_at_most() {
+    // A forged source address: neither the timer nor a stream of repeated
+    // requests makes us send it more (the reflection bound).
+    for repeats in [0, 1, 20] {
+        let data = sent_to_a_silent_client(false, repeats);
+        assert_eq!(blocks(&data), vec![1; 1 + UNANSWERED_RESENDS as usize]);
+        let oacks = sent_to_a_silent_client(true, repeats);
+        assert_eq!(oacks.len(), 1 + UNANSWERED_RESENDS as usize);
+        assert!(oacks.iter().all(|p| matches!(p, Packet::Oack(_))));
+    }
+}
+
+#[test]
+fn a_client_that_answers_after_two_losses_gets_its_file() {
+    let start = Instant::now();
+    let mut t = Transfer::start(body(1000), &negotiated(512, 1, false), 5, start).unwrap();
+    drain(&mut t);
+    let first = t.deadline().unwrap();
+    t.handle_timeout(first);
+    t.handle_timeout(t.deadline().unwrap());
+    assert_eq!(blocks(&drain(&mut t)), vec![1, 1], "two resends");
+    t.handle_datagram(&ack(1), first + Duration::from_millis(2500));
+    assert_eq!(blocks(&drain(&mut t)), vec![2]);
+    // Once it has answered, max_retries (5) applies again.
+    for _ in 0..5 {
+        t.handle_timeout(t.deadline().unwrap());
+        assert_eq!(blocks(&drain(&mut t)), vec![2]);
+    }
+    t.handle_datagram(&ack(2), first + Duration::from_secs(30));
+    assert_eq!(t.outcome(), Some(&Outcome::Completed));
 }
 
 #[test]

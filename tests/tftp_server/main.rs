@@ -35,6 +35,7 @@ macro_rules! both_modes {
 mod load;
 mod lossy;
 mod port_reuse;
+mod reflection;
 mod requests;
 mod resolving;
 mod sessions;
