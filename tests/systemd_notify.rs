@@ -318,15 +318,20 @@ fn no_notify_socket_no_problem() {
         assert!(child.try_wait().unwrap().is_none(), "tftproxy exited");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // A transfer that never ends by itself: its DATA is never acknowledged.
+    // A transfer that does not end by itself for a minute: the phone asks
+    // for a 5 s time-out, acknowledges the OACK (so it has answered and
+    // `max_retries` applies), then never acknowledges DATA 1.
     let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     phone
-        .send_to(b"\x00\x01big.bin\x00octet\x00", tftp)
+        .send_to(b"\x00\x01big.bin\x00octet\x00timeout\x005\x00", tftp)
         .unwrap();
     phone
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut first = [0u8; 600];
+    let (n, transfer) = phone.recv_from(&mut first).expect("OACK");
+    assert_eq!(&first[..2], b"\x00\x06", "{n} bytes");
+    phone.send_to(b"\x00\x04\x00\x00", transfer).unwrap();
     let (n, _) = phone.recv_from(&mut first).expect("DATA 1");
     assert_eq!(&first[..4], b"\x00\x03\x00\x01", "{n} bytes");
 
@@ -339,7 +344,7 @@ fn no_notify_socket_no_problem() {
     let second = Instant::now();
     signal(child, libc::SIGTERM);
     assert!(wait_exit(child).success());
-    // Well before the transfer would give up by itself (about 11 s).
+    // Well before the transfer would give up by itself (about a minute).
     assert!(
         second.elapsed() < Duration::from_secs(5),
         "{:?}",

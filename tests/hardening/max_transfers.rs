@@ -34,8 +34,10 @@ async fn a_reload_to_fewer_transfers_is_never_exceeded_by_new_requests() {
         .file(BIG, pattern(64 * 1024, 1))
         .tweak(|config| {
             config.tftp.max_transfers = 20;
-            // Unacknowledged transfers give up after about 2 s.
-            config.tftp.retransmit_timeout = Duration::from_millis(300);
+            // Unacknowledged transfers give up after 5 s (1 + 2 + 2: two
+            // resends to a client that never answered), long enough for the
+            // checks below on a loaded machine.
+            config.tftp.retransmit_timeout = Duration::from_secs(1);
             config.tftp.max_retries = 3;
         })
         .start()
