@@ -122,7 +122,11 @@ impl SharedCopies {
         // as read, as before, and gives back what it did not use.
         let mut bytes = Vec::with_capacity(len as usize);
         let read = (&file).take(len).read_to_end(&mut bytes);
-        let unused = if read.is_ok() { len - bytes.len() as u64 } else { len };
+        let unused = if read.is_ok() {
+            len - bytes.len() as u64
+        } else {
+            len
+        };
         LIVE_BYTES.fetch_sub(unused, Ordering::Relaxed);
         read?;
         let copy = Arc::new(Copy(bytes.into_boxed_slice()));
