@@ -1,6 +1,7 @@
 //! The bytes that answer a name, wherever they came from: a file in the local
-//! root (read in place, never copied whole into memory) or a buffer fetched
-//! from a cluster and held by the content cache.
+//! root (read in place, or a small one's copy shared by its transfers, never
+//! a copy per transfer) or a buffer fetched from a cluster and held by the
+//! content cache.
 //!
 //! [`Blob`] is a byte buffer whose `Debug` prints its size, so every type
 //! that carries a body derives `Debug` and a `debug!` line never dumps a
@@ -74,8 +75,8 @@ impl fmt::Display for Blob {
 /// A readable, immutable file body. Cloning is cheap (reference counted).
 #[derive(Clone, Debug)]
 pub enum Body {
-    /// Bytes in memory (cache, upstream fetch, netascii conversion, small
-    /// local files).
+    /// Bytes in memory (cache, upstream fetch, netascii conversion, the
+    /// shared copy of a small local file).
     Memory(Blob),
     /// A file opened in the local root; read with positional reads so that
     /// many transfers can share one descriptor.

@@ -27,9 +27,10 @@ const BASE: u64 = 48 * MIB;
 /// What the allocator keeps beyond what is in use (fragmentation, thread
 /// caches): the bounds below are on the growth from the base, plus this.
 const SLACK: u64 = 8 * MIB;
-/// What one running transfer costs beyond its file, with margin (README:
-/// about 4 KiB measured).
-const PER_TRANSFER: u64 = 16 << 10;
+/// What one running transfer costs beyond its file, with margin, when it
+/// holds a window of 16 blocks of 1468 bytes (README: about 33 KiB
+/// measured).
+const PER_TRANSFER: u64 = 48 << 10;
 /// What one location entry costs, with margin (README: about 1 KiB).
 const PER_LOCATION: u64 = 2 << 10;
 
@@ -94,9 +95,32 @@ fn udp(wait: Duration) -> UdpSocket {
     socket
 }
 
-/// Whether `socket` receives DATA block 1 (of a file it asked for).
-fn got_block_1(socket: &UdpSocket) -> bool {
+/// An RRQ for `name` asking the largest block and window the defaults grant
+/// (what costs a transfer most: a window of buffers).
+fn rrq_largest_window(name: &str) -> Vec<u8> {
+    Packet::Rrq(Request {
+        filename: name.into(),
+        mode: Mode::Octet,
+        options: vec![
+            ("blksize".into(), "1468".into()),
+            ("windowsize".into(), "16".into()),
+        ],
+    })
+    .encode()
+}
+
+/// Whether `socket`, having asked for a file with options, receives the
+/// OACK, acknowledges it, and receives DATA block 1: the transfer then holds
+/// its first window, unacknowledged.
+fn got_first_window(socket: &UdpSocket) -> bool {
     let mut buf = [0u8; 2048];
+    let Ok((n, transfer)) = socket.recv_from(&mut buf) else {
+        return false;
+    };
+    if !matches!(Packet::decode(&buf[..n]), Ok(Packet::Oack(_))) {
+        return false;
+    }
+    socket.send_to(&Packet::Ack(0).encode(), transfer).unwrap();
     match socket.recv_from(&mut buf) {
         Ok((n, _)) => matches!(Packet::decode(&buf[..n]), Ok(Packet::Data { block: 1, .. })),
         Err(_) => false,
@@ -148,11 +172,13 @@ fn unacknowledged_requests_for_a_local_file_do_not_copy_it_per_transfer() {
         .map(|_| udp(Duration::from_secs(20)))
         .collect();
     for socket in &sockets {
-        socket.send_to(&rrq("big.cnf.xml"), tftp).unwrap();
+        socket
+            .send_to(&rrq_largest_window("big.cnf.xml"), tftp)
+            .unwrap();
     }
-    // Every request got its first block, and none acknowledged: all 2,000
-    // transfers are held at once.
-    let answered = sockets.iter().filter(|s| got_block_1(s)).count() as u64;
+    // Every request got its first window, and none acknowledged a block: all
+    // 2,000 transfers are held at once.
+    let answered = sockets.iter().filter(|s| got_first_window(s)).count() as u64;
     assert_eq!(answered, REQUESTS, "not every request was answered");
     daemon.assert_running();
     let peak = daemon.memory("VmHWM");

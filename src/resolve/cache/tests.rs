@@ -166,12 +166,21 @@ fn measure_entry_cost() {
     caches.run_pending_tasks();
     let location = resident() - before;
     let counted = caches.content_bytes() as usize / N;
+    let homes = super::super::home::Homes::new(1 << 30);
+    let before = resident();
+    for (i, name) in names.iter().enumerate() {
+        let client = std::net::IpAddr::from((i as u32 | 0x0a00_0000).to_be_bytes());
+        homes.learn(name, Some(client), &cluster);
+    }
+    let home = resident() - before;
     // The names themselves are held by the test as well: add what they cost.
     let name = 16 + 16 + 16;
     println!(
         "content entry: {} bytes resident (+{name} for its name), weighed {counted}; \
-         location entry: {} bytes resident (+{name} for its name)",
+         location entry: {} bytes resident (+{name} for its name); \
+         home (a device and a client address): {} bytes resident",
         content / N,
         location / N,
+        home / N,
     );
 }
