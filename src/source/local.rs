@@ -388,12 +388,15 @@ mod tests {
         let new_path = dir.path().join("a.xml.new");
         std::fs::write(&new_path, b"version 2").unwrap();
         std::fs::rename(&new_path, dir.path().join("a.xml")).unwrap();
-        assert_eq!(&memory(root.open("a.xml").unwrap())[..], b"version 2");
+        let second = memory(root.open("a.xml").unwrap());
+        assert_eq!(&second[..], b"version 2");
         assert_eq!(&old[..], b"version 1", "a transfer under way changed");
-        // Rewritten in place: the times (and here the size) change.
+        // Rewritten in place while `second` is served: the same inode, new
+        // times and size.
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(dir.path().join("a.xml"), b"version three").unwrap();
         assert_eq!(&memory(root.open("a.xml").unwrap())[..], b"version three");
+        assert_eq!(&second[..], b"version 2");
     }
 
     #[test]

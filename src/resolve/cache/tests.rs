@@ -82,6 +82,45 @@ fn content_is_bounded_by_bytes() {
 }
 
 #[test]
+fn tiny_files_weigh_what_their_entries_cost() {
+    let caches = Caches::new(CacheSettings {
+        max_bytes: 100_000,
+        ..settings()
+    });
+    for i in 0..1000 {
+        let name = Arc::from(format!("f{i}"));
+        caches.put_content(&s("c"), &name, Blob::from(b"x".as_slice()));
+    }
+    caches.run_pending_tasks();
+    // 1,000 one-byte bodies would fit 100,000 bytes; their entries, over
+    // 500 bytes each in memory (`measure_entry_cost`), do not.
+    assert!(caches.content_bytes() <= 100_000);
+    assert!(
+        caches.content_entries() <= 200,
+        "{}",
+        caches.content_entries()
+    );
+}
+
+#[test]
+fn locations_are_bounded_by_max_locations() {
+    let caches = Caches::new(CacheSettings {
+        max_locations: 100,
+        ..settings()
+    });
+    for i in 0..1000 {
+        let name = Arc::from(format!("unknown-{i}"));
+        caches.set_location(Scope::All, &name, Location::Nowhere);
+    }
+    caches.run_pending_tasks();
+    assert!(
+        caches.location_entries() <= 100,
+        "{}",
+        caches.location_entries()
+    );
+}
+
+#[test]
 fn purge_one_name_or_all() {
     let caches = Caches::new(settings());
     caches.set_location(Scope::All, &s("a"), Location::Cluster(s("c1")));
