@@ -19,6 +19,10 @@ use bytes::Bytes;
 
 use crate::tftp::send::BlockSource;
 
+mod netascii;
+
+pub use netascii::Netascii;
+
 /// An immutable byte buffer, cheap to clone (reference counted), shown by
 /// `Debug` as `<N bytes>`.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
@@ -75,12 +79,14 @@ impl fmt::Display for Blob {
 /// A readable, immutable file body. Cloning is cheap (reference counted).
 #[derive(Clone, Debug)]
 pub enum Body {
-    /// Bytes in memory (cache, upstream fetch, netascii conversion, the
-    /// shared copy of a small local file).
+    /// Bytes in memory (cache, upstream fetch, the shared copy of a small
+    /// local file).
     Memory(Blob),
     /// A file opened in the local root; read with positional reads so that
     /// many transfers can share one descriptor.
     Disk { file: Arc<File>, len: u64 },
+    /// Another body, sent in netascii: converted as it is read.
+    Netascii(Arc<Netascii>),
 }
 
 impl Body {
@@ -89,6 +95,7 @@ impl Body {
         match self {
             Body::Memory(bytes) => bytes.len() as u64,
             Body::Disk { len, .. } => *len,
+            Body::Netascii(view) => view.len(),
         }
     }
 
@@ -129,6 +136,7 @@ impl Body {
                     }
                 })
             }
+            Body::Netascii(view) => view.read_exact_at(offset, buf),
         }
     }
 
@@ -136,8 +144,8 @@ impl Body {
     pub fn to_bytes(&self) -> io::Result<Bytes> {
         match self {
             Body::Memory(bytes) => Ok(bytes.as_bytes().clone()),
-            Body::Disk { len, .. } => {
-                let mut buf = vec![0; *len as usize];
+            Body::Disk { .. } | Body::Netascii(_) => {
+                let mut buf = vec![0; self.len() as usize];
                 self.read_exact_at(0, &mut buf)?;
                 Ok(Bytes::from(buf))
             }

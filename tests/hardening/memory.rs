@@ -131,27 +131,27 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB as f64
 }
 
-#[test]
-fn unacknowledged_requests_for_a_local_file_do_not_copy_it_per_transfer() {
-    const REQUESTS: u64 = 2_000;
-    const FILE: u64 = 256 << 10;
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
+/// A daemon serving `file` (`len` bytes made by `content`) from a local
+/// root to `requests` transfers at once; returns it, its TFTP address and its
+/// resident memory once it answers.
+fn serve_local(
+    work: &Path,
+    file: &str,
+    content: Vec<u8>,
+    requests: u64,
+) -> (Process, SocketAddr, u64) {
+    let root = work.join("root");
     std::fs::create_dir(&root).unwrap();
-    std::fs::write(
-        root.join("big.cnf.xml"),
-        tftproxy_testkit::pattern(FILE as usize, 1),
-    )
-    .unwrap();
+    std::fs::write(root.join(file), content).unwrap();
     let tftp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     // Every request from one address: the per-client limits are lifted so
     // that the burst reaches `max_transfers` (what spoofed sources reach);
     // a long retransmit time-out keeps every transfer waiting meanwhile.
     let mut daemon = Process::serve(
-        work.path(),
+        work,
         &format!(
-            "[tftp]\nlisten = [\"{tftp}\"]\nroot = \"{}\"\nmax_transfers = {REQUESTS}\n\
-             max_transfers_per_client = {REQUESTS}\nclient_request_rate = 1000000\n\
+            "[tftp]\nlisten = [\"{tftp}\"]\nroot = \"{}\"\nmax_transfers = {requests}\n\
+             max_transfers_per_client = {requests}\nclient_request_rate = 1000000\n\
              retransmit_timeout = \"30s\"\n",
             root.display()
         ),
@@ -167,6 +167,17 @@ fn unacknowledged_requests_for_a_local_file_do_not_copy_it_per_transfer() {
         daemon.assert_running();
     }
     let base = daemon.memory("VmRSS");
+    assert!(base <= BASE, "base RSS {:.1} MiB", mib(base));
+    (daemon, tftp, base)
+}
+
+#[test]
+fn unacknowledged_requests_for_a_local_file_do_not_copy_it_per_transfer() {
+    const REQUESTS: u64 = 2_000;
+    const FILE: u64 = 256 << 10;
+    let work = tempfile::tempdir().unwrap();
+    let content = tftproxy_testkit::pattern(FILE as usize, 1);
+    let (mut daemon, tftp, base) = serve_local(work.path(), "big.cnf.xml", content, REQUESTS);
 
     let sockets: Vec<UdpSocket> = (0..REQUESTS)
         .map(|_| udp(Duration::from_secs(20)))
@@ -191,8 +202,59 @@ fn unacknowledged_requests_for_a_local_file_do_not_copy_it_per_transfer() {
         FILE >> 10
     );
     // README formula: base + max_transfers × per-transfer + the file once.
-    assert!(base <= BASE, "base RSS {:.1} MiB", mib(base));
     let bound = base + REQUESTS * PER_TRANSFER + FILE + SLACK;
+    assert!(
+        peak <= bound,
+        "peak RSS {:.1} MiB over the bound {:.1} MiB",
+        mib(peak),
+        mib(bound)
+    );
+}
+
+#[test]
+fn netascii_transfers_hold_no_converted_copy() {
+    const REQUESTS: u64 = 200;
+    const FILE: usize = 1 << 20;
+    let work = tempfile::tempdir().unwrap();
+    let text = (0..FILE)
+        .map(|i| if i % 8 == 7 { b'\n' } else { b'x' })
+        .collect();
+    let (mut daemon, tftp, base) = serve_local(work.path(), "dial.txt", text, REQUESTS);
+
+    let netascii = Packet::Rrq(Request {
+        filename: "dial.txt".into(),
+        mode: Mode::Netascii,
+        options: Vec::new(),
+    })
+    .encode();
+    let sockets: Vec<UdpSocket> = (0..REQUESTS)
+        .map(|_| udp(Duration::from_secs(20)))
+        .collect();
+    for socket in &sockets {
+        socket.send_to(&netascii, tftp).unwrap();
+    }
+    let mut buf = [0u8; 1024];
+    let answered = sockets
+        .iter()
+        .filter(|s| {
+            s.recv_from(&mut buf).is_ok_and(|(n, _)| {
+                matches!(Packet::decode(&buf[..n]), Ok(Packet::Data { block: 1, .. }))
+            })
+        })
+        .count() as u64;
+    assert_eq!(answered, REQUESTS, "not every request was answered");
+    daemon.assert_running();
+    let peak = daemon.memory("VmHWM");
+    eprintln!(
+        "memory (c): base {:.1} MiB, peak {:.1} MiB with {REQUESTS} netascii transfers \
+         of a {} KiB file: {} bytes per transfer",
+        mib(base),
+        mib(peak),
+        FILE >> 10,
+        peak.saturating_sub(base) / REQUESTS
+    );
+    // A converted copy each would be 1.1 MiB per transfer.
+    let bound = base + REQUESTS * PER_TRANSFER + SLACK;
     assert!(
         peak <= bound,
         "peak RSS {:.1} MiB over the bound {:.1} MiB",
