@@ -1,6 +1,7 @@
 //! The bytes that answer a name, wherever they came from: a file in the local
-//! root (read in place, never copied whole into memory) or a buffer fetched
-//! from a cluster and held by the content cache.
+//! root (read in place, or a small one's copy shared by its transfers, never
+//! a copy per transfer) or a buffer fetched from a cluster and held by the
+//! content cache.
 //!
 //! [`Blob`] is a byte buffer whose `Debug` prints its size, so every type
 //! that carries a body derives `Debug` and a `debug!` line never dumps a
@@ -17,6 +18,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::tftp::send::BlockSource;
+
+mod netascii;
+
+pub use netascii::Netascii;
 
 /// An immutable byte buffer, cheap to clone (reference counted), shown by
 /// `Debug` as `<N bytes>`.
@@ -74,12 +79,14 @@ impl fmt::Display for Blob {
 /// A readable, immutable file body. Cloning is cheap (reference counted).
 #[derive(Clone, Debug)]
 pub enum Body {
-    /// Bytes in memory (cache, upstream fetch, netascii conversion, small
-    /// local files).
+    /// Bytes in memory (cache, upstream fetch, the shared copy of a small
+    /// local file).
     Memory(Blob),
     /// A file opened in the local root; read with positional reads so that
     /// many transfers can share one descriptor.
     Disk { file: Arc<File>, len: u64 },
+    /// Another body, sent in netascii: converted as it is read.
+    Netascii(Arc<Netascii>),
 }
 
 impl Body {
@@ -88,6 +95,7 @@ impl Body {
         match self {
             Body::Memory(bytes) => bytes.len() as u64,
             Body::Disk { len, .. } => *len,
+            Body::Netascii(view) => view.len(),
         }
     }
 
@@ -128,6 +136,7 @@ impl Body {
                     }
                 })
             }
+            Body::Netascii(view) => view.read_exact_at(offset, buf),
         }
     }
 
@@ -135,8 +144,8 @@ impl Body {
     pub fn to_bytes(&self) -> io::Result<Bytes> {
         match self {
             Body::Memory(bytes) => Ok(bytes.as_bytes().clone()),
-            Body::Disk { len, .. } => {
-                let mut buf = vec![0; *len as usize];
+            Body::Disk { .. } | Body::Netascii(_) => {
+                let mut buf = vec![0; self.len() as usize];
                 self.read_exact_at(0, &mut buf)?;
                 Ok(Bytes::from(buf))
             }

@@ -174,6 +174,9 @@ pub struct CacheConfig {
     pub device_ttl: Duration,
     /// Bound on the home-cluster tables (devices and client IPs).
     pub max_homes: u64,
+    /// Bound on the location cache (where names are, "nowhere" included):
+    /// entries, about 1 KiB of memory each (README, "Memory").
+    pub max_locations: u64,
     /// The persistent cache's directory; `None`: memory only.
     pub dir: Option<PathBuf>,
     /// Bound on the persistent cache's file contents.
@@ -433,6 +436,7 @@ impl Default for CacheConfig {
             negative_ttl: Duration::from_secs(30),
             device_ttl: Duration::from_secs(5),
             max_homes: 100_000,
+            max_locations: 100_000,
             dir: None,
             disk_max_bytes: 4 << 30,
             max_stale: Duration::from_secs(7 * 86_400),

@@ -74,6 +74,7 @@ pub(super) struct Cache {
     pub negative_ttl: Option<Dur>,
     pub device_ttl: Option<Dur>,
     pub max_homes: Option<i64>,
+    pub max_locations: Option<i64>,
     pub dir: Option<String>,
     pub disk_max_bytes: Option<Size>,
     pub max_stale: Option<Dur>,

@@ -118,6 +118,7 @@ impl Config {
         );
         let _ = writeln!(o, "device_ttl = {}", quote(&format_duration(c.device_ttl)));
         let _ = writeln!(o, "max_homes = {}", c.max_homes);
+        let _ = writeln!(o, "max_locations = {}", c.max_locations);
         if let Some(dir) = &c.dir {
             let _ = writeln!(o, "dir = {}", quote(&dir.display().to_string()));
         }

@@ -345,6 +345,12 @@ impl Ctx<'_> {
                 1..=100_000_000,
                 d.max_homes as i64,
             )? as u64,
+            max_locations: self.int(
+                "cache.max_locations",
+                c.max_locations,
+                1..=100_000_000,
+                d.max_locations as i64,
+            )? as u64,
             dir: match c.dir {
                 Some(dir) if dir.trim().is_empty() => {
                     return Err(self.err("cache.dir", "must be a directory path, got \"\""))

@@ -63,7 +63,7 @@ impl hyper::body::Body for FileBody {
                 let start = this.offset as usize;
                 bytes.as_bytes().slice(start..start + want)
             }
-            Body::Disk { .. } => {
+            Body::Disk { .. } | Body::Netascii(_) => {
                 let pending = this.pending.get_or_insert_with(|| {
                     let body = this.body.clone();
                     let offset = this.offset;

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -21,10 +20,15 @@ use std::time::{Duration, Instant};
 use crate::body::Body;
 use crate::sync::lock;
 
+mod shared;
+
+use shared::SharedCopies;
+
 /// Minimum time between two rebuilds of the case-insensitive index.
 pub const INDEX_REFRESH: Duration = Duration::from_secs(1);
-/// Files up to this size are read whole when opened (one `read` instead of
-/// one `pread` per block); larger ones (firmware) are read in place.
+/// Files up to this size are read whole, once per version, into a copy
+/// shared by the transfers serving it (`shared`); larger ones (firmware)
+/// are read in place.
 const SMALL_FILE: u64 = 256 << 10;
 /// Bound on the entries indexed (a root is a few thousand phone files).
 const MAX_INDEXED: usize = 200_000;
@@ -47,6 +51,7 @@ pub struct LocalRoot {
     /// The root, opened once: names are resolved beneath it.
     root_fd: OwnedFd,
     index: Mutex<Index>,
+    copies: SharedCopies,
 }
 
 /// What `openat2` made of a name.
@@ -85,6 +90,7 @@ impl LocalRoot {
             root,
             root_fd,
             index: Mutex::new(Index::default()),
+            copies: SharedCopies::default(),
         })
     }
 
@@ -146,11 +152,9 @@ impl LocalRoot {
             return Err(LocalError::NotAFile(name.to_owned()));
         }
         if meta.len() <= SMALL_FILE {
-            // Phone configurations and trust lists: one read now instead of
-            // one per block.
-            let mut bytes = Vec::with_capacity(meta.len() as usize);
-            (&file).read_to_end(&mut bytes).map_err(io_error)?;
-            return Ok(Some(Body::from(bytes::Bytes::from(bytes))));
+            // Phone configurations and trust lists: one copy shared by every
+            // transfer of this version of the file (see `shared`).
+            return self.copies.body(file, &meta).map(Some).map_err(io_error);
         }
         Ok(Some(Body::Disk {
             file: Arc::new(file),
@@ -353,6 +357,46 @@ mod tests {
         let (_dir, root) = root_with(&[("small", b"s"), ("big", &big)]);
         assert!(matches!(root.open("small").unwrap(), Some(Body::Memory(_))));
         assert!(matches!(root.open("big").unwrap(), Some(Body::Disk { .. })));
+    }
+
+    fn memory(body: Option<Body>) -> bytes::Bytes {
+        match body {
+            Some(Body::Memory(blob)) => blob.into_bytes(),
+            other => panic!("not a shared copy: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn concurrent_transfers_of_a_small_file_share_one_copy() {
+        let (_dir, root) = root_with(&[("SEP1.cnf.xml", &[5u8; 200_000])]);
+        let first = memory(root.open("SEP1.cnf.xml").unwrap());
+        let before = shared::live_bytes();
+        let others: Vec<_> = (0..100)
+            .map(|_| memory(root.open("sep1.CNF.xml").unwrap()))
+            .collect();
+        for other in &others {
+            assert_eq!(other.as_ptr(), first.as_ptr(), "a second copy was made");
+        }
+        // Other tests may hold copies too, but none of 100 × 200 KB.
+        assert!(shared::live_bytes() < before + 200_000);
+    }
+
+    #[test]
+    fn a_file_replaced_while_served_is_a_new_copy_and_the_old_one_stays() {
+        let (dir, root) = root_with(&[("a.xml", b"version 1")]);
+        let old = memory(root.open("a.xml").unwrap());
+        let new_path = dir.path().join("a.xml.new");
+        std::fs::write(&new_path, b"version 2").unwrap();
+        std::fs::rename(&new_path, dir.path().join("a.xml")).unwrap();
+        let second = memory(root.open("a.xml").unwrap());
+        assert_eq!(&second[..], b"version 2");
+        assert_eq!(&old[..], b"version 1", "a transfer under way changed");
+        // Rewritten in place while `second` is served: the same inode, new
+        // times and size.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(dir.path().join("a.xml"), b"version three").unwrap();
+        assert_eq!(&memory(root.open("a.xml").unwrap())[..], b"version three");
+        assert_eq!(&second[..], b"version 2");
     }
 
     #[test]

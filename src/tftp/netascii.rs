@@ -1,6 +1,7 @@
 //! Netascii (RFC 764 as used by RFC 1350): line ends travel as CR LF and a
-//! bare CR as CR NUL. Conversion is done on whole files, which in netascii
-//! mode are small text files.
+//! bare CR as CR NUL. These convert whole buffers (the client's download,
+//! and the reference the server's block-by-block view, `body::Netascii`,
+//! is tested against).
 
 /// Local text (LF line ends) to netascii.
 pub fn encode(local: &[u8]) -> Vec<u8> {

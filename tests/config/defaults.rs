@@ -30,6 +30,7 @@ fn empty_file_gives_defaults() {
     assert_eq!(c.cache.negative_ttl, Duration::from_secs(30));
     assert_eq!(c.cache.device_ttl, Duration::from_secs(5));
     assert_eq!(c.cache.max_homes, 100_000);
+    assert_eq!(c.cache.max_locations, 100_000);
     assert_eq!(c.remote.port, 6970);
     assert_eq!(c.remote.strategy, Strategy::Parallel);
     assert_eq!(c.remote.on_unreachable, OnUnreachable::RetryLater);
@@ -80,6 +81,7 @@ ttl = "1h 30m"
 negative_ttl = "0s"
 device_ttl = "2m"
 max_homes = 1
+max_locations = 7
 
 [remote]
 port = 80
@@ -119,6 +121,7 @@ format = "json"
     assert_eq!(c.cache.negative_ttl, Duration::ZERO);
     assert_eq!(c.cache.device_ttl, Duration::from_secs(120));
     assert_eq!(c.cache.max_homes, 1);
+    assert_eq!(c.cache.max_locations, 7);
     assert_eq!(c.remote.port, 80);
     assert_eq!(c.remote.connect_timeout, Duration::from_millis(250));
     assert_eq!(c.remote.request_timeout, Duration::from_secs(60));

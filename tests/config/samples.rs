@@ -62,6 +62,7 @@ fn example_documents_every_key_it_checks() {
         "negative_ttl",
         "device_ttl",
         "max_homes",
+        "max_locations",
         "port",
         "connect_timeout",
         "request_timeout",

@@ -13,6 +13,7 @@ mod allow;
 mod encoding;
 mod fetch_wait;
 mod max_transfers;
+mod memory;
 mod per_client;
 
 use std::net::{IpAddr, SocketAddr};

@@ -48,7 +48,7 @@ pub(crate) use socket::Listener;
 /// undocumented; this one says what to do).
 pub const BUSY_MESSAGE: &str = "busy, retry later";
 
-/// Largest file sent in netascii mode (converted in memory).
+/// Largest file sent in netascii mode (read whole once to measure it).
 pub const NETASCII_MAX: u64 = 1 << 20;
 
 /// Settings of the TFTP engine, from `[tftp]`. A transfer keeps the ones in

@@ -14,10 +14,9 @@ use tracing::{info, warn};
 use super::active::Tracked;
 use super::socket::{bind_transfer_socket, Listener};
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
-use crate::body::Body;
+use crate::body::{Body, Netascii};
 use crate::metrics::{Front, FrontLabels, Metrics, RequestResult, TransferLabels, TransferOutcome};
 use crate::resolve::{Answer, Lookup, Source};
-use crate::tftp::netascii;
 use crate::tftp::options::negotiate;
 use crate::tftp::packet::{ErrorCode, Mode, Packet, Request};
 use crate::tftp::send::{Outcome, Stats, Transfer};
@@ -219,9 +218,9 @@ pub(super) async fn prepare(
     };
     let sending = Sending::new(metrics.clone(), permit);
     if request.mode == Mode::Netascii && body.len() > NETASCII_MAX {
-        // netascii is converted in memory; text files are small, and a
-        // firmware image asked for in netascii is a mistake, not a reason
-        // to hold its size in memory per request.
+        // netascii reads the whole file once to measure it converted; text
+        // files are small, and a firmware image asked for in netascii is a
+        // mistake, not a reason to read it all per request.
         info!(%client, name, bytes = body.len(), "netascii refused for a large file");
         metrics.request(Front::Tftp, RequestResult::Denied);
         let message = format!(
@@ -231,8 +230,8 @@ pub(super) async fn prepare(
         return Err(Packet::error(ErrorCode::NotDefined, &message));
     }
     let body = match request.mode {
-        Mode::Netascii => match body.to_bytes() {
-            Ok(bytes) => Body::from(bytes::Bytes::from(netascii::encode(&bytes))),
+        Mode::Netascii => match Netascii::new(body) {
+            Ok(view) => Body::Netascii(Arc::new(view)),
             Err(error) => return Err(fail_read(front, client, name, &error)),
         },
         _ => body,

@@ -1,0 +1,156 @@
+//! One in-memory copy of each small local file, shared by every transfer
+//! that serves it, instead of one copy per transfer (2,000 unacknowledged
+//! requests for a 256 KiB file held 2,000 copies: 537 MB).
+//!
+//! Why share a copy rather than read every file in place: a copy costs one
+//! `read` per version of the file and a `memcpy` per block, while reading in
+//! place costs a `pread` system call per block (a boot storm sends the same
+//! few files block by block to thousands of phones) and keeps a descriptor
+//! open per transfer. Per open, sharing costs a lookup in a small map under
+//! a mutex, after the `openat2` and `fstat` both ways need. What sharing
+//! could cost in memory is bounded: the copies alive at once never exceed
+//! [`COPIES_BUDGET`] in total; beyond it a file is read in place.
+//!
+//! A copy is keyed by the file's identity and version (device, inode,
+//! size, modification and change times), so a file replaced (a new inode) or
+//! rewritten (new times) while it is being served is a new copy for new
+//! requests, and a transfer under way keeps the version it started with, as
+//! it did when it held the open file. (A rewrite of the same size within one
+//! tick of the file system's clock is indistinguishable by its metadata;
+//! provisioning tools replace files by renaming, which is always seen.)
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+
+use crate::body::Body;
+use crate::sync::lock;
+
+/// Bound on the bytes of all shared copies alive at once, in the whole
+/// process (README, "Memory"). A boot storm of 2,000 phones each fetching
+/// its own 16 KiB configuration needs 32 MiB.
+pub(crate) const COPIES_BUDGET: u64 = 64 << 20;
+
+/// Bytes of the shared copies alive now, against [`COPIES_BUDGET`]:
+/// process-wide, since the budget bounds the process, however many roots
+/// (one per configuration generation) hold copies.
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// One version of one file.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Version {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Version {
+    fn of(meta: &Metadata) -> Version {
+        Version {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// A file's bytes, counted in [`LIVE_BYTES`] while alive.
+#[derive(Debug)]
+struct Copy(Box<[u8]>);
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        LIVE_BYTES.fetch_sub(self.0.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// What a [`Body`] holds: the copy stays alive as long as a transfer does.
+struct Held(Arc<Copy>);
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &(self.0).0
+    }
+}
+
+/// The copies alive, by version. Entries whose copy has gone are swept when
+/// the map has doubled since the last sweep (amortised: no timer).
+#[derive(Debug, Default)]
+pub(super) struct SharedCopies {
+    copies: Mutex<Copies>,
+}
+
+#[derive(Debug, Default)]
+struct Copies {
+    by_version: HashMap<Version, Weak<Copy>>,
+    sweep_at: usize,
+}
+
+impl SharedCopies {
+    /// The body of `file` (whose metadata is `meta`, at most a small file):
+    /// the copy alive for its version, or a new one, or the file itself
+    /// (read in place) when the copies alive fill [`COPIES_BUDGET`].
+    pub(super) fn body(&self, file: File, meta: &Metadata) -> io::Result<Body> {
+        let version = Version::of(meta);
+        if let Some(copy) = lock(&self.copies)
+            .by_version
+            .get(&version)
+            .and_then(Weak::upgrade)
+        {
+            return Ok(shared(copy));
+        }
+        let len = meta.size();
+        let live = LIVE_BYTES.fetch_add(len, Ordering::Relaxed);
+        if live.saturating_add(len) > COPIES_BUDGET {
+            LIVE_BYTES.fetch_sub(len, Ordering::Relaxed);
+            return Ok(Body::Disk {
+                file: Arc::new(file),
+                len,
+            });
+        }
+        // Read outside the lock (a cold file waits for the disk), at most
+        // the length reserved; a file that shrank since `fstat` is served
+        // as read, as before, and gives back what it did not use.
+        let mut bytes = Vec::with_capacity(len as usize);
+        let read = (&file).take(len).read_to_end(&mut bytes);
+        let unused = if read.is_ok() {
+            len - bytes.len() as u64
+        } else {
+            len
+        };
+        LIVE_BYTES.fetch_sub(unused, Ordering::Relaxed);
+        read?;
+        let copy = Arc::new(Copy(bytes.into_boxed_slice()));
+        let mut copies = lock(&self.copies);
+        // Another request may have read the same version meanwhile: keep
+        // one copy.
+        if let Some(first) = copies.by_version.get(&version).and_then(Weak::upgrade) {
+            return Ok(shared(first));
+        }
+        copies.by_version.insert(version, Arc::downgrade(&copy));
+        if copies.by_version.len() >= copies.sweep_at {
+            copies.by_version.retain(|_, copy| copy.strong_count() > 0);
+            copies.sweep_at = (copies.by_version.len() * 2).max(64);
+        }
+        Ok(shared(copy))
+    }
+}
+
+fn shared(copy: Arc<Copy>) -> Body {
+    Body::from(Bytes::from_owner(Held(copy)))
+}
+
+/// Bytes of shared copies alive in this process now.
+#[cfg(test)]
+pub(super) fn live_bytes() -> u64 {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
