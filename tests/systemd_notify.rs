@@ -13,17 +13,12 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(15);
+#[path = "support/mod.rs"]
+mod support;
 
-/// A free loopback TCP port (bound then released: another process could
-/// take it in between, which a test machine does not do in practice).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::process::{free_port, Reaper};
+
+const WAIT: Duration = Duration::from_secs(15);
 
 fn write_config(path: &Path, root: &Path, admin: SocketAddr, max_transfers: u32, level: &str) {
     std::fs::write(
@@ -155,20 +150,6 @@ fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Kills the child if the test fails half-way.
-struct Reaper(Option<Child>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            if child.try_wait().ok().flatten().is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
 #[test]
 fn ready_reload_watchdog_and_stop() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,8 +178,8 @@ fn ready_reload_watchdog_and_stop() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("tftproxy starts");
-    let mut reaper = Reaper(Some(child));
-    let child = reaper.0.as_mut().unwrap();
+    let mut reaper = Reaper(child);
+    let child = &mut reaper.0;
 
     let lines = systemd.wait_for("READY=1", child);
     assert!(
@@ -272,7 +253,6 @@ fn ready_reload_watchdog_and_stop() {
         !stderr.contains("\x1b["),
         "colour codes in the log: {stderr}"
     );
-    reaper.0 = None;
 }
 
 #[test]
@@ -310,8 +290,8 @@ fn no_notify_socket_no_problem() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut reaper = Reaper(Some(child));
-    let child = reaper.0.as_mut().unwrap();
+    let mut reaper = Reaper(child);
+    let child = &mut reaper.0;
     let deadline = Instant::now() + WAIT;
     while TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_err() {
         assert!(Instant::now() < deadline, "admin never answered");
@@ -356,5 +336,4 @@ fn no_notify_socket_no_problem() {
         !stderr.contains("\x1b["),
         "colour codes in the log: {stderr}"
     );
-    reaper.0 = None;
 }

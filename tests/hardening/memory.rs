@@ -13,12 +13,13 @@
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use tftproxy_testkit::http_cluster::HttpCluster;
 
 use super::*;
+use crate::support::process::{free_port, Reaper};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's resident memory before any request, with margin (README:
@@ -34,24 +35,9 @@ const PER_TRANSFER: u64 = 48 << 10;
 /// What one location entry costs, with margin (README: about 1 KiB).
 const PER_LOCATION: u64 = 2 << 10;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A `tftproxy serve` process; killed when dropped (a failed assertion
 /// leaves no daemon).
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+struct Process(Reaper);
 
 impl Process {
     fn serve(work: &Path, config: &str) -> Process {
@@ -68,7 +54,7 @@ impl Process {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Process(child)
+        Process(Reaper(child))
     }
 
     /// A field of `/proc/<pid>/status` in bytes: `VmRSS` (now) or `VmHWM`

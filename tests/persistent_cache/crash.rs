@@ -4,28 +4,11 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use super::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child when dropped (a failed assertion leaves no daemon).
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::process::{free_port, Reaper};
 
 /// Starts `tftproxy serve` with an HTTP front on `http`, one cluster and
 /// `[cache] dir`; returns once the HTTP front accepts.
@@ -57,7 +40,7 @@ fn serve(work: &Path, http: SocketAddr, cluster: &str, cache_dir: &Path) -> Reap
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect_timeout(&http, Duration::from_millis(200)).is_err() {
         assert!(Instant::now() < deadline, "the HTTP front never answered");
-        assert!(reaper.0.try_wait().unwrap().is_none(), "tftproxy exited");
+        assert!(reaper.try_wait().unwrap().is_none(), "tftproxy exited");
         std::thread::sleep(Duration::from_millis(50));
     }
     reaper

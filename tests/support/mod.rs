@@ -5,6 +5,8 @@
 //! and is re-exported here.
 
 pub mod daemon;
+#[allow(dead_code)]
+pub mod process;
 
 // Each test binary uses some of these (an unused one would warn).
 #[allow(unused_imports)]
