@@ -162,6 +162,51 @@ fn send_many(socket: &UdpSocket, chunk: &[Outgoing]) -> io::Result<usize> {
     )?)
 }
 
+/// Sends a window's datagrams on a transfer's connected socket, as many
+/// per `sendmmsg` call as the kernel takes: a window of 8 blocks is one
+/// system call instead of 8. Returns the first error; ECONNREFUSED (the
+/// phone's port closed) is the caller's to act on, and what was not sent
+/// by then is left to the transfer's timer.
+pub(super) async fn send_window(socket: &UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<()> {
+    if let [one] = datagrams {
+        return socket.send(one).await.map(drop);
+    }
+    let mut done = 0;
+    while done < datagrams.len() {
+        let rest = &datagrams[done..];
+        match socket.try_io(Interest::WRITABLE, || send_connected(socket, rest)) {
+            Ok(sent) => done += sent.max(1),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                socket.writable().await?;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// One `sendmmsg` call on a connected socket; returns how many datagrams
+/// left.
+fn send_connected(socket: &UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<usize> {
+    use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags};
+    let datagrams = &datagrams[..datagrams.len().min(SEND_BATCH)];
+    let iovs: Vec<[IoSlice<'_>; 1]> = datagrams.iter().map(|d| [IoSlice::new(d)]).collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = datagrams
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<MMsgHdr<'_>> = iovs
+        .iter()
+        .zip(controls.iter_mut())
+        .map(|(iov, control)| MMsgHdr::new(iov, control))
+        .collect();
+    Ok(rustix::net::sendmmsg(
+        socket,
+        &mut messages,
+        SendFlags::empty(),
+    )?)
+}
+
 /// Asks the kernel for a large receive queue. `SO_RCVBUFFORCE` passes the
 /// `net.core.rmem_max` ceiling when we have CAP_NET_ADMIN; otherwise the
 /// plain option gets as much as the ceiling allows.

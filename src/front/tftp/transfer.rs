@@ -12,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use super::active::Tracked;
-use super::socket::{bind_transfer_socket, Listener};
+use super::socket::{bind_transfer_socket, send_window, Listener};
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::{Body, Netascii};
 use crate::metrics::{Front, FrontLabels, Metrics, RequestResult, TransferLabels, TransferOutcome};
@@ -384,17 +384,15 @@ async fn drive(
     // state machine (it checks the time) and just re-arms the timer.
     let timer = tokio::time::sleep_until(transfer.deadline().unwrap_or_else(Instant::now).into());
     tokio::pin!(timer);
+    let mut window = Vec::new();
     let outcome = loop {
-        let mut gone = false;
-        while let Some(datagram) = transfer.poll_transmit() {
-            let sent = socket.send(&datagram).await;
+        window.extend(std::iter::from_fn(|| transfer.poll_transmit()));
+        let gone = match send_window(socket, &window).await {
+            Ok(()) => false,
+            Err(error) => is_peer_gone(&error),
+        };
+        for datagram in window.drain(..) {
             transfer.recycle(datagram);
-            if let Err(error) = sent {
-                gone = is_peer_gone(&error);
-                if gone {
-                    break;
-                }
-            }
         }
         if let Some(outcome) = transfer.outcome() {
             break outcome.clone();
