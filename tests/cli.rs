@@ -213,3 +213,23 @@ fn a_failed_get_names_the_server() {
         "{text}"
     );
 }
+
+/// `get` to a closed port: the kernel's ICMP port unreachable ends it at
+/// once (not after every retry), and the error names the server and says
+/// "refused".
+#[test]
+fn a_get_to_a_closed_port_is_refused_at_once() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let started = std::time::Instant::now();
+    let (code, text) = tftproxy(&["get", &server, "SEP001122334455.cnf.xml"]);
+    let elapsed = started.elapsed();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&format!("{server} refused")), "{text}");
+    // Without the report it waits out 5 retries of 1 s.
+    assert!(
+        elapsed < std::time::Duration::from_secs(3),
+        "{elapsed:?}: {text}"
+    );
+}
