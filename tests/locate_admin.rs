@@ -159,14 +159,15 @@ async fn a_remembered_not_found_is_what_the_phone_gets_and_exit_statuses() {
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
 
     // The endpoint itself: JSON for scripts.
-    let body: serde_json::Value = http_client(Duration::from_secs(10))
+    let text = http_client(Duration::from_secs(10))
         .get(server.admin_url("/locate?name=late.xml&client=127.0.0.1"))
         .send()
         .await
         .unwrap()
-        .json()
+        .text()
         .await
         .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["verdict"], "not_found");
     assert_eq!(body["exit_code"], 1);
     assert_eq!(body["learned"]["location"], "nowhere");
