@@ -111,10 +111,13 @@ enum Command {
         #[arg(required = true, value_name = "IP")]
         addresses: Vec<String>,
     },
-    /// Write the manual page (roff, section 1) to standard output: what
-    /// packaging installs as tftproxy.1.
+    /// Write the manual pages (roff, section 1) into DIR: tftproxy.1 and
+    /// one tftproxy-<command>.1 per command, as packaging installs them.
     #[command(name = "man", hide = true)]
-    Man,
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -247,12 +250,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", tftproxy::diagnose::render(&report));
             Ok(ExitCode::from(report.verdict.exit_code()))
         }
-        Command::Man => {
+        Command::Man { dir } => {
             use clap::CommandFactory as _;
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            use std::io::Write as _;
-            std::io::stdout().write_all(&page)?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Option150 { addresses } => {

@@ -233,3 +233,26 @@ fn a_get_to_a_closed_port_is_refused_at_once() {
         "{elapsed:?}: {text}"
     );
 }
+
+/// The manual pages the package ships come from the CLI definition: one
+/// per command, each with its options and help text.
+#[test]
+fn man_writes_a_page_per_command_from_the_cli_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man");
+    let (code, text) = tftproxy(&["man", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let page = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    assert!(page("tftproxy.1").starts_with(".ie"), "roff");
+    assert!(page("tftproxy.1").contains(".TH tftproxy 1"));
+    let locate = page("tftproxy-locate.1");
+    assert!(locate.contains("\\-\\-admin"), "{locate}");
+    assert!(locate.contains("Exit status: 0"), "{locate}");
+    for command in ["serve", "check", "get", "option150"] {
+        assert!(page(&format!("tftproxy-{command}.1")).contains(".TH"));
+    }
+    assert!(
+        !out.join("tftproxy-man.1").exists(),
+        "the hidden command has no page"
+    );
+}
