@@ -58,6 +58,9 @@ pub struct Download {
 pub enum GetError {
     #[error("socket: {0}")]
     Io(#[from] io::Error),
+    /// The kernel reported ICMP port unreachable: nothing listens there.
+    #[error("{server} refused the request: nothing listens on that port (ICMP port unreachable)")]
+    Refused { server: SocketAddr },
     #[error(transparent)]
     Transfer(#[from] ReceiveError),
 }
@@ -84,7 +87,25 @@ pub async fn get(
         Ipv6Addr::UNSPECIFIED.into()
     };
     let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+    report_refusals(&socket, server.is_ipv4());
     get_with_socket(&socket, server, name, options).await
+}
+
+/// Asks the kernel to report ICMP errors on this unconnected socket
+/// (`IP_RECVERR` / `IPV6_RECVERR`): without it Linux drops a port
+/// unreachable, and a `get` to a closed port waits out every retry. With it
+/// the next receive fails with `ECONNREFUSED`. Best effort: without it the
+/// download still works, it only reports a closed port late.
+fn report_refusals(socket: &UdpSocket, ipv4: bool) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let set = if ipv4 {
+        setsockopt(socket, sockopt::Ipv4RecvErr, &true)
+    } else {
+        setsockopt(socket, sockopt::Ipv6RecvErr, &true)
+    };
+    if let Err(error) = set {
+        tracing::debug!(%error, "cannot ask for ICMP errors on the client socket");
+    }
 }
 
 /// Downloads `name` from `server` using an already bound socket.
@@ -118,7 +139,12 @@ pub async fn get_with_socket(
         // The caller may use the socket again, for another server port.
         disconnect(socket);
     }
-    exchanged?;
+    if let Err(error) = exchanged {
+        if error.kind() == io::ErrorKind::ConnectionRefused {
+            return Err(GetError::Refused { server });
+        }
+        return Err(error.into());
+    }
     match receive.result().cloned() {
         Some(Ok(())) => Ok(Download {
             negotiated: receive.negotiated().to_vec(),
@@ -173,8 +199,16 @@ async fn exchange(
             received = socket.recv_from(buf) => {
                 let (n, from) = match received {
                     Ok(r) => r,
-                    // An ICMP error from an earlier send; keep waiting.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    // The server's port is closed (reported with
+                    // `IP_RECVERR`, or on a connected socket): before any
+                    // answer, that is the end; later, a stray from an
+                    // earlier send — keep waiting.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        if peer.is_none() {
+                            return Err(e);
+                        }
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
                 match peer {

@@ -73,14 +73,32 @@ enum Command {
     /// Ask every cluster (every address) for NAME, bypassing the caches, and
     /// print each answer and its time, then what a phone would get and why.
     ///
+    /// With --admin, the running daemon is asked instead (its admin API): it
+    /// asks every address the same way, and adds what it has learned (the
+    /// device's and the client's home cluster, where the name is, each
+    /// cluster's cached copy and its age, held-down addresses) and what a
+    /// phone at --client would get now. Neither way learns or caches
+    /// anything.
+    ///
     /// Exit status: 0 a phone would be served, 1 not found, 2 busy or
     /// unreachable (the phone is told to retry later), 3 the name is refused.
-    /// A configuration that cannot be loaded also exits 1, with its error on
-    /// standard error.
+    /// A configuration that cannot be loaded, or a daemon that cannot be
+    /// asked, also exits 1, with its error on standard error.
     Locate {
-        /// Configuration file.
+        /// Configuration file (not read with --admin).
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Ask the running daemon's admin API at ADDR (HOST:PORT, e.g.
+        /// 127.0.0.1:9669, or an http:// URL).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// With --admin: the phone's address, for its learned home cluster.
+        #[arg(long, value_name = "IP", requires = "admin")]
+        client: Option<std::net::IpAddr>,
+        /// With --admin: the file holding the admin bearer token
+        /// ([admin] token_file), when the daemon has one.
+        #[arg(long, value_name = "FILE", requires = "admin")]
+        token_file: Option<PathBuf>,
         /// File name as a phone would ask it.
         name: String,
     },
@@ -92,6 +110,13 @@ enum Command {
         /// One to four IPv4 addresses, in the order phones should try them.
         #[arg(required = true, value_name = "IP")]
         addresses: Vec<String>,
+    },
+    /// Write the manual pages (roff, section 1) into DIR: tftproxy.1 and
+    /// one tftproxy-<command>.1 per command, as packaging installs them.
+    #[command(name = "man", hide = true)]
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
     },
 }
 
@@ -203,7 +228,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Locate { config: path, name } => {
+        Command::Locate {
+            admin: Some(admin),
+            client,
+            token_file,
+            name,
+            ..
+        } => locate_admin(&admin, client, token_file.as_deref(), &name),
+        Command::Locate {
+            config: path, name, ..
+        } => {
             let mut config = Config::load(&path)?;
             // `locate` bypasses the caches; the running daemon owns its
             // cache directory (its start-up deletes unfinished writes).
@@ -215,6 +249,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             print!("{}", tftproxy::diagnose::render(&report));
             Ok(ExitCode::from(report.verdict.exit_code()))
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory as _;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("writing the manual pages into {}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Option150 { addresses } => {
             use tftproxy::option150;
@@ -232,6 +273,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `locate --admin`: the daemon's report, printed; its verdict, the status.
+fn locate_admin(
+    admin: &str,
+    client: Option<std::net::IpAddr>,
+    token_file: Option<&std::path::Path>,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let base = if admin.contains("://") {
+        admin.trim_end_matches('/').to_owned()
+    } else {
+        format!("http://{admin}")
+    };
+    let token = token_file
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map(|t| t.trim().to_owned())
+                .with_context(|| format!("reading {}", path.display()))
+        })
+        .transpose()?;
+    let mut query = vec![("name", name.to_owned())];
+    if let Some(client) = client {
+        query.push(("client", client.to_string()));
+    }
+    let url = format!("{base}/locate");
+    let body: serde_json::Value = runtime()?.block_on(async {
+        let mut request = reqwest::Client::new().get(&url).query(&query);
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("asking the daemon at {base}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        anyhow::ensure!(
+            status.is_success(),
+            "the daemon at {base} answered {status}: {}{}",
+            text.trim(),
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                " (give its admin token with --token-file)"
+            } else {
+                ""
+            }
+        );
+        serde_json::from_str(&text).with_context(|| format!("{url}: not a locate report"))
+    })?;
+    let (Some(text), Some(code)) = (body["text"].as_str(), body["exit_code"].as_u64()) else {
+        anyhow::bail!("{url}: not a locate report");
+    };
+    print!("{text}");
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 /// `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; port 69 by default.

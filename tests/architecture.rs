@@ -25,8 +25,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("source", 2),
     ("resolve", 3),
     ("diagnose", 4),
-    ("front", 4),
-    ("daemon", 5),
+    // The admin front serves `locate --admin` (diagnose).
+    ("front", 5),
+    ("daemon", 6),
 ];
 
 const MAX_LINES: usize = 600;

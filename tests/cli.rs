@@ -213,3 +213,46 @@ fn a_failed_get_names_the_server() {
         "{text}"
     );
 }
+
+/// `get` to a closed port: the kernel's ICMP port unreachable ends it at
+/// once (not after every retry), and the error names the server and says
+/// "refused".
+#[test]
+fn a_get_to_a_closed_port_is_refused_at_once() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let started = std::time::Instant::now();
+    let (code, text) = tftproxy(&["get", &server, "SEP001122334455.cnf.xml"]);
+    let elapsed = started.elapsed();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&format!("{server} refused")), "{text}");
+    // Without the report it waits out 5 retries of 1 s.
+    assert!(
+        elapsed < std::time::Duration::from_secs(3),
+        "{elapsed:?}: {text}"
+    );
+}
+
+/// The manual pages the package ships come from the CLI definition: one
+/// per command, each with its options and help text.
+#[test]
+fn man_writes_a_page_per_command_from_the_cli_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man");
+    let (code, text) = tftproxy(&["man", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let page = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    assert!(page("tftproxy.1").starts_with(".ie"), "roff");
+    assert!(page("tftproxy.1").contains(".TH tftproxy 1"));
+    let locate = page("tftproxy-locate.1");
+    assert!(locate.contains("\\-\\-admin"), "{locate}");
+    assert!(locate.contains("Exit status: 0"), "{locate}");
+    for command in ["serve", "check", "get", "option150"] {
+        assert!(page(&format!("tftproxy-{command}.1")).contains(".TH"));
+    }
+    assert!(
+        !out.join("tftproxy-man.1").exists(),
+        "the hidden command has no page"
+    );
+}

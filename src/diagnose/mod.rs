@@ -7,6 +7,7 @@
 //! ([`crate::verdict`]), in the same order (the local root before the
 //! clusters), so `locate` cannot disagree with what a phone gets.
 
+mod live;
 mod render;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -17,6 +18,7 @@ use crate::resolve::Resolver;
 use crate::source::upstream::{ClusterFound, ClusterReport, ClusterVerdict};
 use crate::verdict::{self, Verdict};
 
+pub use live::{locate_live, render_live, LiveReport};
 pub use render::render;
 
 /// What `tftproxy locate NAME` found.
@@ -68,8 +70,20 @@ pub struct ClusterLocate {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LocateVerdict {
     Denied(String),
-    Local { size: u64 },
-    Cluster { id: String, size: u64 },
+    Local {
+        size: u64,
+    },
+    Cluster {
+        id: String,
+        size: u64,
+    },
+    /// The running daemon's cached copy of that cluster (fresh, or stale
+    /// and served because its clusters cannot answer): `locate --admin`.
+    Cached {
+        id: String,
+        size: u64,
+        fresh: bool,
+    },
     NotFound,
     RetryLater,
 }
@@ -79,7 +93,9 @@ impl LocateVerdict {
     /// unreachable, 3 refused.
     pub fn exit_code(&self) -> u8 {
         match self {
-            LocateVerdict::Local { .. } | LocateVerdict::Cluster { .. } => 0,
+            LocateVerdict::Local { .. }
+            | LocateVerdict::Cluster { .. }
+            | LocateVerdict::Cached { .. } => 0,
             LocateVerdict::NotFound => 1,
             LocateVerdict::RetryLater => 2,
             LocateVerdict::Denied(_) => 3,

@@ -124,15 +124,7 @@ pub fn render(report: &LocateReport) -> String {
     }
     out.push('\n');
 
-    let verdict = match &report.verdict {
-        LocateVerdict::Local { size } => format!("served from the local root ({size} bytes)"),
-        LocateVerdict::Cluster { id, size } => format!("served from {id} ({size} bytes)"),
-        LocateVerdict::NotFound => "File not found (TFTP error 1, HTTP 404)".to_string(),
-        LocateVerdict::RetryLater => {
-            "busy, retry later (TFTP error 0, HTTP 503 + Retry-After)".to_string()
-        }
-        LocateVerdict::Denied(reason) => format!("refused ({reason})"),
-    };
+    let verdict = verdict_text(&report.verdict);
     let _ = writeln!(out, "verdict: {verdict}");
     let _ = writeln!(out, "why: {}", report.reason);
     let _ = writeln!(
@@ -151,7 +143,30 @@ pub fn render(report: &LocateReport) -> String {
     out
 }
 
-fn millis(d: Duration) -> String {
+/// What a phone gets, in words (the `verdict:` line).
+pub(super) fn verdict_text(verdict: &LocateVerdict) -> String {
+    match verdict {
+        LocateVerdict::Local { size } => format!("served from the local root ({size} bytes)"),
+        LocateVerdict::Cluster { id, size } => format!("served from {id} ({size} bytes)"),
+        LocateVerdict::Cached {
+            id,
+            size,
+            fresh: true,
+        } => format!("served from the cached copy of {id} ({size} bytes)"),
+        LocateVerdict::Cached {
+            id,
+            size,
+            fresh: false,
+        } => format!("served from the stale cached copy of {id} ({size} bytes)"),
+        LocateVerdict::NotFound => "File not found (TFTP error 1, HTTP 404)".to_string(),
+        LocateVerdict::RetryLater => {
+            "busy, retry later (TFTP error 0, HTTP 503 + Retry-After)".to_string()
+        }
+        LocateVerdict::Denied(reason) => format!("refused ({reason})"),
+    }
+}
+
+pub(super) fn millis(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 

@@ -7,6 +7,7 @@
 //! | `GET /healthz` | `200`, JSON: `status`, version, uptime, active transfers, open HTTP connections |
 //! | `GET /readyz` | `200` once the listeners are bound and the caches loaded (`503` before), whatever the clusters' state; JSON: each cluster's reachability |
 //! | `GET /clusters` | JSON: every cluster and address, last status, last error, last latency, up or not, held down until when |
+//! | `GET /locate?name=<name>&client=IP` | `tftproxy locate --admin`: every address asked now, what the daemon has learned (homes, location, cached copies, hold-downs) and what a phone at `IP` gets now (JSON; `text` is the report, `exit_code` locate's status) |
 //! | `DELETE /cache/<name>` | forgets `<name>` in every cache; JSON `{"name": …, "purged": N}` |
 //! | `DELETE /cache` | empties the caches; JSON `{"purged": N}` |
 //!
@@ -18,12 +19,12 @@
 //! for everything but the probes, or, without one, loopback and a `Host`
 //! that is an IP address or `localhost`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -107,6 +108,7 @@ fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/clusters", get(clusters))
+        .route("/locate", get(locate))
         .route("/cache", delete(purge_all))
         .route("/cache/{*name}", delete(purge_one))
         .fallback(not_found)
@@ -136,6 +138,7 @@ async fn index() -> Response {
          GET    /healthz        liveness and live counts (JSON)\n\
          GET    /readyz         200 once serving (whatever the clusters' state); their reachability (JSON)\n\
          GET    /clusters       every cluster and address: last status, error, latency, hold-down (JSON)\n\
+         GET    /locate?name=N&client=IP  what a phone there gets now and why (JSON; asks every cluster)\n\
          DELETE /cache/<name>   forget one name in every cache\n\
          DELETE /cache          empty the caches\n",
     )
@@ -260,6 +263,103 @@ async fn clusters(State(state): State<AdminState>) -> Response {
         .map(cluster_json)
         .collect();
     json_response(StatusCode::OK, &json!({ "clusters": clusters }))
+}
+
+#[derive(serde::Deserialize)]
+struct LocateQuery {
+    name: String,
+    client: Option<String>,
+}
+
+/// `tftproxy locate --admin`: asks every address like offline `locate`
+/// (and, like it, learns and caches nothing) and adds the daemon's tables.
+async fn locate(
+    State(state): State<AdminState>,
+    query: Result<Query<LocateQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({ "error": "usage: /locate?name=<file name>[&client=<IP>]" }),
+        );
+    };
+    let name = query.name;
+    let client = match query.client.as_deref().map(str::parse::<IpAddr>) {
+        None => None,
+        Some(Ok(ip)) => Some(ip),
+        Some(Err(_)) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({ "error": "client must be an IP address" }),
+            )
+        }
+    };
+    let resolver = state.resolver.current();
+    let live = crate::diagnose::locate_live(&resolver, &name, client).await;
+    info!(name, client = ?client, verdict = live.verdict.exit_code(), "locate by the admin API");
+    json_response(StatusCode::OK, &live_json(&live))
+}
+
+fn live_json(live: &crate::diagnose::LiveReport) -> serde_json::Value {
+    use crate::diagnose::LocateVerdict;
+    use crate::resolve::LearnedPlan;
+    let (verdict, cluster) = match &live.verdict {
+        LocateVerdict::Local { .. } => ("local", None),
+        LocateVerdict::Cluster { id, .. } => ("cluster", Some(id)),
+        LocateVerdict::Cached {
+            id, fresh: true, ..
+        } => ("cached", Some(id)),
+        LocateVerdict::Cached {
+            id, fresh: false, ..
+        } => ("cached_stale", Some(id)),
+        LocateVerdict::NotFound => ("not_found", None),
+        LocateVerdict::RetryLater => ("retry_later", None),
+        LocateVerdict::Denied(_) => ("refused", None),
+    };
+    let learned = live.learned.as_ref().map(|l| {
+        let (location, located) = match &l.plan {
+            LearnedPlan::Home(id) => ("device_home", Some(id)),
+            LearnedPlan::Located(id) => ("cluster", Some(id)),
+            LearnedPlan::Nowhere => ("nowhere", None),
+            LearnedPlan::Unknown => ("unknown", None),
+        };
+        json!({
+            "device": l.device,
+            "device_home": l.device_home,
+            "client_home": l.client_home,
+            "location": location,
+            "location_cluster": located,
+            "clusters": l.clusters.iter().map(|c| json!({
+                "id": c.id,
+                "enabled": c.enabled,
+                "cached_bytes": c.copy.as_ref().map(|c| c.size),
+                "cached_age_seconds": c.copy.as_ref().map(|c| c.age.as_secs()),
+                "cached_fresh": c.copy.as_ref().map(|c| c.fresh),
+                "remembered_not_found": c.not_found,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    let held_down: Vec<serde_json::Value> = live
+        .report
+        .clusters
+        .iter()
+        .flat_map(|c| {
+            c.held_down.iter().map(|(url, left)| {
+                json!({ "cluster": c.id, "address": url, "seconds_left": left.as_secs_f64() })
+            })
+        })
+        .collect();
+    json!({
+        "name": live.report.name,
+        "client": live.client.map(|c| c.to_string()),
+        "verdict": verdict,
+        "cluster": cluster,
+        "exit_code": live.verdict.exit_code(),
+        "why": live.reason,
+        "learned": learned,
+        "held_down": held_down,
+        "text": crate::diagnose::render_live(live),
+    })
 }
 
 async fn purge_one(State(state): State<AdminState>, Path(name): Path<String>) -> Response {

@@ -29,6 +29,7 @@ mod flights;
 mod health;
 mod hold;
 mod home;
+mod inspect;
 mod reload;
 mod route;
 mod singleflight;
@@ -60,6 +61,7 @@ use route::Route;
 use singleflight::SingleFlight;
 
 pub use health::{AddressStatus, ClusterStatus};
+pub use inspect::{CachedCopy, ClusterCache, Learned, LearnedPlan};
 
 /// One read request, as the resolver sees it.
 #[derive(Clone, Debug)]

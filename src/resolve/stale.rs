@@ -40,7 +40,7 @@ impl Inner {
     /// The clusters whose cached copy of `name` is worth serving without
     /// asking, best first: the device's home, the name's known location,
     /// then every enabled cluster in order.
-    fn candidates(&self, name: &Arc<str>, device: Option<&str>) -> Vec<Arc<str>> {
+    pub(super) fn candidates(&self, name: &Arc<str>, device: Option<&str>) -> Vec<Arc<str>> {
         let mut candidates: Vec<Arc<str>> = Vec::new();
         if let Some(home) = device.and_then(|d| self.homes.device(d)) {
             candidates.push(home);

@@ -166,3 +166,55 @@ fn sample_root_files() {
         "firmware sample differs from its generator"
     );
 }
+
+/// The production example the package installs as
+/// /etc/tftproxy/tftproxy.toml.example passes `check` once its root exists,
+/// listens on port 69 for both families and caches where the unit's
+/// `CacheDirectory=` is; its commented clusters are valid uncommented.
+#[test]
+fn production_example_passes_check_once_its_root_exists() {
+    let text = std::fs::read_to_string("config/production.toml").unwrap();
+    assert!(text.contains("root = \"/srv/tftp\"\n"), "{text}");
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("tftproxy.toml");
+    let moved = text.replace(
+        "root = \"/srv/tftp\"",
+        &format!("root = {:?}", root.path().display().to_string()),
+    );
+    std::fs::write(&path, &moved).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_tftproxy"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let c = Config::load(&path).unwrap();
+    assert_eq!(
+        c.tftp.listen,
+        vec!["0.0.0.0:69".parse().unwrap(), "[::]:69".parse().unwrap()]
+    );
+    let unit = std::fs::read_to_string("config/tftproxy.service").unwrap();
+    assert!(unit.contains("\nCacheDirectory=tftproxy\n"));
+    assert_eq!(
+        c.cache.dir.as_deref(),
+        Some(Path::new("/var/cache/tftproxy"))
+    );
+    assert!(c.admin.as_ref().unwrap().listen.ip().is_loopback());
+
+    let (head, clusters) = moved.split_once("# [[cluster]]").unwrap();
+    let uncommented = format!(
+        "{head}{}",
+        format!("# [[cluster]]{clusters}")
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect::<String>()
+    );
+    let c = Config::parse(&uncommented, &path).unwrap();
+    let ids: Vec<&str> = c.clusters.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["cluster-a", "cluster-b"]);
+}
