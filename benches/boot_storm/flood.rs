@@ -2,7 +2,7 @@
 //! so that its memory is its own) serves local common files and fetches
 //! device files from two HTTP clusters on loopback: `good`, which holds
 //! every phone's `SEP<MAC>.cnf.xml` and answers at once, and `slow`, which
-//! holds nothing. During a flood of `--seconds`, once a quarter of it has
+//! holds nothing (`good` has the higher priority). During a flood of `--seconds`, once a quarter of it has
 //! passed, `--phones` legitimate phones (each its own 127.1.x.y) boot.
 //!
 //! * `unknown-names`: RRQs for distinct unknown names; `slow` answers 404
@@ -106,13 +106,16 @@ fn write_setup(
     for line in extra {
         let _ = writeln!(config, "{line}");
     }
+    // `good` first: a file found on the cluster of highest priority is
+    // served at once, whereas one found on a lower-priority cluster waits
+    // for the answers above it, which `slow` delays by design.
     let _ = write!(
         config,
         "[http]\nlisten = [\"{http}\"]\n[log]\nlevel = \"warn\"\n\
-         [[cluster]]\nid = \"slow\"\naddresses = [\"{}\"]\n\
-         [[cluster]]\nid = \"good\"\naddresses = [\"{}\"]\n",
-        slow.base_url(),
-        good.base_url()
+         [[cluster]]\nid = \"good\"\naddresses = [\"{}\"]\n\
+         [[cluster]]\nid = \"slow\"\naddresses = [\"{}\"]\n",
+        good.base_url(),
+        slow.base_url()
     );
     let path = dir.join("tftproxy.toml");
     std::fs::write(&path, config)?;
@@ -294,11 +297,15 @@ pub(crate) fn flood_command(mut args: FloodArgs) -> Result<()> {
     let extra =
         format!(
         " kind={kind} flood_s={} flood_rate={} flood_requests={requests} flood_bytes_sent={out} \
-         flood_bytes_back={back} amplification={:.2} success_pct={:.2} rss_before_kib={rss_before} \
+         flood_bytes_back={back} amplification={} success_pct={:.2} rss_before_kib={rss_before} \
          rss_peak_kib={} hwm_kib={hwm} http_statuses={}",
         args.seconds,
         args.rate,
-        if out == 0 { 0.0 } else { back as f64 / out as f64 },
+        if out == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.2}", back as f64 / out as f64)
+        },
         100.0 * report.files_ok as f64 / wanted.max(1) as f64,
         peak.load(Ordering::Relaxed),
         if statuses.is_empty() { "-".to_owned() } else { statuses.join(",") },

@@ -11,6 +11,14 @@ fn instructions(rows: &[Row]) -> f64 {
     field_median(rows, "instr_per_file")
 }
 
+/// The largest value of `key`; NaN when no row has a number there.
+fn parsed_max(rows: &[Row], key: &str) -> f64 {
+    rows.iter()
+        .filter_map(|r| r.get(key)?.parse::<f64>().ok())
+        .reduce(f64::max)
+        .unwrap_or(f64::NAN)
+}
+
 /// `value (ratio×)` against the reference's value, or `-`.
 fn with_ratio(value: f64, reference: Option<f64>, digits: usize) -> String {
     if value.is_nan() {
@@ -102,7 +110,7 @@ pub(crate) fn hold_and_flood_tables(hold: Vec<Row>, flood: Vec<Row>) {
                 .filter_map(|r| r.get("success_pct")?.parse::<f64>().ok())
                 .fold(f64::INFINITY, f64::min);
             println!(
-                "| {kind} | {} | {} | {} | {:.2} ({min_success:.2}) | {:.1} | {:.1} | {:.1} → {:.1} | {:.2} ({:.2}) | {} |",
+                "| {kind} | {} | {} | {} | {:.2} ({min_success:.2}) | {:.1} | {:.1} | {:.1} → {:.1} | {} ({}) | {} |",
                 rows.len(),
                 rows[0].get("flood_rate").cloned().unwrap_or_default(),
                 rows[0].get("phones").cloned().unwrap_or_default(),
@@ -111,8 +119,8 @@ pub(crate) fn hold_and_flood_tables(hold: Vec<Row>, flood: Vec<Row>) {
                 field_median(&rows, "max_ms"),
                 field_median(&rows, "rss_before_kib") / 1024.0,
                 field_median(&rows, "rss_peak_kib") / 1024.0,
-                field_median(&rows, "amplification"),
-                field_max(&rows, "amplification"),
+                with_ratio(field_median(&rows, "amplification"), None, 2),
+                with_ratio(parsed_max(&rows, "amplification"), None, 2),
                 rows.iter()
                     .filter_map(|r| r.get("http_statuses").cloned())
                     .collect::<Vec<_>>()

@@ -185,7 +185,7 @@ pub(crate) fn summarize(files: &[PathBuf], ours: &str, reference: &str) -> Resul
         .into_iter()
         .partition(|r| label(r).starts_with("proxy-"));
     if !storms.is_empty() {
-        storm_tables(&storms, ours);
+        storm_tables(&storms, ours, reference);
         crate::ratios::reference_table(&storms, reference);
     }
     if !proxy.is_empty() {
@@ -247,7 +247,9 @@ pub(crate) fn by_phones_and_label(rows: &[Row]) -> BTreeMap<usize, Vec<(String, 
     groups
 }
 
-fn storm_tables(rows: &[Row], ours: &str) {
+/// The medians table, and `ours` against the best other server (the
+/// reference responder is no peer: it has its own table).
+fn storm_tables(rows: &[Row], ours: &str, reference: &str) {
     let groups = by_phones_and_label(rows);
     println!("| phones | server | runs | files/s | failures (median / max) | p50 ms | p99 ms | files ≥ 1 s | listener drops | server CPU µs/file | client CPU µs/file |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -285,7 +287,7 @@ fn storm_tables(rows: &[Row], ours: &str) {
         ours_at.insert(*phones, mine_fps);
         let best = labels
             .iter()
-            .filter(|(l, _)| l != ours)
+            .filter(|(l, _)| l != ours && l != reference)
             .map(|(l, rows)| (l, rows, field_median(rows, "files_per_s")))
             .max_by(|a, b| a.2.partial_cmp(&b.2).unwrap());
         if let Some((label, rows, fps)) = best {
