@@ -1,19 +1,42 @@
 #!/usr/bin/env bash
 # Boot-storm benchmark: tftproxy against the TFTP servers a user would pick
-# instead, in the same run, on the same files, on loopback.
+# instead, and against a minimal reference responder that only finds the
+# machine's ceiling, in the same run, on the same files, on loopback.
 #
 #   benches/run.sh                      # everything, 3 runs
+#   PROXY=0 REUSE=0 benches/run.sh      # issue 11's matrix: phones 50/1,000/5,000 and the
+#                                       # firmware case, every server, RSS with 5,000 transfers
 #   RUNS=5 PHONES="1000 5000" benches/run.sh
 #   SERVERS="tftproxy tftpd-hpa" PROXY=0 benches/run.sh
+#   INSTR=auto INSTR_PHONES=50 PROXY=0 REUSE=0 FIRMWARE=0 HOLD=0 benches/run.sh  # instructions/file
 #
 # Environment:
 #   RUNS     storms per (server, phones); medians are reported      (default 3)
 #   PHONES   phone counts                                           (default "50 1000 5000")
-#   SERVERS  among: tftproxy tftproxy-single tftpd-hpa dnsmasq dnsmasq-max async-tftp
-#            tftproxy-base (tftproxy-single: the same binary with
-#            [tftp] single_port = true, every transfer on the listening port)
-#   BASE     for tftproxy-base: another tftproxy binary (e.g. the previous commit's),
-#            run with the same configuration, for before/after comparisons
+#   SERVERS  among: reference tftproxy tftproxy-single tftproxy-base dnsmasq dnsmasq-max
+#            tftpd-hpa r-tftpd async-tftp
+#            (default: reference tftproxy tftproxy-single dnsmasq tftpd-hpa r-tftpd async-tftp;
+#            a server whose program is missing is skipped with a warning)
+#            reference: benches/reference, the minimal responder (one socket, files in
+#              memory, recvmmsg/sendmmsg, no timers); every table has ratios to it
+#            tftproxy-single: [tftp] single_port = true, every transfer on the listening port
+#            tftproxy-base: another tftproxy binary (BASE=path, e.g. the previous commit's),
+#              same configuration, for before/after comparisons
+#            r-tftpd: `cargo install r-tftpd` (into ~/.cargo/bin, never committed) when it is
+#              missing and INSTALL_PEERS=1 (default); skipped if the install fails
+#   FIRMWARE 1 = also the firmware case: FW_PHONES (10) phones each fetching a 32 MiB
+#            file with blksize 1468 and windowsize 8                (default 1)
+#   HOLD     1 = also each server's RSS with HOLD_TRANSFERS (5000) transfers held open
+#            (phones that ACK every 500 ms), for HOLD_SERVERS (default: SERVERS without
+#            tftpd-hpa, which forks a process per transfer), for HOLD_S (10) seconds
+#            once all are open                                      (default 1)
+#   INSTR    instructions per file: perf (perf stat -e instructions -p PID around each
+#            storm), callgrind (the server runs under valgrind; callgrind_control zeroes
+#            its counters before the storm and dumps them after; ~50x slower, so use
+#            small INSTR_PHONES), auto (perf when `perf stat -e instructions true`
+#            counts, else callgrind), 0 = off                       (default 0)
+#            With INSTR set, the storms are INSTR_PHONES phones (default 50) with a 10 s
+#            phone retransmit; tftpd-hpa's forked children are not counted under callgrind.
 #   PROXY    1 = also the proxy storm and the time-to-first-byte runs (default 1)
 #   REUSE    1 = also 1,000-phone storms where each phone reuses one source
 #            port for its four files (--reuse-socket)                (default 1)
@@ -30,7 +53,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 PHONES=${PHONES:-"50 1000 5000"}
-SERVERS=${SERVERS:-"tftproxy tftpd-hpa dnsmasq dnsmasq-max async-tftp"}
+SERVERS=${SERVERS:-"reference tftproxy tftproxy-single dnsmasq tftpd-hpa r-tftpd async-tftp"}
+FIRMWARE=${FIRMWARE:-1}
+FW_PHONES=${FW_PHONES:-10}
+HOLD=${HOLD:-1}
+HOLD_TRANSFERS=${HOLD_TRANSFERS:-5000}
+HOLD_S=${HOLD_S:-10}
+HOLD_SERVERS=${HOLD_SERVERS:-$(echo "$SERVERS" | tr ' ' '\n' | grep -vx tftpd-hpa | tr '\n' ' ')}
+INSTR=${INSTR:-0}
+INSTR_PHONES=${INSTR_PHONES:-50}
+INSTALL_PEERS=${INSTALL_PEERS:-1}
 PROXY=${PROXY:-1}
 REUSE=${REUSE:-1}
 STORM_ARGS=${STORM_ARGS:-}
@@ -41,6 +73,9 @@ MAX_PHONES=$(echo "$PHONES" | tr ' ' '\n' | sort -n | tail -1)
 PORT_TFTPROXY=16969
 PORT_HPA=16970
 PORT_ASYNC=16971
+PORT_REFERENCE=16972
+PORT_RTFTPD=16973
+WRAP=() # a command the server runs under (valgrind, for INSTR=callgrind)
 
 SERVER_PGID=""
 cleanup() {
@@ -53,16 +88,49 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== build (release)" >&2
-BENCH=$(cargo build --release --bin tftproxy --example async_tftp_dir --bench boot_storm \
-    --message-format=json 2>"$OUT/build.log" |
-    jq -r 'select(.reason == "compiler-artifact" and .target.name == "boot_storm"
-                  and .executable != null) | .executable' | tail -1)
-[ -x "$BENCH" ] || { cat "$OUT/build.log" >&2; echo "no bench binary" >&2; exit 1; }
+cargo build --release --bin tftproxy --example async_tftp_dir --bench boot_storm \
+    --bench reference --message-format=json 2>"$OUT/build.log" >"$OUT/build.json"
+executable() {
+    jq -r --arg name "$1" 'select(.reason == "compiler-artifact" and .target.name == $name
+                  and .executable != null) | .executable' "$OUT/build.json" | tail -1
+}
+BENCH=$(executable boot_storm)
+REFERENCE=$(executable reference)
+[ -x "$BENCH" ] && [ -x "$REFERENCE" ] || { cat "$OUT/build.log" >&2; echo "no bench binary" >&2; exit 1; }
 TFTPROXY=target/release/tftproxy
 ASYNC_TFTP=target/release/examples/async_tftp_dir
 
+# Keep only the servers this machine has (r-tftpd: installed if asked).
+have_server() {
+    case $1 in
+    dnsmasq | dnsmasq-max) command -v dnsmasq >/dev/null ;;
+    tftpd-hpa) [ -x /usr/sbin/in.tftpd ] ;;
+    r-tftpd)
+        command -v r-tftpd >/dev/null && return 0
+        [ "$INSTALL_PEERS" = 1 ] || return 1
+        echo "== cargo install r-tftpd (not part of this repository)" >&2
+        cargo install --locked r-tftpd >"$OUT/r-tftpd-install.log" 2>&1 ||
+            cargo install r-tftpd >>"$OUT/r-tftpd-install.log" 2>&1 || return 1
+        command -v r-tftpd >/dev/null
+        ;;
+    *) return 0 ;;
+    esac
+}
+available=""
+for server in $SERVERS; do
+    if have_server "$server"; then
+        available="$available $server"
+    else
+        echo "warning: $server is not installed here: skipped" >&2
+    fi
+done
+SERVERS=${available# }
+HOLD_SERVERS=$(for s in $HOLD_SERVERS; do case " $SERVERS " in *" $s "*) echo -n "$s " ;; esac; done)
+
 echo "== files for $MAX_PHONES phones in $OUT/root" >&2
-"$BENCH" make-root "$OUT/root" --phones "$MAX_PHONES"
+fw=()
+{ [ "$FIRMWARE" = 1 ] || [ "$HOLD" = 1 ]; } && fw=(--firmware)
+"$BENCH" make-root "$OUT/root" --phones "$MAX_PHONES" "${fw[@]}"
 ROOT=$(cd "$OUT/root" && pwd)
 
 cat >"$OUT/tftproxy.toml" <<EOF
@@ -83,33 +151,43 @@ start_server() {
     case $name in
     tftproxy)
         TARGET=127.0.0.1:$PORT_TFTPROXY
-        setsid "$TFTPROXY" serve -c "$OUT/tftproxy.toml" >>"$log" 2>&1 &
+        setsid "${WRAP[@]}" "$TFTPROXY" serve -c "$OUT/tftproxy.toml" >>"$log" 2>&1 &
         ;;
     tftproxy-single)
         TARGET=127.0.0.1:$PORT_TFTPROXY
-        setsid "$TFTPROXY" serve -c "$OUT/tftproxy-single.toml" >>"$log" 2>&1 &
+        setsid "${WRAP[@]}" "$TFTPROXY" serve -c "$OUT/tftproxy-single.toml" >>"$log" 2>&1 &
         ;;
     tftproxy-base)
         # Another tftproxy binary (BASE=path), same config: before/after.
         [ -x "${BASE:-}" ] || { echo "tftproxy-base needs BASE=<tftproxy binary>" >&2; exit 2; }
         TARGET=127.0.0.1:$PORT_TFTPROXY
-        setsid "$BASE" serve -c "$OUT/tftproxy.toml" >>"$log" 2>&1 &
+        setsid "${WRAP[@]}" "$BASE" serve -c "$OUT/tftproxy.toml" >>"$log" 2>&1 &
         ;;
     tftpd-hpa)
         TARGET=127.0.0.1:$PORT_HPA
-        setsid /usr/sbin/in.tftpd -L -u root -s "$ROOT" -a "$TARGET" >>"$log" 2>&1 &
+        setsid "${WRAP[@]}" /usr/sbin/in.tftpd -L -u root -s "$ROOT" -a "$TARGET" >>"$log" 2>&1 &
         ;;
     dnsmasq | dnsmasq-max)
         TARGET=127.0.0.1:69
         local max=()
         [ "$name" = dnsmasq-max ] && max=(--tftp-max=10000)
-        setsid dnsmasq --no-daemon --conf-file=/dev/null --port=0 --enable-tftp \
+        setsid "${WRAP[@]}" /usr/sbin/dnsmasq --no-daemon --conf-file=/dev/null --port=0 --enable-tftp \
             --tftp-root="$ROOT" --listen-address=127.0.0.1 --bind-interfaces \
             --user=root --group=root --pid-file --log-facility=- "${max[@]}" >>"$log" 2>&1 &
         ;;
     async-tftp)
         TARGET=127.0.0.1:$PORT_ASYNC
-        setsid "$ASYNC_TFTP" "$ROOT" "$TARGET" >>"$log" 2>&1 &
+        setsid "${WRAP[@]}" "$ASYNC_TFTP" "$ROOT" "$TARGET" >>"$log" 2>&1 &
+        ;;
+    reference)
+        TARGET=127.0.0.1:$PORT_REFERENCE
+        setsid "${WRAP[@]}" "$REFERENCE" "$ROOT" "$TARGET" >>"$log" 2>&1 &
+        ;;
+    r-tftpd)
+        # It serves its working directory.
+        TARGET=127.0.0.1:$PORT_RTFTPD
+        (cd "$ROOT" && exec setsid "${WRAP[@]}" "$(command -v r-tftpd)" -l 127.0.0.1 \
+            -p "$PORT_RTFTPD" -m 10000 >>"$log" 2>&1) &
         ;;
     *)
         echo "unknown server $name" >&2
@@ -118,7 +196,7 @@ start_server() {
     esac
     PID=$!
     SERVER_PGID=$PID
-    "$BENCH" wait --target "$TARGET" --seconds 10
+    "$BENCH" wait --target "$TARGET" --seconds "${WAIT_S:-10}"
 }
 
 stop_server() {
@@ -136,6 +214,72 @@ stop_server() {
 
 udp_counters() { awk '/^Udp:/ { if (h) print; h = 1 }' /proc/net/snmp; }
 
+# Instructions per file: perf where the machine counts them, else callgrind.
+INSTR_MODE=$INSTR
+if [ "$INSTR" = auto ]; then
+    if perf stat -e instructions true 2>&1 | grep -q 'instructions' &&
+        ! perf stat -e instructions true 2>&1 | grep -q 'not supported'; then
+        INSTR_MODE=perf
+    else
+        INSTR_MODE=callgrind
+    fi
+fi
+case $INSTR_MODE in
+0) ;;
+perf | callgrind)
+    echo "== instructions per file by $INSTR_MODE, $INSTR_PHONES phones" >&2
+    PHONES=$INSTR_PHONES
+    # A server slowed by its instrumentation must not make phones retransmit.
+    STORM_ARGS="$STORM_ARGS --retransmit-ms 10000"
+    if [ "$INSTR_MODE" = callgrind ]; then
+        mkdir -p "$OUT/cg"
+        WRAP=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/cg/%p.out")
+        WAIT_S=120
+    fi
+    ;;
+*)
+    echo "INSTR must be perf, callgrind, auto or 0" >&2
+    exit 2
+    ;;
+esac
+
+# storm_once SERVER PHONES RUN [STORM ARGS...]: one storm against the
+# running server; prints its RESULT line, with instr_per_file under INSTR.
+storm_once() {
+    local server=$1 phones=$2 run=$3 perf_pid="" line instr="" files
+    shift 3
+    case $INSTR_MODE in
+    perf)
+        perf stat -e instructions -x, -o "$OUT/perf.txt" -p "$PID" &
+        perf_pid=$!
+        sleep 0.5
+        ;;
+    callgrind) callgrind_control -z "$PID" >/dev/null ;;
+    esac
+    line=$("$BENCH" storm --target "$TARGET" --phones "$phones" --label "$server" \
+        --server-pid "$PID" "$@" 2>>"$OUT/storm-errors.log" | sed "s/ run=1 / run=$run /")
+    case $INSTR_MODE in
+    perf)
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        instr=$(awk -F, '/instructions/ { print $1 }' "$OUT/perf.txt")
+        ;;
+    callgrind)
+        # tftpd-hpa's transfers run in forked children, which this does not reach.
+        if [ "$server" != tftpd-hpa ]; then
+            rm -f "$OUT/cg/$PID.out.1"
+            callgrind_control -d "$PID" >/dev/null
+            instr=$(awk '/^summary:/ { print $2 }' "$OUT/cg/$PID.out.1" 2>/dev/null || true)
+        fi
+        ;;
+    esac
+    files=$(sed -n 's/.* files=\([0-9]*\) .*/\1/p' <<<"$line")
+    if [[ "$instr" =~ ^[0-9]+$ ]] && [ "${files:-0}" -gt 0 ]; then
+        line="$line instr_per_file=$((instr / files))"
+    fi
+    echo "$line"
+}
+
 # storm_matrix FILE PHONES... : RUNS interleaved rounds of every server and size.
 storm_matrix() {
     local file=$1
@@ -152,9 +296,7 @@ storm_matrix() {
                 start_server "$server"
                 echo "-- $server $phones phones run $run" >>"$OUT/storm-errors.log"
                 # shellcheck disable=SC2086
-                "$BENCH" storm --target "$TARGET" --phones "$phones" --label "$server" \
-                    --server-pid "$PID" $STORM_ARGS 2>>"$OUT/storm-errors.log" |
-                    sed "s/ run=1 / run=$run /" | tee -a "$file"
+                storm_once "$server" "$phones" "$run" $STORM_ARGS | tee -a "$file"
                 stop_server
                 sleep 1
             done
@@ -167,6 +309,30 @@ storm_matrix "$OUT/results.txt" $PHONES
 echo >&2
 echo "== medians (raw results: $OUT/results.txt)" >&2
 "$BENCH" summarize "$OUT/results.txt" | tee "$OUT/table.md"
+
+if [ "$FIRMWARE" = 1 ]; then
+    echo >&2
+    echo "== firmware: $FW_PHONES phones, 32 MiB each, blksize 1468, windowsize 8" >&2
+    STORM_ARGS="$STORM_ARGS --firmware --blksize 1468 --windowsize 8" \
+        storm_matrix "$OUT/firmware.txt" "$FW_PHONES"
+    "$BENCH" summarize "$OUT/firmware.txt" | tee "$OUT/firmware-table.md"
+fi
+
+if [ "$HOLD" = 1 ] && [ -n "$HOLD_SERVERS" ]; then
+    echo >&2
+    echo "== RSS with $HOLD_TRANSFERS transfers held open" >&2
+    WRAP=()
+    : >"$OUT/hold.txt"
+    for server in $HOLD_SERVERS; do
+        echo "== hold: $server" >&2
+        start_server "$server"
+        "$BENCH" hold --target "$TARGET" --server-pid "$PID" --transfers "$HOLD_TRANSFERS" \
+            --seconds "$HOLD_S" --label "$server" 2>>"$OUT/storm-errors.log" | tee -a "$OUT/hold.txt"
+        stop_server
+        sleep 1
+    done
+    "$BENCH" summarize "$OUT/hold.txt" | tee "$OUT/hold-table.md"
+fi
 
 if [ "$REUSE" = 1 ]; then
     echo >&2

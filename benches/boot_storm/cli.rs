@@ -24,6 +24,9 @@ pub(crate) enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = 5000)]
         phones: usize,
+        /// Also write `firmware.bin` (32 MiB) for `--firmware` storms and `hold`.
+        #[arg(long)]
+        firmware: bool,
     },
     /// Run boot storms against a server and print a RESULT line per run.
     Storm(StormArgs),
@@ -33,6 +36,10 @@ pub(crate) enum Command {
         /// The label of tftproxy's rows (ratios are tftproxy / best other).
         #[arg(long, default_value = "tftproxy")]
         ours: String,
+        /// The label every server is compared with in the ratio table (the
+        /// minimal reference responder, measured in the same run).
+        #[arg(long, default_value = "reference")]
+        reference: String,
     },
     /// Wait until a TFTP server answers a read request.
     Wait {
@@ -55,6 +62,12 @@ pub(crate) enum Command {
         #[arg(long)]
         dump: PathBuf,
     },
+    /// Hold N transfers of a large file open (phones that ACK slowly) and
+    /// report the server's resident memory.
+    Hold(HoldArgs),
+    /// Issue 10's flood storms: legitimate phones boot during a flood;
+    /// tftproxy runs as a child process in front of scripted clusters.
+    Flood(FloodArgs),
 }
 
 #[derive(Args, Clone)]
@@ -62,6 +75,13 @@ pub(crate) struct ClientArgs {
     /// Ask for this block size (default: no options, like a 7940).
     #[arg(long)]
     pub(crate) blksize: Option<u16>,
+    /// Ask for this window size (RFC 7440).
+    #[arg(long)]
+    pub(crate) windowsize: Option<u16>,
+    /// Each phone fetches only `firmware.bin` (32 MiB; `make-root
+    /// --firmware`) instead of its four boot files.
+    #[arg(long)]
+    pub(crate) firmware: bool,
     /// Phone retransmit time-out, milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub(crate) retransmit_ms: u64,
@@ -150,4 +170,68 @@ pub(crate) struct FirstByteArgs {
     pub(crate) delay_ms: u64,
     #[arg(long, default_value_t = 5)]
     pub(crate) runs: usize,
+}
+
+#[derive(Args)]
+pub(crate) struct HoldArgs {
+    #[arg(long)]
+    pub(crate) target: String,
+    /// The server's process id, whose VmRSS is reported.
+    #[arg(long)]
+    pub(crate) server_pid: u32,
+    /// Transfers held open at once, each from its own address and port.
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) transfers: usize,
+    /// The file each one reads (large enough not to finish).
+    #[arg(long, default_value = crate::files::FIRMWARE_NAME)]
+    pub(crate) name: String,
+    /// Pause before acknowledging each block, milliseconds (below the
+    /// server's retransmit time-out, so it neither resends nor gives up).
+    #[arg(long, default_value_t = 500)]
+    pub(crate) ack_interval_ms: u64,
+    /// How long to hold them once all are open, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seconds: u64,
+    #[arg(long, default_value = "server")]
+    pub(crate) label: String,
+}
+
+/// Which flood `flood` runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FloodKind {
+    /// RRQs for distinct unknown names; the cluster answers 404 after 0.5 s.
+    UnknownNames,
+    /// RRQs for a 256 KiB local file from many addresses, never acknowledged.
+    Unacked,
+    /// HTTP-front GETs for distinct unknown names; one cluster hangs.
+    HttpMiss,
+}
+
+#[derive(Args)]
+pub(crate) struct FloodArgs {
+    /// The tftproxy binary to start.
+    #[arg(long, default_value = "target/release/tftproxy")]
+    pub(crate) tftproxy: PathBuf,
+    #[arg(long, value_enum)]
+    pub(crate) kind: FloodKind,
+    /// Length of the flood, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) seconds: u64,
+    /// Flood requests per second.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) rate: u64,
+    /// Distinct source addresses of the flood (127.2.x.y).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) sources: usize,
+    /// Legitimate phones, booting once the flood has run a quarter of its time.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) phones: usize,
+    /// Extra lines appended to tftproxy's `[tftp]` table (e.g. "max_transfers = 500").
+    #[arg(long)]
+    pub(crate) tftp_extra: Vec<String>,
+    /// Directory for the configuration, root and log (default: temporary).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
 }

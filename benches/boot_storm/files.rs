@@ -15,6 +15,9 @@ pub(crate) const SOFTKEY_NAME: &str = "SKStandard.xml.sgn";
 pub(crate) const SOFTKEY_SIZE: usize = 5_000;
 pub(crate) const DEFAULT_NAME: &str = "XMLDefault.cnf.xml";
 pub(crate) const DEFAULT_SIZE: usize = 1_500;
+/// The firmware case of issue 11 (`--firmware`) and the file `hold` reads.
+pub(crate) const FIRMWARE_NAME: &str = "firmware.bin";
+pub(crate) const FIRMWARE_SIZE: usize = 32 << 20;
 
 fn mac(phone: usize) -> String {
     format!("{:012X}", 0x0011_2200_0000u64 + phone as u64)
@@ -49,8 +52,15 @@ pub(crate) fn content(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// `make-root`: writes the files of `phones` phones into `dir` (existing
-/// device files are kept).
-pub(crate) fn make_root(dir: &Path, phones: usize) -> Result<()> {
+/// device files are kept), and `firmware.bin` with `firmware`.
+pub(crate) fn make_root(dir: &Path, phones: usize, firmware: bool) -> Result<()> {
+    if firmware {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(FIRMWARE_NAME);
+        if std::fs::metadata(&path).map_or(true, |m| m.len() != FIRMWARE_SIZE as u64) {
+            std::fs::write(&path, content(FIRMWARE_SIZE, 4 << 40))?;
+        }
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     for phone in 0..phones {
         let path = dir.join(config_name(phone));

@@ -36,19 +36,31 @@
 //!   was spent before its transfer task started (listener, queueing) and how
 //!   much inside the transfer.
 //!
+//! * `hold --target HOST:PORT --server-pid PID --transfers 5000`: holds that
+//!   many transfers of `firmware.bin` open (each ACK sent slowly) and
+//!   prints the server's VmRSS before and while they are open.
+//! * `flood --kind unknown-names|unacked|http-miss`: issue 10's flood
+//!   storms; tftproxy started as a child process, 200 phones booting during
+//!   the flood; their success rate and p99, tftproxy's peak RSS, and the
+//!   amplification towards the flood's sources.
+//!
 //! Modules: [`cli`] (the flags), [`files`] (a phone's files, `make-root`),
 //! [`storm`] (the simulated phones, `storm`, `wait`), [`measure`] (drops,
 //! CPU, percentiles), [`report`] (`RESULT` lines, `summarize`), [`proxy`],
-//! [`first_byte`], [`phases`], [`runtime`] (client and server runtimes).
+//! [`first_byte`], [`phases`], [`hold`], [`flood`], [`ratios`] (the tables
+//! against the reference responder, of `hold` and of `flood`), [`runtime`] (client and server runtimes).
 //! The HTTP clusters are `tftproxy_testkit::http_cluster`, shared with the
 //! integration tests.
 
 mod cli;
 mod files;
 mod first_byte;
+mod flood;
+mod hold;
 mod measure;
 mod phases;
 mod proxy;
+mod ratios;
 mod report;
 mod runtime;
 mod storm;
@@ -62,9 +74,17 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     raise_open_file_limit();
     match cli.command {
-        Command::MakeRoot { dir, phones } => files::make_root(&dir, phones),
+        Command::MakeRoot {
+            dir,
+            phones,
+            firmware,
+        } => files::make_root(&dir, phones, firmware),
         Command::Storm(args) => storm::storm_command(args),
-        Command::Summarize { files, ours } => report::summarize(&files, &ours),
+        Command::Summarize {
+            files,
+            ours,
+            reference,
+        } => report::summarize(&files, &ours, &reference),
         Command::Wait {
             target,
             name,
@@ -73,6 +93,8 @@ fn main() -> Result<()> {
         Command::Proxy(args) => proxy::proxy_command(args),
         Command::FirstByte(args) => first_byte::first_byte_command(args),
         Command::Phases { log, dump } => phases::phases_command(&log, &dump),
+        Command::Hold(args) => hold::hold_command(args),
+        Command::Flood(args) => flood::flood_command(args),
     }
 }
 

@@ -111,9 +111,9 @@ fn parse_result(line: &str) -> Option<HashMap<String, String>> {
     )
 }
 
-type Row = HashMap<String, String>;
+pub(crate) type Row = HashMap<String, String>;
 
-fn field_median(rows: &[Row], key: &str) -> f64 {
+pub(crate) fn field_median(rows: &[Row], key: &str) -> f64 {
     let mut v: Vec<f64> = rows
         .iter()
         .filter_map(|r| r.get(key).and_then(|x| x.parse().ok()))
@@ -121,14 +121,14 @@ fn field_median(rows: &[Row], key: &str) -> f64 {
     median(&mut v)
 }
 
-fn field_max(rows: &[Row], key: &str) -> f64 {
+pub(crate) fn field_max(rows: &[Row], key: &str) -> f64 {
     rows.iter()
         .filter_map(|r| r.get(key).and_then(|x| x.parse::<f64>().ok()))
         .fold(0.0, f64::max)
 }
 
 /// Median CPU microseconds per file served, of `key` (a CPU seconds field).
-fn cpu_per_file(rows: &[Row], key: &str) -> String {
+pub(crate) fn cpu_per_file(rows: &[Row], key: &str) -> String {
     let mut v: Vec<f64> = rows
         .iter()
         .filter_map(|r| {
@@ -146,7 +146,7 @@ fn cpu_per_file(rows: &[Row], key: &str) -> String {
 }
 
 /// Rows grouped by a key, groups in order of first appearance.
-fn group_by(rows: Vec<Row>, key: impl Fn(&Row) -> String) -> Vec<(String, Vec<Row>)> {
+pub(crate) fn group_by(rows: Vec<Row>, key: impl Fn(&Row) -> String) -> Vec<(String, Vec<Row>)> {
     let mut groups: Vec<(String, Vec<Row>)> = Vec::new();
     for row in rows {
         let k = key(&row);
@@ -158,7 +158,7 @@ fn group_by(rows: Vec<Row>, key: impl Fn(&Row) -> String) -> Vec<(String, Vec<Ro
     groups
 }
 
-pub(crate) fn summarize(files: &[PathBuf], ours: &str) -> Result<()> {
+pub(crate) fn summarize(files: &[PathBuf], ours: &str, reference: &str) -> Result<()> {
     let mut text = String::new();
     for file in files {
         if file.as_os_str() == "-" {
@@ -171,6 +171,13 @@ pub(crate) fn summarize(files: &[PathBuf], ours: &str) -> Result<()> {
     }
     let rows: Vec<Row> = text.lines().filter_map(parse_result).collect();
     let label = |r: &Row| r.get("label").cloned().unwrap_or_default();
+    let (hold, rows): (Vec<Row>, Vec<Row>) = rows
+        .into_iter()
+        .partition(|r| r.get("kind").map(String::as_str) == Some("hold"));
+    let (flood, rows): (Vec<Row>, Vec<Row>) = rows
+        .into_iter()
+        .partition(|r| label(r).starts_with("flood-"));
+    crate::ratios::hold_and_flood_tables(hold, flood);
     let (storms, rest): (Vec<Row>, Vec<Row>) = rows
         .into_iter()
         .partition(|r| !label(r).starts_with("proxy-") && label(r) != "first-byte");
@@ -178,7 +185,8 @@ pub(crate) fn summarize(files: &[PathBuf], ours: &str) -> Result<()> {
         .into_iter()
         .partition(|r| label(r).starts_with("proxy-"));
     if !storms.is_empty() {
-        storm_tables(storms, ours);
+        storm_tables(&storms, ours, reference);
+        crate::ratios::reference_table(&storms, reference);
     }
     if !proxy.is_empty() {
         println!();
@@ -224,16 +232,25 @@ pub(crate) fn summarize(files: &[PathBuf], ours: &str) -> Result<()> {
     Ok(())
 }
 
-fn storm_tables(rows: Vec<Row>, ours: &str) {
-    // phones -> labels -> rows
-    let mut groups: BTreeMap<usize, Vec<(String, Vec<Row>)>> = BTreeMap::new();
-    for (phones, rows) in group_by(rows, |r| r.get("phones").cloned().unwrap_or_default()) {
+/// Rows by phone count, then by label (in order of first appearance).
+pub(crate) fn by_phones_and_label(rows: &[Row]) -> BTreeMap<usize, Vec<(String, Vec<Row>)>> {
+    let mut groups = BTreeMap::new();
+    for (phones, rows) in group_by(rows.to_vec(), |r| {
+        r.get("phones").cloned().unwrap_or_default()
+    }) {
         let phones: usize = phones.parse().unwrap_or(0);
         groups.insert(
             phones,
             group_by(rows, |r| r.get("label").cloned().unwrap_or_default()),
         );
     }
+    groups
+}
+
+/// The medians table, and `ours` against the best other server (the
+/// reference responder is no peer: it has its own table).
+fn storm_tables(rows: &[Row], ours: &str, reference: &str) {
+    let groups = by_phones_and_label(rows);
     println!("| phones | server | runs | files/s | failures (median / max) | p50 ms | p99 ms | files ≥ 1 s | listener drops | server CPU µs/file | client CPU µs/file |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (phones, labels) in &groups {
@@ -270,7 +287,7 @@ fn storm_tables(rows: Vec<Row>, ours: &str) {
         ours_at.insert(*phones, mine_fps);
         let best = labels
             .iter()
-            .filter(|(l, _)| l != ours)
+            .filter(|(l, _)| l != ours && l != reference)
             .map(|(l, rows)| (l, rows, field_median(rows, "files_per_s")))
             .max_by(|a, b| a.2.partial_cmp(&b.2).unwrap());
         if let Some((label, rows, fps)) = best {

@@ -22,7 +22,7 @@ use tftproxy::daemon::Daemon;
 use tftproxy::tftp::receive::ReceiveError;
 
 use crate::cli::{ClientArgs, StormArgs};
-use crate::files::{make_root, phone_files};
+use crate::files::{make_root, phone_files, FIRMWARE_NAME, FIRMWARE_SIZE};
 use crate::measure::{
     cpu_seconds, drops_of, machine_cpu, process_cpu_seconds, target_port_drops, udp_counters,
 };
@@ -88,9 +88,17 @@ fn phone_source(phone: usize, spread: bool) -> IpAddr {
 fn phone_options(client: &ClientArgs) -> GetOptions {
     GetOptions {
         block_size: client.blksize,
+        window_size: client.windowsize,
         retransmit: Duration::from_millis(client.retransmit_ms),
         max_retries: client.max_retries,
         ..GetOptions::default()
+    }
+}
+
+impl Phone {
+    /// The phone's source address.
+    pub(crate) fn source(&self) -> IpAddr {
+        self.source
     }
 }
 
@@ -103,6 +111,18 @@ pub(crate) fn make_phones(count: usize, spread_ips: bool) -> Vec<Phone> {
             files: phone_files(i),
         })
         .collect()
+}
+
+/// The phones of a storm as `client` asks: their four boot files, or only
+/// the firmware image with `--firmware`.
+pub(crate) fn phones_for(client: &ClientArgs, count: usize) -> Vec<Phone> {
+    let mut phones = make_phones(count, !client.same_ip);
+    if client.firmware {
+        for phone in &mut phones {
+            phone.files = vec![(FIRMWARE_NAME.to_owned(), FIRMWARE_SIZE)];
+        }
+    }
+    phones
 }
 
 /// What one phone did.
@@ -359,7 +379,7 @@ pub(crate) fn storm_command(args: StormArgs) -> Result<()> {
                     path
                 }
             };
-            make_root(&root, args.phones)?;
+            make_root(&root, args.phones, args.client.firmware)?;
             let server = ServerRuntime::new("tftproxy", args.server_threads)?;
             let mut config = Config::default();
             config.tftp.listen = vec!["127.0.0.1:0".parse().unwrap()];
@@ -378,7 +398,7 @@ pub(crate) fn storm_command(args: StormArgs) -> Result<()> {
         }
     };
     for run in 1..=args.runs {
-        let phones = make_phones(args.phones, !args.client.same_ip);
+        let phones = phones_for(&args.client, args.phones);
         let report = runtime.block_on(storm(target, phones, &args.client))?;
         println!("{}", report.result_line(&args.label, run, ""));
         if run < args.runs {
