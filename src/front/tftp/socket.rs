@@ -48,6 +48,7 @@ impl Listener {
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket.into())?;
         let state = UdpSocketState::new((&socket).into())?;
+        allow_fragmentation(&socket, addr);
         let local = socket.local_addr()?;
         Ok(Listener {
             socket,
@@ -207,6 +208,23 @@ fn send_connected(socket: &UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<usize
     )?)
 }
 
+/// Puts path-MTU discovery back to the kernel's default ("want": the
+/// don't-fragment bit, but a datagram larger than a path's known MTU is
+/// fragmented). quinn-udp sets "probe" for QUIC, which never fragments:
+/// single-port DATA of 1,468 bytes would then be lost for good to a phone
+/// behind a tunnel with a smaller MTU, which per-port sockets serve.
+fn allow_fragmentation(socket: &UdpSocket, addr: SocketAddr) {
+    use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
+    let result = if addr.is_ipv6() {
+        sockopt::set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::WANT)
+    } else {
+        sockopt::set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::WANT)
+    };
+    if let Err(error) = result {
+        warn!(%addr, %error, "cannot restore path-MTU discovery: large blocks may not be fragmented");
+    }
+}
+
 /// Asks the kernel for a large receive queue. `SO_RCVBUFFORCE` passes the
 /// `net.core.rmem_max` ceiling when we have CAP_NET_ADMIN; otherwise the
 /// plain option gets as much as the ceiling allows.
@@ -310,6 +328,21 @@ mod tests {
                 assert_eq!(&buf[..n], &i.to_be_bytes().repeat(1 + i as usize % 5)[..]);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn listener_datagrams_may_be_fragmented_like_a_plain_socket_s() {
+        use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
+        let v4 = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(
+            sockopt::ip_mtu_discover(&v4.socket).unwrap(),
+            Ipv4PathMtuDiscovery::WANT
+        );
+        let v6 = Listener::bind("[::1]:0".parse().unwrap()).unwrap();
+        assert_eq!(
+            sockopt::ipv6_mtu_discover(&v6.socket).unwrap(),
+            Ipv6PathMtuDiscovery::WANT
+        );
     }
 
     #[test]
