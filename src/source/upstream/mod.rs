@@ -280,8 +280,8 @@ impl Upstream {
         // up to one somebody waits for (a hung cluster must not keep the
         // turns of phones that left); once a body flows, it may finish.
         let give_way = async {
-            turns.someone_waits().await;
             gate.abandoned().await;
+            turns.someone_waits().await;
         };
         report.outcome = self
             .fetch_inner(base_url, name, via, held, &mut report, give_way)
