@@ -426,7 +426,12 @@ impl Ctx<'_> {
                 0..=1_000_000,
                 d.max_queued as i64,
             )? as usize,
-            min_body_rate: self.size("remote.min_body_rate", r.min_body_rate, false, d.min_body_rate)?,
+            min_body_rate: self.size(
+                "remote.min_body_rate",
+                r.min_body_rate,
+                false,
+                d.min_body_rate,
+            )?,
             max_inflight_bytes: self.size(
                 "remote.max_inflight_bytes",
                 r.max_inflight_bytes,

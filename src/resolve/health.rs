@@ -250,7 +250,10 @@ impl Inner {
                     .inc();
                 continue;
             }
-            if matches!(&answer.outcome, AddressOutcome::Failed(FailReason::TooSlow { .. })) {
+            if matches!(
+                &answer.outcome,
+                AddressOutcome::Failed(FailReason::TooSlow { .. })
+            ) {
                 self.metrics
                     .upstream_slow_bodies
                     .get_or_create(&cluster.labels(base_url))

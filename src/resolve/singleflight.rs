@@ -310,4 +310,36 @@ mod tests {
         assert!(leader);
         assert_eq!(fut.await, Some(3));
     }
+
+    #[tokio::test]
+    async fn work_nobody_waits_for_is_abandoned_and_a_later_call_starts_afresh() {
+        let flights: SingleFlight<u8, u8> = SingleFlight::new();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (first, _) = flights.run(1, move |wanted| async move {
+            wanted.abandoned().await;
+            let _ = tx.send(());
+            0
+        });
+        let (second, leader) = flights.run(1, |_| async { 9 });
+        assert!(!leader, "joined");
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(rx.try_recv().is_err(), "one waiter is left: still wanted");
+        drop(second);
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("abandoned once the last waiter left")
+            .unwrap();
+        // The abandoned flight left the map: a new call starts its own.
+        let (third, leader) = flights.run(1, |_| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            3
+        });
+        assert!(leader);
+        // The abandoned flight's landing does not remove the new one.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(flights.len(), 1);
+        assert_eq!(third.await, Some(3));
+        assert!(flights.is_empty());
+    }
 }

@@ -62,7 +62,9 @@ async fn a_name_the_cluster_answers_is_served_after_a_flood_of_names_it_never_an
     // 25 times the turns at the address: all but PERMITS queue.
     flood(&server, &client, 1, 25 * PERMITS).await;
     assert!(
-        cluster.wait_for_requests(PERMITS, Duration::from_secs(5)).await,
+        cluster
+            .wait_for_requests(PERMITS, Duration::from_secs(5))
+            .await,
         "the first fetches reached the cluster"
     );
     // The started fetches still hang; a name the cluster answers is served
@@ -167,7 +169,11 @@ async fn a_trickling_cluster_is_busy_within_fetch_wait_and_its_address_fails_wit
     let asked = Instant::now();
     let first = get_from("127.0.0.1", server.tftp_v4(), GOOD, &patient).await;
     assert_eq!(server_error(first), (0, "busy, retry later".to_owned()));
-    assert!(asked.elapsed() < fetch_wait + MARGIN, "after {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < fetch_wait + MARGIN,
+        "after {:?}",
+        asked.elapsed()
+    );
 
     // The address fails one rate window after the first byte.
     let slow = "tftproxy_upstream_slow_bodies_total{cluster=\"cluster-1\",address=\"";

@@ -98,7 +98,9 @@ impl WaitLine {
     /// A place in the line, or `None` when `max` fetches already wait.
     pub(super) fn join(self: &Arc<Self>, max: usize) -> Option<Place> {
         self.waiting
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()?;
         Some(Place(self.clone()))
     }

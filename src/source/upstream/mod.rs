@@ -37,8 +37,8 @@ pub use answer::{
     AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, Conditional,
     Declined, FailReason, Validators,
 };
-use limits::{AddressLimits, Budget};
 pub use limits::WaitLine;
+use limits::{AddressLimits, Budget};
 pub use peer::Peer;
 pub use url::build_url;
 
@@ -259,7 +259,9 @@ impl Upstream {
             Ok(turn) => Some(turn),
             Err(_) => {
                 let _place = match gate.wait_line().map(|line| line.join(self.max_queued)) {
-                    Some(None) => return AddressReport::of(AddressOutcome::Declined(Declined::QueueFull)),
+                    Some(None) => {
+                        return AddressReport::of(AddressOutcome::Declined(Declined::QueueFull))
+                    }
                     Some(place) => place,
                     None => None,
                 };
