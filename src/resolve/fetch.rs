@@ -49,8 +49,12 @@ impl AddressGate for FlightGate<'_> {
         Some(&self.cluster.line)
     }
 
-    fn abandoned(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.wanted.abandoned())
+    fn unwanted(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.wanted.unwanted())
+    }
+
+    fn withdraw(&self) -> bool {
+        self.wanted.withdraw()
     }
 }
 

@@ -9,7 +9,7 @@
 //! arrives later either joins the flight or finds the cache filled.
 //!
 //! A flight counts its waiters. When the last one has gone, the work may
-//! withdraw ([`Wanted::abandoned`]): the key is removed at that moment,
+//! withdraw ([`Wanted::withdraw`]): the key is removed at that moment,
 //! under the map's lock, so a request that comes later starts a new flight
 //! rather than joining one that is giving up.
 
@@ -76,18 +76,37 @@ pub(super) struct Wanted {
 }
 
 impl Wanted {
-    /// Resolves once nobody waits for the flight any more; the flight has
-    /// then left the map (a later request starts its own), so the work may
-    /// stop, and whatever it returns goes to nobody.
-    pub(super) async fn abandoned(&self) {
+    /// Resolves once nobody waits for the flight (now, or it has withdrawn).
+    /// Withdraws nothing: a later request may still join.
+    pub(super) async fn unwanted(&self) {
         loop {
             let gone = self.waiters.gone.notified();
             tokio::pin!(gone);
             gone.as_mut().enable();
-            if self.waiters.withdrawn.load(Ordering::SeqCst) || (self.withdraw)() {
+            if self.waiters.withdrawn.load(Ordering::SeqCst)
+                || self.waiters.count.load(Ordering::SeqCst) == 0
+            {
                 return;
             }
             gone.await;
+        }
+    }
+
+    /// Withdraws the flight if nobody waits for it: it leaves the map (a
+    /// later request starts its own), so the work may stop, and whatever it
+    /// returns goes to nobody. False while somebody waits.
+    pub(super) fn withdraw(&self) -> bool {
+        (self.withdraw)()
+    }
+
+    /// [`Wanted::unwanted`], then withdrawn.
+    #[cfg(test)]
+    pub(super) async fn abandoned(&self) {
+        loop {
+            self.unwanted().await;
+            if self.withdraw() {
+                return;
+            }
         }
     }
 }
@@ -151,16 +170,18 @@ where
                     return false;
                 };
                 let mut map = lock(&map);
-                if waiters.withdrawn.load(Ordering::SeqCst) {
-                    return true;
-                }
-                let ours = map
-                    .get(&key)
-                    .is_some_and(|e| Arc::ptr_eq(&e.waiters, &waiters));
-                if !ours || waiters.count.load(Ordering::SeqCst) > 0 {
+                // Waiters join only under this lock, and only while the
+                // flight is in the map: once it is out (landed or
+                // withdrawn) with none left, none can come.
+                if waiters.count.load(Ordering::SeqCst) > 0 {
                     return false;
                 }
-                map.remove(&key);
+                if map
+                    .get(&key)
+                    .is_some_and(|e| Arc::ptr_eq(&e.waiters, &waiters))
+                {
+                    map.remove(&key);
+                }
                 waiters.withdrawn.store(true, Ordering::SeqCst);
                 true
             }

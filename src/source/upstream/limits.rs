@@ -41,13 +41,18 @@ impl AddressTurns {
         Waiting(self.clone())
     }
 
+    /// Some fetch waits for a turn here now.
+    pub(super) fn is_wanted_elsewhere(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
     /// Resolves once some fetch waits for a turn here.
     pub(super) async fn someone_waits(&self) {
         loop {
             let arrived = self.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            if self.waiting.load(Ordering::SeqCst) > 0 {
+            if self.is_wanted_elsewhere() {
                 return;
             }
             arrived.await;
