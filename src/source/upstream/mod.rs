@@ -90,11 +90,26 @@ pub trait AddressGate: Sync {
         None
     }
 
-    /// Resolves when nobody waits for this fetch's answer any more (then
-    /// it leaves the line, and gives its turn up while its answer has not
-    /// begun and another fetch waits). Never, by default.
-    fn abandoned(&self) -> BoxFuture<'_, ()> {
+    /// Resolves when nobody waits for this fetch's answer (for now: a
+    /// request may still join it). Never, by default.
+    fn unwanted(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::pending())
+    }
+
+    /// Gives the fetch up if nobody waits for it: true when it may stop
+    /// (nobody can join it any more), false while somebody waits.
+    fn withdraw(&self) -> bool {
+        false
+    }
+}
+
+/// Resolves once nobody waits for the fetch and it has been given up.
+async fn abandoned(gate: &dyn AddressGate) {
+    loop {
+        gate.unwanted().await;
+        if gate.withdraw() {
+            return;
+        }
     }
 }
 
@@ -268,7 +283,7 @@ impl Upstream {
                 let _waiting = turns.wait();
                 tokio::select! {
                     turn = turns.permits.clone().acquire_owned() => turn.ok(),
-                    () = gate.abandoned() => {
+                    () = abandoned(gate) => {
                         return AddressReport::of(AddressOutcome::Declined(Declined::Abandoned));
                     }
                 }
@@ -280,10 +295,17 @@ impl Upstream {
         let mut report = AddressReport::of(AddressOutcome::NotFound);
         // Until its answer begins, a fetch nobody waits for gives its turn
         // up to one somebody waits for (a hung cluster must not keep the
-        // turns of phones that left); once a body flows, it may finish.
+        // turns of phones that left); once a body flows, it may finish. It
+        // is given up only then: a slow answer nobody else needs the turn
+        // for goes on, and the phone's retry joins it.
         let give_way = async {
-            gate.abandoned().await;
-            turns.someone_waits().await;
+            loop {
+                turns.someone_waits().await;
+                gate.unwanted().await;
+                if turns.is_wanted_elsewhere() && gate.withdraw() {
+                    return;
+                }
+            }
         };
         report.outcome = self
             .fetch_inner(base_url, name, via, held, &mut report, give_way)
