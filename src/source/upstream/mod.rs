@@ -305,6 +305,8 @@ impl Upstream {
                 if turns.is_wanted_elsewhere() && gate.withdraw() {
                     return;
                 }
+                // Either changed meanwhile: wait for the next change.
+                tokio::task::yield_now().await;
             }
         };
         report.outcome = self
