@@ -90,9 +90,11 @@ async fn a_name_the_cluster_answers_is_served_after_a_flood_of_names_it_never_an
     };
     let download = get_from("127.0.0.1", server.tftp_v4(), second, &phone).await;
     assert_eq!(download.unwrap().data, format!("<{second}/>").as_bytes());
+    // Each flood started PERMITS fetches; the queued ones left the line
+    // unasked.
     assert!(
-        cluster.requests() < 4 * 25 * PERMITS / 2,
-        "most hung names were never asked: {} requests",
+        cluster.requests() <= 2 * (PERMITS + 1) + PERMITS,
+        "the queued hung names were asked: {} requests",
         cluster.requests()
     );
 }
