@@ -12,7 +12,7 @@
 //! within its first window is never judged.
 
 use bytes::BytesMut;
-use reqwest::header::CONTENT_LENGTH;
+use reqwest::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH};
 use tokio::time::Instant;
 
 use super::answer::{AddressOutcome, Declined, FailReason};
@@ -164,4 +164,22 @@ impl Upstream {
         };
         Ok(())
     }
+}
+
+/// The `Content-Encoding` of a response when it is anything but `identity`
+/// (the client decodes nothing: compressed bytes would be taken for the
+/// file). Several headers or a list (`gzip, identity`) count as encoded.
+pub(super) fn foreign_encoding(headers: &HeaderMap) -> Option<String> {
+    let codings: Vec<String> = headers
+        .get_all(CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|c| c.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+        .collect();
+    (!codings.is_empty()).then(|| codings.join(", "))
 }

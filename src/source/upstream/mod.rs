@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use prometheus_client::metrics::gauge::Gauge;
 use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, ETAG, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER, VIA,
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    RETRY_AFTER, VIA,
 };
 
 use crate::config::RemoteConfig;
@@ -37,6 +37,7 @@ pub use answer::{
     AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, Conditional,
     Declined, FailReason, Validators,
 };
+use body::foreign_encoding;
 pub use limits::WaitLine;
 use limits::{AddressLimits, Budget};
 pub use peer::Peer;
@@ -532,24 +533,6 @@ fn retry_after(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Durati
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The `Content-Encoding` of a response when it is anything but `identity`
-/// (the client decodes nothing: compressed bytes would be taken for the
-/// file). Several headers or a list (`gzip, identity`) count as encoded.
-fn foreign_encoding(headers: &HeaderMap) -> Option<String> {
-    let codings: Vec<String> = headers
-        .get_all(CONTENT_ENCODING)
-        .iter()
-        .flat_map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split(',')
-                .map(|c| c.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
-        .collect();
-    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// The most specific message in an error's source chain ("Connection
