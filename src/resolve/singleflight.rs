@@ -107,6 +107,7 @@ impl Wanted {
             if self.withdraw() {
                 return;
             }
+            tokio::task::yield_now().await;
         }
     }
 }
