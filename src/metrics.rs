@@ -51,6 +51,7 @@ snake_case_labels! {
     HomeTable { Device => "device", ClientIp => "client_ip" }
     ReloadResult { Applied => "applied", Rejected => "rejected" }
     RelayResult { Relayed => "relayed", NoHome => "no_home", Unreachable => "unreachable" }
+    DeclinedReason { QueueFull => "queue_full", Abandoned => "abandoned", OverBudget => "over_budget" }
     ClientRefusal {
         NotAllowed => "not_allowed", RateLimited => "rate_limited",
         TooManyTransfers => "too_many_transfers",
@@ -160,6 +161,23 @@ pub struct ClusterLabels {
     pub cluster: String,
 }
 
+/// Why this proxy did not ask a cluster address, or stopped asking it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum DeclinedReason {
+    /// `remote.max_queued` fetches already waited for the cluster.
+    QueueFull,
+    /// Nobody waited for the answer any more.
+    Abandoned,
+    /// `remote.max_inflight_bytes` would have been exceeded.
+    OverBudget,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeclinedLabels {
+    pub cluster: String,
+    pub reason: DeclinedReason,
+}
+
 /// The home-cluster tables.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum HomeTable {
@@ -205,6 +223,13 @@ pub struct Metrics {
     /// Times a cluster address went down (one per transition, as the
     /// warning).
     pub upstream_address_downs: Family<AddressLabels, Counter>,
+    /// Upstream requests not made, or cut off, by this proxy's own limits.
+    pub upstream_declined: Family<DeclinedLabels, Counter>,
+    /// Bodies that arrived more slowly than `remote.min_body_rate`.
+    pub upstream_slow_bodies: Family<AddressLabels, Counter>,
+    /// Bytes of upstream bodies being received now (bounded by
+    /// `remote.max_inflight_bytes`; the budget counts on this gauge).
+    pub upstream_inflight_bytes: Gauge,
     pub home_entries: Family<HomeLabels, Gauge>,
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// HTTP front connections open now.
@@ -304,6 +329,9 @@ impl Metrics {
             upstream_latency: Family::new_with_constructor(latency_histogram),
             upstream_address_up: Family::default(),
             upstream_address_downs: Family::default(),
+            upstream_declined: Family::default(),
+            upstream_slow_bodies: Family::default(),
+            upstream_inflight_bytes: Gauge::default(),
             home_entries: Family::default(),
             config_reloads: Family::default(),
             http_connections: Gauge::default(),
@@ -405,6 +433,21 @@ impl Metrics {
             "upstream_address_downs",
             "Times a cluster address went down (failed, or asked for time with Retry-After)",
             metrics.upstream_address_downs.clone(),
+        );
+        r.register(
+            "upstream_declined",
+            "Cluster requests not made or cut off by this proxy's limits (max_queued, abandoned, max_inflight_bytes)",
+            metrics.upstream_declined.clone(),
+        );
+        r.register(
+            "upstream_slow_bodies",
+            "Bodies that arrived more slowly than remote.min_body_rate (the address failed)",
+            metrics.upstream_slow_bodies.clone(),
+        );
+        r.register(
+            "upstream_inflight_bytes",
+            "Bytes of cluster bodies being received now (remote.max_inflight_bytes)",
+            metrics.upstream_inflight_bytes.clone(),
         );
         r.register(
             "home_entries",

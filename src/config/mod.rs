@@ -210,6 +210,16 @@ pub struct RemoteConfig {
     /// Requests in flight to one cluster address at most; more wait their
     /// turn (a cold boot storm must not open a connection per phone).
     pub max_requests_per_address: usize,
+    /// Fetches that may wait for a turn at one cluster's addresses; beyond
+    /// them a new miss for that cluster is answered busy at once.
+    pub max_queued: usize,
+    /// Slowest a body may arrive, in bytes per second over each window of
+    /// [`BODY_RATE_WINDOW`] after its first byte; slower fails the
+    /// address. Zero: no minimum.
+    pub min_body_rate: u64,
+    /// Most bytes of upstream bodies being received at once, over every
+    /// cluster; a body that would exceed it fails (busy).
+    pub max_inflight_bytes: u64,
     /// A PEM bundle of extra root certificates trusted for `https://`
     /// cluster addresses, on top of the public (webpki) roots: CUCM's HTTPS
     /// port presents a certificate signed by the cluster's own CA or
@@ -224,6 +234,11 @@ pub struct RemoteConfig {
     /// [`RemoteConfig::hold_down_max`]. Zero: never skipped.
     pub hold_down: Duration,
 }
+
+/// The window over which `remote.min_body_rate` is measured: a body must
+/// bring `min_body_rate × window` bytes in each such window after its first
+/// byte.
+pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// The longest an address is held down after repeated failures, and the
 /// longest a `503` with `Retry-After` holds it down.
@@ -454,6 +469,9 @@ impl Default for RemoteConfig {
             on_unreachable: OnUnreachable::RetryLater,
             prefer_home_cluster: true,
             max_requests_per_address: 64,
+            max_queued: 256,
+            min_body_rate: 16 * 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
             ca_file: None,
             hold_down: Duration::from_secs(5),
             max_hops: 3,

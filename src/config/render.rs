@@ -158,6 +158,17 @@ impl Config {
             "max_requests_per_address = {}",
             r.max_requests_per_address
         );
+        let _ = writeln!(o, "max_queued = {}", r.max_queued);
+        let _ = writeln!(
+            o,
+            "min_body_rate = {}",
+            quote(&format_size(r.min_body_rate))
+        );
+        let _ = writeln!(
+            o,
+            "max_inflight_bytes = {}",
+            quote(&format_size(r.max_inflight_bytes))
+        );
         let _ = writeln!(o, "hold_down = {}", quote(&format_duration(r.hold_down)));
         let _ = writeln!(o, "max_hops = {}", r.max_hops);
         match &r.ca_file {

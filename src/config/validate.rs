@@ -426,6 +426,24 @@ impl Ctx<'_> {
                 1..=10_000,
                 d.max_requests_per_address as i64,
             )? as usize,
+            max_queued: self.int(
+                "remote.max_queued",
+                r.max_queued,
+                0..=1_000_000,
+                d.max_queued as i64,
+            )? as usize,
+            min_body_rate: self.size(
+                "remote.min_body_rate",
+                r.min_body_rate,
+                false,
+                d.min_body_rate,
+            )?,
+            max_inflight_bytes: self.size(
+                "remote.max_inflight_bytes",
+                r.max_inflight_bytes,
+                true,
+                d.max_inflight_bytes,
+            )?,
             ca_file: match r.ca_file {
                 None => None,
                 Some(f) => Some(self.ca_file(&f)?),

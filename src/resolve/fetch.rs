@@ -20,14 +20,43 @@ use tracing::debug;
 
 use crate::metrics::CacheKind;
 use crate::name::Classified;
-use crate::source::upstream::{ClusterReport, Conditional};
+use futures::future::BoxFuture;
+
+use crate::source::upstream::{AddressGate, ClusterReport, Conditional, WaitLine};
 use crate::verdict::{Miss, Verdict};
 
 use super::cache::{ContentEntry, Location, Scope};
 use super::flights::{fetch_all, fetch_one};
 use super::health::ClusterState;
 use super::route::Route;
+use super::singleflight::Wanted;
 use super::{Inner, Served};
+
+/// What the upstream client asks of one flight's walk over a cluster: the
+/// cluster's hold-downs and wait line, and whether the flight is still
+/// wanted.
+struct FlightGate<'a> {
+    cluster: &'a ClusterState,
+    wanted: &'a Wanted,
+}
+
+impl AddressGate for FlightGate<'_> {
+    fn held_down(&self, index: usize) -> Option<std::time::Duration> {
+        self.cluster.held_down(index)
+    }
+
+    fn wait_line(&self) -> Option<&Arc<WaitLine>> {
+        Some(&self.cluster.line)
+    }
+
+    fn unwanted(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.wanted.unwanted())
+    }
+
+    fn withdraw(&self) -> bool {
+        self.wanted.withdraw()
+    }
+}
 
 /// A cluster already asked, what it said, and whether that was partial.
 pub(super) type Known = (Arc<str>, Miss, bool);
@@ -225,9 +254,10 @@ impl Inner {
         };
         // A stale copy with validators is revalidated: a 304 keeps it.
         let held = stale.clone().filter(|e| !e.validators.is_empty());
-        let (flight, leader) = self.flights.run(key, || {
+        let (flight, leader) = self.flights.run(key, |wanted| {
             fetch_one(
                 self.clone(),
+                wanted,
                 cluster.clone(),
                 name.clone(),
                 device,
@@ -312,9 +342,10 @@ impl Inner {
             generation,
             route: route.key.clone(),
         };
-        let (flight, leader) = self.flights.run(key, || {
+        let (flight, leader) = self.flights.run(key, |wanted| {
             fetch_all(
                 self.clone(),
+                wanted,
                 name.clone(),
                 known,
                 device,
@@ -347,17 +378,19 @@ impl Inner {
 
     /// Asks one cluster (its addresses in order, skipping those held down)
     /// with `route`'s `Via`, conditionally if a copy is `held`, and records
-    /// the answers.
+    /// the answers. The fetch waits in the cluster's line while `wanted`.
     pub(super) async fn ask_cluster(
         &self,
         cluster: &ClusterState,
         name: &str,
         route: &Route,
         held: Option<&Conditional>,
+        wanted: &Wanted,
     ) -> ClusterReport {
+        let gate = FlightGate { cluster, wanted };
         let report = self
             .upstream
-            .fetch_cluster_with(&cluster.config.addresses, name, &route.via, cluster, held)
+            .fetch_cluster_with(&cluster.config.addresses, name, &route.via, &gate, held)
             .await;
         self.record(cluster, &report);
         report

@@ -20,12 +20,16 @@ use super::cache::{ContentEntry, Location, Scope};
 use super::fetch::{Fetched, Known};
 use super::health::ClusterState;
 use super::route::Route;
+use super::singleflight::Wanted;
 use super::{Inner, Served};
 
 /// The flight of [`super::fetch::FetchKey::One`]; a `held` copy is asked
 /// for conditionally, and a 304 confirms it.
+// The flight's parts, each used once: a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch_one(
     inner: Arc<Inner>,
+    wanted: Wanted,
     cluster: Arc<ClusterState>,
     name: Arc<str>,
     device: bool,
@@ -48,7 +52,7 @@ pub(super) async fn fetch_one(
         body: entry.body.clone(),
     });
     let report = inner
-        .ask_cluster(&cluster, &name, &route, conditional.as_ref())
+        .ask_cluster(&cluster, &name, &route, conditional.as_ref(), &wanted)
         .await;
     let partial = route.proxied() && report.is_partial();
     let (validators, not_modified) = found_details(&report);
@@ -97,6 +101,7 @@ type Answered = (Validators, ClusterVerdict, bool);
 /// reduced by [`verdict::across_clusters`]; the result goes into the caches.
 pub(super) async fn fetch_all(
     inner: Arc<Inner>,
+    wanted: Wanted,
     name: Arc<str>,
     known: Option<Known>,
     device: bool,
@@ -154,8 +159,11 @@ pub(super) async fn fetch_all(
                         let cluster = cluster.clone();
                         let name = name.clone();
                         let route = route.clone();
+                        let wanted = wanted.clone();
                         async move {
-                            let report = inner.ask_cluster(&cluster, &name, &route, None).await;
+                            let report = inner
+                                .ask_cluster(&cluster, &name, &route, None, &wanted)
+                                .await;
                             answered(report)
                         }
                     });
@@ -179,7 +187,9 @@ pub(super) async fn fetch_all(
                     break;
                 }
                 if verdicts[index].is_none() {
-                    let report = inner.ask_cluster(cluster, &name, &route, None).await;
+                    let report = inner
+                        .ask_cluster(cluster, &name, &route, None, &wanted)
+                        .await;
                     let (found_validators, verdict, partial) = answered(report);
                     validators[index] = found_validators;
                     partials[index] = partial;

@@ -11,8 +11,13 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
 use crate::config::ClusterConfig;
-use crate::metrics::{AddressLabels, ClusterLabels, Metrics, UpstreamLabels, UpstreamOutcome};
-use crate::source::upstream::{AddressGate, AddressOutcome, ClusterReport};
+use crate::metrics::{
+    AddressLabels, ClusterLabels, DeclinedLabels, DeclinedReason, Metrics, UpstreamLabels,
+    UpstreamOutcome,
+};
+use crate::source::upstream::{
+    AddressGate, AddressOutcome, ClusterReport, Declined, FailReason, WaitLine,
+};
 use crate::sync::lock;
 
 use super::hold::{Admission, Hold, HoldPolicy, Transition};
@@ -89,6 +94,9 @@ pub(super) struct ClusterState {
     policy: HoldPolicy,
     /// In the order of `config.addresses`.
     addresses: Mutex<Vec<AddressState>>,
+    /// Fetches waiting for a turn at its addresses (`remote.max_queued`);
+    /// the same line across reloads.
+    pub(super) line: Arc<WaitLine>,
 }
 
 impl ClusterState {
@@ -100,6 +108,7 @@ impl ClusterState {
         policy: HoldPolicy,
         previous: Option<&ClusterState>,
     ) -> ClusterState {
+        let line = previous.map(|p| p.line.clone()).unwrap_or_default();
         let previous = previous.map(|p| lock(&p.addresses));
         let addresses = config
             .addresses
@@ -119,6 +128,7 @@ impl ClusterState {
             config: config.clone(),
             policy,
             addresses: Mutex::new(addresses),
+            line,
         }
     }
 
@@ -224,12 +234,37 @@ impl Inner {
             if matches!(&answer.outcome, AddressOutcome::Failed(r) if r.is_held_down()) {
                 continue;
             }
+            // Our own limits say nothing of the address.
+            if let AddressOutcome::Declined(why) = &answer.outcome {
+                let reason = match why {
+                    Declined::QueueFull => DeclinedReason::QueueFull,
+                    Declined::Abandoned => DeclinedReason::Abandoned,
+                    Declined::OverBudget { .. } => DeclinedReason::OverBudget,
+                };
+                self.metrics
+                    .upstream_declined
+                    .get_or_create(&DeclinedLabels {
+                        cluster: cluster.id.to_string(),
+                        reason,
+                    })
+                    .inc();
+                continue;
+            }
+            if matches!(
+                &answer.outcome,
+                AddressOutcome::Failed(FailReason::TooSlow { .. })
+            ) {
+                self.metrics
+                    .upstream_slow_bodies
+                    .get_or_create(&cluster.labels(base_url))
+                    .inc();
+            }
             let outcome = match &answer.outcome {
                 AddressOutcome::Found(_) => UpstreamOutcome::Found,
                 AddressOutcome::NotModified(_) => UpstreamOutcome::NotModified,
                 AddressOutcome::NotFound => UpstreamOutcome::NotFound,
                 AddressOutcome::Busy => UpstreamOutcome::Busy,
-                AddressOutcome::Failed(_) => UpstreamOutcome::Failed,
+                AddressOutcome::Failed(_) | AddressOutcome::Declined(_) => UpstreamOutcome::Failed,
             };
             self.metrics
                 .upstream_requests
@@ -267,7 +302,8 @@ impl Inner {
                 (
                     AddressOutcome::Found(_)
                     | AddressOutcome::NotModified(_)
-                    | AddressOutcome::NotFound,
+                    | AddressOutcome::NotFound
+                    | AddressOutcome::Declined(_),
                     _,
                 ) => None,
             };
@@ -286,6 +322,7 @@ impl Inner {
                 }
                 // It answered, unusably for this name: it is reachable.
                 AddressOutcome::Failed(_) => a.hold.answered(),
+                AddressOutcome::Declined(_) => Transition::None,
             };
             let error = error.unwrap_or_default();
             match transition {

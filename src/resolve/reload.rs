@@ -87,8 +87,11 @@ impl Resolver {
             None => None,
         };
         let via_id = ViaId::configured_or_host(config.via_id());
-        let upstream =
-            Upstream::new(&config.remote, config.cache.max_file_size)?.with_via_id(&via_id);
+        // The budget of bodies in flight counts on the daemon's one gauge,
+        // so it holds across reloads.
+        let upstream = Upstream::new(&config.remote, config.cache.max_file_size)?
+            .with_via_id(&via_id)
+            .with_inflight_gauge(metrics.upstream_inflight_bytes.clone());
         let policy = HoldPolicy::new(&config.remote);
         let clusters: Vec<Arc<ClusterState>> = config
             .clusters

@@ -1,6 +1,7 @@
 //! The daemon under abuse (issue 10): only correct bytes are served, the
 //! admin API is authenticated, client allow-lists and per-client limits
-//! hold, and `max_transfers` holds across reloads.
+//! hold, `max_transfers` holds across reloads, and the upstream queues and
+//! bodies are bounded.
 //!
 //! One test binary; the tests are grouped by theme in the modules below, the
 //! set-up shared by them lives here.
@@ -15,6 +16,7 @@ mod fetch_wait;
 mod max_transfers;
 mod memory;
 mod per_client;
+mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -53,6 +53,17 @@ pub enum FailReason {
     /// (a `.`/`..` segment, or a malformed base URL).
     #[error("cannot build a URL: {0}")]
     InvalidUrl(String),
+    /// The body arrived more slowly than `remote.min_body_rate`: this many
+    /// bytes in a whole window after its first byte.
+    #[error(
+        "the body arrived too slowly: {got} bytes in {}, under the {min_rate} bytes/s of remote.min_body_rate",
+        humantime::format_duration(*window)
+    )]
+    TooSlow {
+        got: u64,
+        window: Duration,
+        min_rate: u64,
+    },
     /// Not asked: the address failed recently (or asked for time with
     /// `Retry-After`) and is skipped for this long still (`remote.hold_down`).
     #[error("held down, not asked (for {} more)", humantime::format_duration(*remaining))]
@@ -76,6 +87,7 @@ impl FailReason {
             | FailReason::ConnectTimeout { .. }
             | FailReason::Timeout { .. }
             | FailReason::Stalled { .. }
+            | FailReason::TooSlow { .. }
             | FailReason::Body(_)
             | FailReason::Request(_)
             | FailReason::HeldDown { .. } => true,
@@ -96,6 +108,23 @@ fn status_text(code: u16) -> String {
         Some(reason) => format!("{code} {reason}"),
         None => code.to_string(),
     }
+}
+
+/// Why this proxy did not ask an address, or stopped asking it, for its own
+/// reasons: the address is not to blame (no hold-down, not in its status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Declined {
+    /// `remote.max_queued` fetches already wait for a turn at this cluster.
+    #[error("not asked: remote.max_queued fetches already wait for this cluster")]
+    QueueFull,
+    /// Nobody waits for this fetch any more, and it was still waiting for a
+    /// turn, or for its answer to begin while another fetch waited.
+    #[error("given up: nobody waits for the answer any more")]
+    Abandoned,
+    /// The body would take the bytes being received over
+    /// `remote.max_inflight_bytes`.
+    #[error("cut off: the bodies being received would exceed the {limit}-byte remote.max_inflight_bytes")]
+    OverBudget { limit: u64 },
 }
 
 /// What identifies one version of a file (from a 200), for a later
@@ -130,6 +159,8 @@ pub struct Conditional {
 /// | 503 | Busy — try the next address |
 /// | connect error, time-out, other 5xx, 3xx, other 4xx, bad body, a `Content-Encoding` other than `identity` | Failed — try the next address |
 /// | (not asked: held down) | Failed — try the next address |
+/// | (declined by this proxy: queue full, over the body budget) | Declined, Busy for the rules — try the next address |
+/// | (declined: nobody waits any more) | Declined, Unreachable for the rules — and nothing more is asked |
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddressOutcome {
     /// 200 with a complete body.
@@ -143,6 +174,8 @@ pub enum AddressOutcome {
     Busy,
     /// Anything else, and why.
     Failed(FailReason),
+    /// Not asked, or cut off, by this proxy's own limits.
+    Declined(Declined),
 }
 
 impl AddressOutcome {
@@ -152,7 +185,12 @@ impl AddressOutcome {
             AddressOutcome::Found(body) | AddressOutcome::NotModified(body) => Verdict::Found(body),
             AddressOutcome::NotFound => Verdict::NotFound,
             AddressOutcome::Busy => Verdict::Busy,
-            AddressOutcome::Failed(_) => Verdict::Unreachable,
+            AddressOutcome::Failed(_) | AddressOutcome::Declined(Declined::Abandoned) => {
+                Verdict::Unreachable
+            }
+            AddressOutcome::Declined(Declined::QueueFull | Declined::OverBudget { .. }) => {
+                Verdict::Busy
+            }
         }
     }
 }
@@ -165,6 +203,7 @@ impl fmt::Display for AddressOutcome {
             AddressOutcome::NotFound => f.write_str("not found"),
             AddressOutcome::Busy => f.write_str("busy"),
             AddressOutcome::Failed(reason) => write!(f, "failed: {reason}"),
+            AddressOutcome::Declined(why) => write!(f, "busy here: {why}"),
         }
     }
 }
@@ -190,8 +229,13 @@ impl AddressReport {
     pub fn held_down(remaining: Duration) -> AddressReport {
         let remaining =
             Duration::from_secs(remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0));
+        AddressReport::of(AddressOutcome::Failed(FailReason::HeldDown { remaining }))
+    }
+
+    /// A report with this outcome and nothing else known yet.
+    pub fn of(outcome: AddressOutcome) -> AddressReport {
         AddressReport {
-            outcome: AddressOutcome::Failed(FailReason::HeldDown { remaining }),
+            outcome,
             elapsed: Duration::ZERO,
             status: None,
             retry_after: None,

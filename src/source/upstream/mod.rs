@@ -14,28 +14,32 @@
 //! or priorities (that is the resolver's job).
 
 mod answer;
+mod body;
+mod limits;
 mod peer;
 mod url;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use futures::future::BoxFuture;
+use prometheus_client::metrics::gauge::Gauge;
 use reqwest::header::{
-    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, ETAG,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER, VIA,
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    RETRY_AFTER, VIA,
 };
-use tokio::sync::Semaphore;
 
 use crate::config::RemoteConfig;
-use crate::sync::lock;
 use crate::via::ViaId;
 
 pub use answer::{
     AddressOutcome, AddressReport, ClusterFound, ClusterReport, ClusterVerdict, Conditional,
-    FailReason, Validators,
+    Declined, FailReason, Validators,
 };
+use body::foreign_encoding;
+pub use limits::WaitLine;
+use limits::{AddressLimits, Budget};
 pub use peer::Peer;
 pub use url::build_url;
 
@@ -80,6 +84,34 @@ pub trait AddressGate: Sync {
     /// `None`: ask the address at `index` (in the cluster's list) now.
     /// `Some(remaining)`: it is held down that long still; skip it.
     fn held_down(&self, index: usize) -> Option<Duration>;
+
+    /// The cluster's line of fetches waiting for a turn
+    /// (`remote.max_queued`); `None`: no bound.
+    fn wait_line(&self) -> Option<&Arc<WaitLine>> {
+        None
+    }
+
+    /// Resolves when nobody waits for this fetch's answer (for now: a
+    /// request may still join it). Never, by default.
+    fn unwanted(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+
+    /// Gives the fetch up if nobody waits for it: true when it may stop
+    /// (nobody can join it any more), false while somebody waits.
+    fn withdraw(&self) -> bool {
+        false
+    }
+}
+
+/// Resolves once nobody waits for the fetch and it has been given up.
+async fn abandoned(gate: &dyn AddressGate) {
+    loop {
+        gate.unwanted().await;
+        if gate.withdraw() {
+            return;
+        }
+    }
 }
 
 /// Every address may be asked (no hold-down).
@@ -102,24 +134,14 @@ pub struct Upstream {
     max_file_size: u64,
     /// Requests in flight per address (`remote.max_requests_per_address`).
     per_address: Arc<AddressLimits>,
+    /// `remote.max_queued`, for each cluster's [`WaitLine`].
+    max_queued: usize,
+    /// `remote.min_body_rate` (bytes per second; 0: none).
+    min_body_rate: u64,
+    /// `remote.max_inflight_bytes`.
+    budget: Budget,
     /// Our own `Via` entry: the chain of a request that came from no proxy.
     own_via: HeaderValue,
-}
-
-/// One semaphore per base URL, made on first use.
-#[derive(Debug)]
-struct AddressLimits {
-    permits: usize,
-    by_address: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-impl AddressLimits {
-    fn of(&self, base_url: &str) -> Arc<Semaphore> {
-        let mut map = lock(&self.by_address);
-        map.entry(base_url.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.permits)))
-            .clone()
-    }
 }
 
 impl Upstream {
@@ -150,12 +172,27 @@ impl Upstream {
             connect_timeout: remote.connect_timeout,
             request_timeout: remote.request_timeout,
             max_file_size,
-            per_address: Arc::new(AddressLimits {
-                permits: remote.max_requests_per_address.max(1),
-                by_address: Mutex::new(HashMap::new()),
-            }),
+            per_address: Arc::new(AddressLimits::new(remote.max_requests_per_address.max(1))),
+            max_queued: remote.max_queued,
+            min_body_rate: remote.min_body_rate,
+            budget: Budget::new(remote.max_inflight_bytes, Gauge::default()),
             own_via: Upstream::via_value(&ViaId::from_host_name().to_string()),
         })
+    }
+
+    /// The same client counting the bytes of bodies being received in
+    /// `gauge` (`tftproxy_upstream_inflight_bytes`): the budget of
+    /// `remote.max_inflight_bytes` is checked against it, so clients that
+    /// share it (the daemon's, across reloads) share the budget.
+    pub fn with_inflight_gauge(mut self, gauge: Gauge) -> Upstream {
+        self.budget = Budget::new(self.budget.limit, gauge);
+        self
+    }
+
+    /// The bytes of bodies being received now, over every client sharing
+    /// this one's budget.
+    pub fn inflight_bytes(&self) -> i64 {
+        self.budget.gauge().get()
     }
 
     /// The same client naming this instance `id` in its `Via` entry.
@@ -218,21 +255,63 @@ impl Upstream {
         via: &HeaderValue,
         held: Option<&Conditional>,
     ) -> AddressReport {
+        self.fetch_address_gated(base_url, name, via, held, &AskEvery)
+            .await
+    }
+
+    /// [`Upstream::fetch_address_with`] as a cluster walk asks: through
+    /// the cluster's wait line, leaving it when `gate` says nobody waits
+    /// any more.
+    async fn fetch_address_gated(
+        &self,
+        base_url: &str,
+        name: &str,
+        via: &HeaderValue,
+        held: Option<&Conditional>,
+        gate: &dyn AddressGate,
+    ) -> AddressReport {
+        let turns = self.per_address.of(base_url);
+        let _turn = match turns.permits.clone().try_acquire_owned() {
+            Ok(turn) => Some(turn),
+            Err(_) => {
+                let _place = match gate.wait_line().map(|line| line.join(self.max_queued)) {
+                    Some(None) => {
+                        return AddressReport::of(AddressOutcome::Declined(Declined::QueueFull))
+                    }
+                    Some(place) => place,
+                    None => None,
+                };
+                let _waiting = turns.wait();
+                tokio::select! {
+                    turn = turns.permits.clone().acquire_owned() => turn.ok(),
+                    () = abandoned(gate) => {
+                        return AddressReport::of(AddressOutcome::Declined(Declined::Abandoned));
+                    }
+                }
+            }
+        };
         // Waiting for a turn is not the address's latency: start the clock
         // once the request may go.
-        let limit = self.per_address.of(base_url);
-        let _turn = limit.acquire().await;
         let start = Instant::now();
-        let mut report = AddressReport {
-            outcome: AddressOutcome::NotFound,
-            elapsed: Duration::ZERO,
-            status: None,
-            retry_after: None,
-            peer: None,
-            validators: Validators::default(),
+        let mut report = AddressReport::of(AddressOutcome::NotFound);
+        // Until its answer begins, a fetch nobody waits for gives its turn
+        // up to one somebody waits for (a hung cluster must not keep the
+        // turns of phones that left); once a body flows, it may finish. It
+        // is given up only then: a slow answer nobody else needs the turn
+        // for goes on, and the phone's retry joins it.
+        let give_way = async {
+            loop {
+                turns.someone_waits().await;
+                gate.unwanted().await;
+                if turns.is_wanted_elsewhere() && gate.withdraw() {
+                    return;
+                }
+                // Either changed meanwhile: wait for the next change.
+                tokio::task::yield_now().await;
+            }
         };
         report.outcome = self
-            .fetch_inner(base_url, name, via, held, &mut report)
+            .fetch_inner(base_url, name, via, held, &mut report, give_way)
             .await;
         report.elapsed = start.elapsed();
         report
@@ -247,6 +326,7 @@ impl Upstream {
         via: &HeaderValue,
         held: Option<&Conditional>,
         report: &mut AddressReport,
+        give_way: impl Future<Output = ()>,
     ) -> AddressOutcome {
         let url = match build_url(base_url, name) {
             Ok(url) => url,
@@ -265,14 +345,18 @@ impl Upstream {
                 request = request.header(IF_MODIFIED_SINCE, date);
             }
         }
-        let response = match tokio::time::timeout(self.request_timeout, request.send()).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => return AddressOutcome::Failed(self.classify(&e, false)),
-            Err(_) => {
-                return AddressOutcome::Failed(FailReason::Timeout {
-                    after: self.request_timeout,
-                })
-            }
+        let head = tokio::time::timeout(self.request_timeout, request.send());
+        let response = tokio::select! {
+            head = head => match head {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => return AddressOutcome::Failed(self.classify(&e, false)),
+                Err(_) => {
+                    return AddressOutcome::Failed(FailReason::Timeout {
+                        after: self.request_timeout,
+                    })
+                }
+            },
+            () = give_way => return AddressOutcome::Declined(Declined::Abandoned),
         };
         let code = response.status().as_u16();
         report.status = Some(code);
@@ -296,78 +380,13 @@ impl Upstream {
                 Some(coding) => AddressOutcome::Failed(FailReason::ContentEncoding(coding)),
                 None => match self.read_body(response).await {
                     Ok(body) => AddressOutcome::Found(body.into()),
-                    Err(reason) => AddressOutcome::Failed(reason),
+                    Err(outcome) => outcome,
                 },
             },
             404 | 403 | 410 => AddressOutcome::NotFound,
             503 => AddressOutcome::Busy,
             other => AddressOutcome::Failed(FailReason::Status(other)),
         }
-    }
-
-    /// Reads a 200 body completely, bounded by `max_file_size` (never holds
-    /// more than the limit) and checked against `Content-Length`.
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<bytes::Bytes, FailReason> {
-        let limit = self.max_file_size;
-        let expected = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if expected.is_some_and(|len| len > limit) {
-            return Err(FailReason::TooLarge { limit });
-        }
-        let capacity = expected.unwrap_or(0).min(limit).min(16 << 20);
-        let mut body = BytesMut::with_capacity(capacity as usize);
-        let ceiling = tokio::time::Instant::now() + BODY_CEILING;
-        loop {
-            let next = tokio::time::timeout(self.request_timeout, response.chunk());
-            let chunk = match tokio::time::timeout_at(ceiling, next).await {
-                Ok(Ok(chunk)) => chunk,
-                Ok(Err(_)) => {
-                    return Err(FailReason::Stalled {
-                        after: self.request_timeout,
-                    })
-                }
-                Err(_) => {
-                    return Err(FailReason::Timeout {
-                        after: BODY_CEILING,
-                    })
-                }
-            };
-            match chunk {
-                Ok(Some(chunk)) => {
-                    if body.len() as u64 + chunk.len() as u64 > limit {
-                        return Err(FailReason::TooLarge { limit });
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let got = body.len() as u64;
-                    return Err(match expected {
-                        // The peer closed cleanly (FIN) before Content-Length
-                        // bytes; a reset or a time-out is reported as such.
-                        Some(expected)
-                            if got < expected
-                                && !e.is_timeout()
-                                && !matches!(io_error_kind(&e),
-                                    Some(k) if k != std::io::ErrorKind::UnexpectedEof) =>
-                        {
-                            FailReason::BodyLength { expected, got }
-                        }
-                        _ => self.classify(&e, true),
-                    });
-                }
-            }
-        }
-        let got = body.len() as u64;
-        if let Some(expected) = expected {
-            if got != expected {
-                return Err(FailReason::BodyLength { expected, got });
-            }
-        }
-        Ok(body.freeze())
     }
 
     fn classify(&self, e: &reqwest::Error, reading_body: bool) -> FailReason {
@@ -444,7 +463,9 @@ impl Upstream {
                 reports.push((base_url.clone(), AddressReport::held_down(remaining)));
                 continue;
             }
-            let report = self.fetch_address_with(base_url, name, via, held).await;
+            let report = self
+                .fetch_address_gated(base_url, name, via, held, gate)
+                .await;
             let elapsed_ms = report.elapsed.as_millis() as u64;
             match &report.outcome {
                 AddressOutcome::Busy => tracing::debug!(
@@ -467,11 +488,18 @@ impl Upstream {
                     elapsed_ms,
                     "upstream request failed: {reason}"
                 ),
+                AddressOutcome::Declined(why) => tracing::debug!(
+                    upstream = %base_url,
+                    name,
+                    "upstream not asked: {why}"
+                ),
                 AddressOutcome::Found(_)
                 | AddressOutcome::NotModified(_)
                 | AddressOutcome::NotFound => {}
             }
-            let decided = report.outcome.verdict().is_authoritative();
+            // Nobody waits for the answer: ask no further address.
+            let decided = report.outcome.verdict().is_authoritative()
+                || report.outcome == AddressOutcome::Declined(Declined::Abandoned);
             reports.push((base_url.clone(), report));
             if decided {
                 break;
@@ -507,24 +535,6 @@ fn retry_after(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Durati
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The `Content-Encoding` of a response when it is anything but `identity`
-/// (the client decodes nothing: compressed bytes would be taken for the
-/// file). Several headers or a list (`gzip, identity`) count as encoded.
-fn foreign_encoding(headers: &HeaderMap) -> Option<String> {
-    let codings: Vec<String> = headers
-        .get_all(CONTENT_ENCODING)
-        .iter()
-        .flat_map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split(',')
-                .map(|c| c.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
-        .collect();
-    (!codings.is_empty()).then(|| codings.join(", "))
-}
-
 /// The most specific message in an error's source chain ("Connection
 /// refused (os error 111)" rather than "error sending request for url …").
 fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
@@ -536,7 +546,7 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The kind of the first I/O error in an error's source chain.
-fn io_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+pub(super) fn io_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     let mut current = Some(e);
     while let Some(err) = current {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
