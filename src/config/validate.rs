@@ -139,7 +139,21 @@ impl Ctx<'_> {
             None => None,
         };
         let cache = self.cache(raw.cache)?;
-        let remote = self.remote(raw.remote)?;
+        let inflight_set = raw.remote.max_inflight_bytes.is_some();
+        let mut remote = self.remote(raw.remote)?;
+        // The in-flight budget must hold the largest file a cluster may send.
+        if remote.max_inflight_bytes < cache.max_file_size {
+            if inflight_set {
+                return Err(self.err(
+                    "remote.max_inflight_bytes",
+                    format!(
+                        "must be at least cache.max_file_size ({} bytes), or a file that large could never be fetched, got {}",
+                        cache.max_file_size, remote.max_inflight_bytes
+                    ),
+                ));
+            }
+            remote.max_inflight_bytes = cache.max_file_size;
+        }
         let log = self.log(raw.log)?;
         let http_listen = http.as_ref().map_or(&[][..], |h| &h.listen[..]);
         let clusters = self.clusters(raw.cluster, remote.port, http_listen)?;
