@@ -45,7 +45,8 @@ const MAX_BACKOFF_SHIFT: u32 = 1;
 /// has not answered yet, by the timer and on repeated requests together.
 /// Two survive the loss of two packets in a row, which a phone's own
 /// request retransmission covers beyond; `max_retries` applies once the
-/// client has shown it exists.
+/// client has shown it exists. The transfer still waits `max_retries`
+/// time-outs for a late answer, sending nothing more.
 pub(crate) const UNANSWERED_RESENDS: u32 = 2;
 
 /// Where a transfer's bytes come from, provided by the caller (a buffer, a
@@ -196,8 +197,14 @@ impl<S: BlockSource> Transfer<S> {
             _ => return,
         }
         self.retries += 1;
-        if self.retries > self.retry_limit() {
+        if self.retries > self.max_retries {
             self.finish(Outcome::TimedOut);
+            return;
+        }
+        if self.retries > self.retry_limit() {
+            // Out of resends for a client that may be forged, but not out
+            // of patience: its late acknowledgement still starts the file.
+            self.arm(now);
             return;
         }
         self.stats.retransmissions += 1;
@@ -237,6 +244,11 @@ impl<S: BlockSource> Transfer<S> {
     /// duplicate, and starting over would abort its transfer.
     pub fn may_be_done(&self) -> bool {
         self.outcome.is_some() || (self.answered && self.sent_up_to == self.last_block)
+    }
+
+    /// Whether the client has answered anything (so its address is real).
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 
     /// The next datagram to send, if any.

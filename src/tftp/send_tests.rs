@@ -356,3 +356,25 @@ fn a_first_block_that_cannot_be_read_fails_before_anything_is_sent() {
     };
     assert!(Transfer::start(body, &negotiated(512, 1, true), 5, Instant::now()).is_err());
 }
+
+#[test]
+fn a_late_answer_after_the_resends_are_spent_still_gets_the_file() {
+    // Every acknowledgement of block 1 lost but the last, which arrives
+    // after the third send: the transfer listened on without sending.
+    let start = Instant::now();
+    let mut t = Transfer::start(body(1000), &negotiated(512, 1, false), 5, start).unwrap();
+    drain(&mut t);
+    let mut now = start;
+    for _ in 0..3 {
+        now = t.deadline().unwrap();
+        t.handle_timeout(now);
+    }
+    assert_eq!(
+        blocks(&drain(&mut t)),
+        vec![1, 1],
+        "two resends, then silence"
+    );
+    assert!(t.outcome().is_none(), "still listening");
+    t.handle_datagram(&ack(1), now + Duration::from_millis(100));
+    assert_eq!(blocks(&drain(&mut t)), vec![2]);
+}

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use tftproxy::client::{get, GetOptions};
+use tftproxy::tftp::packet::Packet;
 use tokio::net::UdpSocket;
 
 use crate::support::pattern;
@@ -51,12 +52,16 @@ both_modes! {
             .start()
             .await;
         let addr = server.tftp_v4();
-        // Two transfers that stall: RRQs whose DATA we never acknowledge.
+        // Two transfers that stall: real clients (they acknowledge block 1)
+        // that never acknowledge block 2. (Unanswered ones would be ended
+        // to make room.)
         let mut holders = Vec::new();
         for _ in 0..2 {
             let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             socket.send_to(&rrq("f", &[]), addr).await.unwrap();
             let mut buf = [0u8; 1024];
+            let (_, from) = socket.recv_from(&mut buf).await.unwrap();
+            socket.send_to(&Packet::Ack(1).encode(), from).await.unwrap();
             socket.recv_from(&mut buf).await.unwrap();
             holders.push(socket);
         }

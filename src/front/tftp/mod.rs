@@ -20,6 +20,7 @@ mod admission;
 mod single;
 mod socket;
 mod transfer;
+mod unanswered;
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -100,6 +101,9 @@ pub(crate) struct TftpFront {
     active: active::ActiveTable,
     /// The transfers running.
     transfers: TaskTracker,
+    /// Per-port transfers whose client has not answered yet, oldest first:
+    /// a full `max_transfers` ends the oldest to make room.
+    unanswered: Arc<unanswered::Unanswered>,
 }
 
 impl TftpFront {
@@ -117,6 +121,7 @@ impl TftpFront {
             admission: admission::Admission::new(config.client_request_rate),
             active: active::ActiveTable::default(),
             transfers: TaskTracker::new(),
+            unanswered: Arc::default(),
         })
     }
 

@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::active::Tracked;
 use super::socket::{bind_transfer_socket, send_window, Listener};
+use super::unanswered;
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::{Body, Netascii};
 use crate::metrics::{Front, FrontLabels, Metrics, RequestResult, TransferLabels, TransferOutcome};
@@ -128,7 +129,8 @@ pub(super) async fn run(start: Start) {
                 return;
             }
         };
-    let (outcome, transfer) = drive(transfer, &socket, &tracked).await;
+    let place = front.unanswered.enter();
+    let (outcome, transfer) = drive(transfer, &socket, &tracked, place).await;
     let ended = Ended {
         client,
         local: socket.local_addr().ok(),
@@ -211,7 +213,7 @@ pub(super) async fn prepare(
             return Err(refusal.record(front, client, name, started));
         }
     };
-    let Some(permit) = front.slots.try_take() else {
+    let Some(permit) = take_slot(front).await else {
         metrics.busy_rejections.inc();
         let refusal = Refusal::new(ErrorCode::NotDefined, BUSY_MESSAGE, RequestResult::Busy);
         return Err(refusal.record(front, client, name, started));
@@ -364,6 +366,24 @@ fn fail_read(front: &TftpFront, client: SocketAddr, name: &str, error: &io::Erro
     Packet::error(ErrorCode::NotDefined, "cannot read file")
 }
 
+/// A `max_transfers` permit: a free one, or the one the oldest unanswered
+/// transfer gives back when it is ended to make room (see `unanswered`).
+async fn take_slot(front: &TftpFront) -> Option<OwnedSemaphorePermit> {
+    if let Some(permit) = front.slots.try_take() {
+        return Some(permit);
+    }
+    if !front.unanswered.end_oldest() {
+        return None;
+    }
+    // The ended transfer's task drops its permit at its next poll.
+    tokio::time::timeout(SLOT_HANDOVER, front.slots.take())
+        .await
+        .ok()
+}
+
+/// How long a request waits for the permit of a transfer ended for it.
+const SLOT_HANDOVER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Why a transfer ended when the phone's port closed (ICMP port
 /// unreachable): the phone went away, not an error of ours.
 const PORT_UNREACHABLE: &str = "client port unreachable";
@@ -374,6 +394,7 @@ async fn drive(
     mut transfer: Transfer<Body>,
     socket: &UdpSocket,
     tracked: &Tracked,
+    mut place: unanswered::Place,
 ) -> (Outcome, Transfer<Body>) {
     let mut done = false;
     let mut buf = [0u8; TRANSFER_RECV_BUFFER];
@@ -410,6 +431,9 @@ async fn drive(
             received = socket.recv(&mut buf) => match received {
                 Ok(n) => {
                     transfer.handle_datagram(&buf[..n], Instant::now());
+                    if transfer.answered() {
+                        place.answered();
+                    }
                     if !done && transfer.may_be_done() {
                         done = true;
                         tracked.mark_done();
@@ -422,6 +446,10 @@ async fn drive(
                 transfer.handle_repeated_request(Instant::now());
             }
             _ = &mut timer => transfer.handle_timeout(Instant::now()),
+            () = place.ended() => {
+                debug!(client = ?socket.peer_addr().ok(), "never answered: ended to make room for a new request");
+                break Outcome::TimedOut;
+            }
         }
     };
     (outcome, transfer)
