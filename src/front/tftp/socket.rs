@@ -138,23 +138,33 @@ impl Listener {
     }
 }
 
-/// One `sendmmsg` call; returns how many datagrams left.
+/// One `sendmmsg` call for datagrams to many clients; returns how many
+/// left.
 fn send_many(socket: &UdpSocket, chunk: &[Outgoing]) -> io::Result<usize> {
+    let datagrams: Vec<&[u8]> = chunk.iter().map(|out| &out.datagram[..]).collect();
+    let to: Vec<SocketAddr> = chunk.iter().map(|out| out.to).collect();
+    send_mmsg(socket, &datagrams, &to)
+}
+
+/// One `sendmmsg` call: datagram `i` to `to[i]`, or, past the end of `to`
+/// (empty for a connected socket), to the socket's peer. Returns how many
+/// left.
+fn send_mmsg(socket: &UdpSocket, datagrams: &[&[u8]], to: &[SocketAddr]) -> io::Result<usize> {
     use rustix::net::{addr::SocketAddrArg, MMsgHdr, SendAncillaryBuffer, SendFlags};
-    let addrs: Vec<_> = chunk.iter().map(|out| out.to.as_any()).collect();
-    let iovs: Vec<[IoSlice<'_>; 1]> = chunk
-        .iter()
-        .map(|out| [IoSlice::new(&out.datagram)])
-        .collect();
-    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = chunk
+    let addrs: Vec<_> = to.iter().map(|addr| addr.as_any()).collect();
+    let iovs: Vec<[IoSlice<'_>; 1]> = datagrams.iter().map(|d| [IoSlice::new(d)]).collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = datagrams
         .iter()
         .map(|_| SendAncillaryBuffer::default())
         .collect();
-    let mut messages: Vec<MMsgHdr<'_>> = addrs
+    let mut messages: Vec<MMsgHdr<'_>> = iovs
         .iter()
-        .zip(&iovs)
         .zip(controls.iter_mut())
-        .map(|((addr, iov), control)| MMsgHdr::new_with_addr(addr, iov, control))
+        .enumerate()
+        .map(|(i, (iov, control))| match addrs.get(i) {
+            Some(addr) => MMsgHdr::new_with_addr(addr, iov, control),
+            None => MMsgHdr::new(iov, control),
+        })
         .collect();
     Ok(rustix::net::sendmmsg(
         socket,
@@ -189,23 +199,8 @@ pub(super) async fn send_window(socket: &UdpSocket, datagrams: &[Vec<u8>]) -> io
 /// One `sendmmsg` call on a connected socket; returns how many datagrams
 /// left.
 fn send_connected(socket: &UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<usize> {
-    use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags};
-    let datagrams = &datagrams[..datagrams.len().min(SEND_BATCH)];
-    let iovs: Vec<[IoSlice<'_>; 1]> = datagrams.iter().map(|d| [IoSlice::new(d)]).collect();
-    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = datagrams
-        .iter()
-        .map(|_| SendAncillaryBuffer::default())
-        .collect();
-    let mut messages: Vec<MMsgHdr<'_>> = iovs
-        .iter()
-        .zip(controls.iter_mut())
-        .map(|(iov, control)| MMsgHdr::new(iov, control))
-        .collect();
-    Ok(rustix::net::sendmmsg(
-        socket,
-        &mut messages,
-        SendFlags::empty(),
-    )?)
+    let datagrams: Vec<&[u8]> = datagrams.iter().take(SEND_BATCH).map(|d| &d[..]).collect();
+    send_mmsg(socket, &datagrams, &[])
 }
 
 /// Puts path-MTU discovery back to the kernel's default ("want": the
