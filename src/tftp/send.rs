@@ -18,9 +18,11 @@
 //!   client missed what followed) restarts the window after that block;
 //! - a client ERROR ends the transfer at once, with nothing sent back;
 //! - until the client has answered anything, its address may be forged (a
-//!   reflection attack): the first packets go out at most
-//!   `1 + UNANSWERED_RESENDS` times in all, whatever the timer and repeated
-//!   requests ask, so one datagram never makes us send more than that;
+//!   reflection attack): the timer and repeats of the request together
+//!   resend the first packets at most `UNANSWERED_RESENDS` times; after
+//!   that only a further repeat is answered, at most once per time-out, so
+//!   one datagram never makes us send more than `1 + UNANSWERED_RESENDS`
+//!   windows and a stream of repeats gets less than fresh requests would;
 //! - until the client has answered anything, a repeat of its request is a
 //!   retransmission: the first packets are resent at once
 //!   ([`Transfer::handle_repeated_request`]). Once the client may have every
@@ -122,6 +124,9 @@ pub struct Transfer<S> {
     retries: u32,
     /// The client acknowledged something (the OACK or a block).
     answered: bool,
+    /// When the first packets last went out, while the client has not
+    /// answered (see [`Transfer::handle_repeated_request`]).
+    first_sent_at: Instant,
     deadline: Option<Instant>,
     outbox: VecDeque<Vec<u8>>,
     /// Sent datagrams handed back by the driver, reused for the next
@@ -156,6 +161,7 @@ impl<S: BlockSource> Transfer<S> {
             sent_up_to: 0,
             retries: 0,
             answered: false,
+            first_sent_at: now,
             deadline: None,
             outbox: VecDeque::new(),
             spare: Vec::new(),
@@ -208,6 +214,7 @@ impl<S: BlockSource> Transfer<S> {
             return;
         }
         self.stats.retransmissions += 1;
+        self.first_sent_at = now;
         if let Some(oack) = self.pending_oack.clone() {
             self.push(oack);
             self.arm(now);
@@ -218,21 +225,38 @@ impl<S: BlockSource> Transfer<S> {
 
     /// The client sent its request again. Before it has answered anything
     /// that is a retransmission (our first packets may have been lost): they
-    /// are resent now rather than at the next time-out. Later it is a late
+    /// are resent now rather than at the next time-out. Once the free
+    /// resends are spent, a repeat is still answered, but at most once per
+    /// time-out and without moving the deadline: a phone whose first
+    /// exchanges were all lost is served at its next repeat, while a forged
+    /// stream of repeats gets at most one window per datagram and per
+    /// time-out, less than each fresh request would. Later it is a late
     /// duplicate or, once [`Transfer::may_be_done`], a new request, which is
     /// the driver's to start; nothing happens here.
     pub fn handle_repeated_request(&mut self, now: Instant) {
-        if self.answered || self.outcome.is_some() || self.retries >= self.retry_limit() {
+        if self.answered || self.outcome.is_some() {
             return;
         }
-        self.retries += 1;
+        let late = self.retries >= self.retry_limit();
+        if late && now < self.first_sent_at + self.timeout {
+            return;
+        }
+        if !late {
+            self.retries += 1;
+        }
+        self.first_sent_at = now;
         self.stats.retransmissions += 1;
+        let listening_until = self.deadline;
         match self.pending_oack.clone() {
-            Some(oack) => {
-                self.push(oack);
+            Some(oack) => self.push(oack),
+            None => self.send_window(now),
+        }
+        if self.outcome.is_none() {
+            if late {
+                self.deadline = listening_until;
+            } else {
                 self.arm(now);
             }
-            None => self.send_window(now),
         }
     }
 

@@ -150,8 +150,9 @@ fn the_window_is_resent_with_backoff_then_abandoned() {
     assert_eq!(t.stats().retransmissions, 3);
 }
 
-/// Every first packet a client that never answers makes us send.
-fn sent_to_a_silent_client(oack: bool, repeats_per_second: usize) -> Vec<Packet> {
+/// Every first packet a client that never answers makes us send, and for
+/// how many seconds the transfer listened.
+fn sent_to_a_silent_client(oack: bool, repeats_per_second: usize) -> (Vec<Packet>, u64) {
     let start = Instant::now();
     let mut t = Transfer::start(body(100_000), &negotiated(512, 1, oack), 5, start).unwrap();
     let mut sent = drain(&mut t);
@@ -162,22 +163,69 @@ fn sent_to_a_silent_client(oack: bool, repeats_per_second: usize) -> Vec<Packet>
         }
         t.handle_timeout(now);
         sent.extend(drain(&mut t));
+        if t.outcome().is_some() {
+            assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
+            return (sent, second);
+        }
     }
-    assert_eq!(t.outcome(), Some(&Outcome::TimedOut));
-    sent
+    panic!("still listening after 30 s");
 }
 
 #[test]
-fn a_client_that_never_answers_gets_three_first_packets_at_most() {
-    // A forged source address: neither the timer nor a stream of repeated
-    // requests makes us send it more (the reflection bound).
-    for repeats in [0, 1, 20] {
-        let data = sent_to_a_silent_client(false, repeats);
-        assert_eq!(blocks(&data), vec![1; 1 + UNANSWERED_RESENDS as usize]);
-        let oacks = sent_to_a_silent_client(true, repeats);
-        assert_eq!(oacks.len(), 1 + UNANSWERED_RESENDS as usize);
-        assert!(oacks.iter().all(|p| matches!(p, Packet::Oack(_))));
+fn a_client_that_never_answers_gets_three_first_packets_from_the_timer() {
+    // A forged source address sends one request: the reflection bound.
+    let (data, _) = sent_to_a_silent_client(false, 0);
+    assert_eq!(blocks(&data), vec![1; 1 + UNANSWERED_RESENDS as usize]);
+    let (oacks, _) = sent_to_a_silent_client(true, 0);
+    assert_eq!(oacks.len(), 1 + UNANSWERED_RESENDS as usize);
+    assert!(oacks.iter().all(|p| matches!(p, Packet::Oack(_))));
+}
+
+#[test]
+fn a_stream_of_repeats_gets_at_most_one_first_packet_per_time_out() {
+    for oack in [false, true] {
+        for repeats in [1, 20] {
+            let (sent, listened_s) = sent_to_a_silent_client(oack, repeats);
+            let free = 1 + UNANSWERED_RESENDS as usize;
+            // One per second (the time-out) beyond the free resends, which
+            // the first repeats spend; never more than the datagrams sent.
+            assert!(
+                sent.len() <= free + listened_s as usize,
+                "{} sent in {listened_s} s",
+                sent.len()
+            );
+            assert!(sent.len() <= 1 + repeats * listened_s as usize);
+            assert!(sent.len() > free, "late repeats are answered");
+        }
     }
+}
+
+#[test]
+fn a_phone_whose_first_exchanges_were_all_lost_is_answered_at_its_next_repeat() {
+    let start = Instant::now();
+    let mut t = Transfer::start(body(1000), &negotiated(512, 1, false), 12, start).unwrap();
+    drain(&mut t);
+    // The phone repeats every 200 ms; the first answers are all lost.
+    let mut now = start;
+    for _ in 0..UNANSWERED_RESENDS {
+        now += Duration::from_millis(200);
+        t.handle_repeated_request(now);
+        assert_eq!(blocks(&drain(&mut t)), vec![1]);
+    }
+    let listening_until = t.deadline();
+    // Spent: the next repeats within a time-out are ignored...
+    now += Duration::from_millis(200);
+    t.handle_repeated_request(now);
+    assert!(drain(&mut t).is_empty());
+    // ...and the first one after it is answered, the deadline unmoved.
+    now += Duration::from_millis(900);
+    t.handle_repeated_request(now);
+    assert_eq!(blocks(&drain(&mut t)), vec![1]);
+    assert_eq!(t.deadline(), listening_until);
+    t.handle_datagram(&ack(1), now + Duration::from_millis(10));
+    assert_eq!(blocks(&drain(&mut t)), vec![2]);
+    t.handle_datagram(&ack(2), now + Duration::from_millis(20));
+    assert_eq!(t.outcome(), Some(&Outcome::Completed));
 }
 
 #[test]

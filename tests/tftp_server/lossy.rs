@@ -83,7 +83,13 @@ impl LossyRelay {
                         (upstream, target)
                     }
                 };
-                let to = *target.lock().unwrap();
+                // A request (a repeat of one, too) goes where the client sent
+                // it, the listening port; the rest to the transfer's port.
+                let to = if buf[..n].starts_with(&[0, 1]) {
+                    server
+                } else {
+                    *target.lock().unwrap()
+                };
                 impaired(upstream, to, buf[..n].to_vec(), rng.clone());
             }
         });
@@ -104,7 +110,7 @@ both_modes! {
             })
             .start()
             .await;
-        let relay = LossyRelay::start(server.tftp_v4(), 5).await;
+        let relay = LossyRelay::start(server.tftp_v4(), 10).await;
         let mut tasks = Vec::new();
         for i in 0..100 {
             let (name, content) = files[i % files.len()].clone();
@@ -112,10 +118,7 @@ both_modes! {
                 block_size: [None, Some(1468), Some(512)][i % 3],
                 window_size: [None, Some(4), Some(8), Some(1)][i % 4],
                 retransmit: Duration::from_millis(200),
-                // More patient than the server: after three lost first
-                // packets it listens out its max_retries (12) time-outs for
-                // a late answer, ignoring repeats, before a repeat is new.
-                max_retries: 40,
+                max_retries: 12,
                 ..Default::default()
             };
             let addr = relay.addr;
