@@ -11,18 +11,21 @@
 //! task per transfer fed through channels: a datagram reaches its state
 //! machine without a channel hop or a task wake-up, timers cost a heap entry
 //! instead of a tokio timer each, and the replies of a whole receive batch
-//! leave in a few system calls. Resolution can wait on clusters for seconds,
-//! so each request is resolved in its own task and comes back through a
-//! channel; the socket loop never waits for it.
+//! leave in a few system calls. Resolution can wait on clusters for seconds:
+//! a request whose answer is not ready at once (a local file, a fresh cached
+//! copy are) is resolved in its own task and comes back through a channel;
+//! the socket loop never waits for it.
 //!
 //! When the listener is stopped (reload, shutdown) it takes no new request
 //! but drives the transfers it has to their end, then closes the socket.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, BATCH_SIZE};
@@ -80,7 +83,9 @@ struct Slot {
 struct Driver {
     front: Arc<TftpFront>,
     listener: Arc<Listener>,
-    table: HashMap<SocketAddr, Slot>,
+    /// Looked up several times per datagram: foldhash, randomly seeded,
+    /// rather than SipHash (3 % of the CPU in a boot storm).
+    table: HashMap<SocketAddr, Slot, foldhash::fast::RandomState>,
     /// Deadlines, earliest first. Entries are not removed when a deadline
     /// moves: an entry that is not its slot's `scheduled` is skipped.
     timers: BinaryHeap<Reverse<(Instant, u64, SocketAddr)>>,
@@ -101,7 +106,7 @@ pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: 
     let mut driver = Driver {
         front,
         listener: listener.clone(),
-        table: HashMap::new(),
+        table: HashMap::default(),
         timers: BinaryHeap::new(),
         next_id: 0,
         outgoing: Vec::new(),
@@ -270,10 +275,21 @@ impl Driver {
         };
         self.table.insert(client, slot);
         let front = front.clone();
+        let mut preparing = Box::pin(async move {
+            let settings = front.settings.load_full();
+            prepare(&front, &settings, client, request, started).await
+        });
+        // A local file or a fresh cached copy is ready at the first poll:
+        // taken here, it costs no task and no wake-up of this one. Only a
+        // request that waits (on the clusters, for a slot) gets a task; its
+        // first poll's waker is replaced when the task polls it again.
+        let mut first_poll = Context::from_waker(Waker::noop());
+        if let Poll::Ready(result) = preparing.as_mut().poll(&mut first_poll) {
+            return self.on_prepared(Prepared { id, client, result });
+        }
         let ready = self.ready.clone();
         tokio::spawn(async move {
-            let settings = front.settings.load_full();
-            let result = prepare(&front, &settings, client, request, started).await;
+            let result = preparing.await;
             // The driver is gone only once stopped with nothing to drive.
             let _ = ready.send(Prepared { id, client, result });
         });
