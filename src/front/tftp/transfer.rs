@@ -427,6 +427,10 @@ async fn drive(
         if timer.is_elapsed() || deadline < timer.deadline().into_std() {
             timer.as_mut().reset(deadline.into());
         }
+        // A repeated request and the end to make room matter only until the
+        // client answers: after that, each ACK waits on the socket and the
+        // timer alone (two futures fewer to register and drop per block).
+        let unanswered = !transfer.answered();
         tokio::select! {
             received = socket.recv(&mut buf) => match received {
                 Ok(n) => {
@@ -442,11 +446,11 @@ async fn drive(
                 Err(error) if is_peer_gone(&error) => break client_port_unreachable(),
                 Err(_) => {}
             },
-            _ = tracked.repeated(), if !done => {
+            _ = tracked.repeated(), if unanswered && !done => {
                 transfer.handle_repeated_request(Instant::now());
             }
             _ = &mut timer => transfer.handle_timeout(Instant::now()),
-            () = place.ended() => {
+            () = place.ended(), if unanswered => {
                 debug!(client = ?socket.peer_addr().ok(), "never answered: ended to make room for a new request");
                 break Outcome::TimedOut;
             }
