@@ -106,9 +106,21 @@ async fn a_reload_to_fewer_transfers_is_never_exceeded_by_new_requests() {
 
 #[tokio::test]
 async fn a_full_max_transfers_ends_the_oldest_transfer_nobody_answered() {
+    ends_the_oldest_transfer_nobody_answered(false).await;
+}
+
+#[tokio::test]
+async fn a_full_max_transfers_ends_the_oldest_transfer_nobody_answered_single_port() {
+    ends_the_oldest_transfer_nobody_answered(true).await;
+}
+
+async fn ends_the_oldest_transfer_nobody_answered(single_port: bool) {
     let server = TestDaemon::builder()
         .file(BIG, pattern(64 * 1024, 2))
-        .tweak(|config| config.tftp.max_transfers = 3)
+        .tweak(move |config| {
+            config.tftp.max_transfers = 3;
+            config.tftp.single_port = single_port;
+        })
         .start()
         .await;
     // Three forged requests hold every slot; a real phone still gets a

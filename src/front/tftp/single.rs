@@ -38,6 +38,7 @@ use super::active::fingerprint;
 use super::admission::ClientClaim;
 use super::socket::{Listener, Outgoing};
 use super::transfer::{self, prepare, record, Ended, Sending};
+use super::unanswered::{Ending, Place};
 use super::{TftpFront, BUSY_MESSAGE};
 use crate::body::Body;
 use crate::metrics::{ClientRefusal, Front, RequestResult};
@@ -77,6 +78,9 @@ struct Slot {
     scheduled: Option<Instant>,
     /// Its `tftp.max_transfers` permit, once resolved to a file.
     _sending: Option<Sending>,
+    /// Its place among the transfers that may be ended to make room, until
+    /// the client answers (see `super::unanswered`).
+    unanswered: Option<Place>,
     _hold: Hold,
 }
 
@@ -92,6 +96,8 @@ struct Driver {
     next_id: u64,
     outgoing: Vec<Outgoing>,
     ready: mpsc::UnboundedSender<Prepared>,
+    /// Where `super::unanswered` asks for a transfer to be ended for room.
+    make_room: mpsc::UnboundedSender<(SocketAddr, u64)>,
     stopping: bool,
 }
 
@@ -103,6 +109,7 @@ pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: 
     let mut storage = vec![0u8; slot * BATCH_SIZE];
     let mut meta = [RecvMeta::default(); BATCH_SIZE];
     let (ready, mut prepared) = mpsc::unbounded_channel();
+    let (make_room, mut to_end) = mpsc::unbounded_channel();
     let mut driver = Driver {
         front,
         listener: listener.clone(),
@@ -111,6 +118,7 @@ pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: 
         next_id: 0,
         outgoing: Vec::new(),
         ready,
+        make_room,
         stopping: false,
     };
     info!(listen = %listener.local_addr(), "TFTP listening (single port)");
@@ -155,6 +163,7 @@ pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: 
                 }
             }
             Some(prepared) = prepared.recv() => driver.on_prepared(prepared),
+            Some((client, id)) = to_end.recv() => driver.end_for_room(client, id),
             _ = &mut timer, if next.is_some() => {
                 timer.as_mut().reset(far());
                 driver.on_timers(Instant::now());
@@ -271,6 +280,7 @@ impl Driver {
             running: None,
             scheduled: None,
             _sending: None,
+            unanswered: None,
             _hold: hold,
         };
         self.table.insert(client, slot);
@@ -303,6 +313,14 @@ impl Driver {
         };
         match result {
             Ok((transfer, source, sending)) => {
+                if !transfer.answered() {
+                    let ending = Ending {
+                        driver: self.make_room.clone(),
+                        client,
+                        id,
+                    };
+                    slot.unanswered = Some(self.front.unanswered.enter_driven(ending));
+                }
                 slot.running = Some((transfer, source));
                 slot._sending = Some(sending);
                 self.after_event(client);
@@ -347,6 +365,9 @@ impl Driver {
         let Some((transfer, _)) = &mut slot.running else {
             return;
         };
+        if transfer.answered() {
+            slot.unanswered = None;
+        }
         while let Some(datagram) = transfer.poll_transmit() {
             self.outgoing.push(Outgoing {
                 to: client,
@@ -362,6 +383,18 @@ impl Driver {
                     self.timers.push(Reverse((deadline, slot.id, client)));
                 }
             }
+        }
+    }
+
+    /// Ends `client`'s transfer `id` to make room for a new request, if its
+    /// client still has not answered (see `super::unanswered`).
+    fn end_for_room(&mut self, client: SocketAddr, id: u64) {
+        let unanswered = self.table.get(&client).is_some_and(|slot| {
+            slot.id == id && slot.running.as_ref().is_some_and(|(t, _)| !t.answered())
+        });
+        if unanswered {
+            debug!(%client, "never answered: ended to make room for a new request");
+            self.end(client, false);
         }
     }
 
