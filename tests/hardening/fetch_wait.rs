@@ -4,33 +4,18 @@
 
 use std::time::{Duration, Instant};
 
-use tftproxy::client::GetOptions;
-
-use crate::support::daemon::{cluster_config, TestDaemon};
 use crate::support::http_cluster::HttpCluster;
-use crate::{get_from, server_error};
+use crate::{behind, get_from, patient, server_error, MARGIN};
 
 const CNF: &str = "SEP001122334455.cnf.xml";
 const FETCH_WAIT: Duration = Duration::from_secs(1);
-/// Scheduling slack on a loaded 2-core machine.
-const MARGIN: Duration = Duration::from_millis(1500);
 
 #[tokio::test]
 async fn a_slow_cluster_is_busy_within_fetch_wait_and_the_retry_is_served() {
     let cluster = HttpCluster::with_files([(CNF, "<device/>")]).await;
     cluster.set_delay(2 * FETCH_WAIT);
-    let server = TestDaemon::builder()
-        .remote_timeouts(Duration::from_millis(500), Duration::from_secs(10))
-        .clusters(vec![cluster_config("cluster-1", vec![cluster.base_url()])])
-        .tweak(|config| config.tftp.fetch_wait = FETCH_WAIT)
-        .start()
-        .await;
-    // A patient phone: it does not retransmit while it waits.
-    let patient = GetOptions {
-        retransmit: Duration::from_secs(10),
-        max_retries: 1,
-        ..GetOptions::default()
-    };
+    let server = behind(&cluster, FETCH_WAIT).await;
+    let patient = patient();
     let asked = Instant::now();
     let first = get_from("127.0.0.1", server.tftp_v4(), CNF, &patient).await;
     let waited = asked.elapsed();

@@ -21,7 +21,8 @@ mod upstream;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use support::daemon::TestDaemon;
+use support::daemon::{cluster_config, TestDaemon};
+use support::http_cluster::HttpCluster;
 use support::server_error;
 use tftproxy::client::{get_with_socket, Download, GetError, GetOptions};
 use tftproxy::tftp::packet::{Mode, Packet, Request};
@@ -30,12 +31,35 @@ use tokio::net::UdpSocket;
 /// How long "no answer" is waited for: many times a loopback round trip.
 const SILENCE: Duration = Duration::from_millis(1500);
 
+/// Scheduling slack on a loaded 2-core machine.
+const MARGIN: Duration = Duration::from_millis(1500);
+
 fn quick() -> GetOptions {
     GetOptions {
         retransmit: Duration::from_millis(300),
         max_retries: 10,
         ..Default::default()
     }
+}
+
+/// A phone that does not retransmit while it waits for a slow answer.
+fn patient() -> GetOptions {
+    GetOptions {
+        retransmit: Duration::from_secs(10),
+        max_retries: 1,
+        ..GetOptions::default()
+    }
+}
+
+/// A daemon whose only cluster is `cluster` (connect time-out 0.5 s, request
+/// 10 s), giving up on it for a phone after `fetch_wait`.
+async fn behind(cluster: &HttpCluster, fetch_wait: Duration) -> TestDaemon {
+    TestDaemon::builder()
+        .remote_timeouts(Duration::from_millis(500), Duration::from_secs(10))
+        .clusters(vec![cluster_config("cluster-1", vec![cluster.base_url()])])
+        .tweak(move |config| config.tftp.fetch_wait = fetch_wait)
+        .start()
+        .await
 }
 
 /// A TFTP read of `name` from `server`, sent from `source` (port 0).

@@ -11,11 +11,9 @@ use tftproxy::client::GetOptions;
 
 use crate::support::daemon::{cluster_config, http_client, TestDaemon};
 use crate::support::http_cluster::{Behaviour, HttpCluster};
-use crate::{get_from, metric, server_error};
+use crate::{behind, get_from, metric, patient, server_error, MARGIN};
 
 const GOOD: &str = "SEP00AA00AA00AA.cnf.xml";
-/// Scheduling slack on a loaded 2-core machine.
-const MARGIN: Duration = Duration::from_millis(1500);
 
 /// A cluster that hangs on every name but `good` ones, which it answers at
 /// once.
@@ -165,17 +163,8 @@ async fn a_trickling_cluster_is_busy_within_fetch_wait_and_its_address_fails_wit
     // 1 KiB/s: a megabyte would take 17 minutes.
     cluster.set_trickle(256, Duration::from_millis(250));
     let fetch_wait = Duration::from_secs(1);
-    let server = TestDaemon::builder()
-        .remote_timeouts(Duration::from_millis(500), Duration::from_secs(10))
-        .clusters(vec![cluster_config("cluster-1", vec![cluster.base_url()])])
-        .tweak(|config| config.tftp.fetch_wait = fetch_wait)
-        .start()
-        .await;
-    let patient = GetOptions {
-        retransmit: Duration::from_secs(10),
-        max_retries: 1,
-        ..GetOptions::default()
-    };
+    let server = behind(&cluster, fetch_wait).await;
+    let patient = patient();
     let asked = Instant::now();
     let first = get_from("127.0.0.1", server.tftp_v4(), GOOD, &patient).await;
     assert_eq!(server_error(first), (0, "busy, retry later".to_owned()));
