@@ -13,7 +13,8 @@
 # Environment:
 #   RUNS     storms per (server, phones); medians are reported      (default 3)
 #   PHONES   phone counts                                           (default "50 1000 5000")
-#   SERVERS  among: reference tftproxy tftproxy-single tftproxy-base dnsmasq dnsmasq-max
+#   SERVERS  among: reference tftproxy tftproxy-single tftproxy-base tftproxy-base-single
+#            dnsmasq dnsmasq-max
 #            tftpd-hpa r-tftpd async-tftp
 #            (default: reference tftproxy tftproxy-single dnsmasq tftpd-hpa r-tftpd async-tftp;
 #            a server whose program is missing is skipped with a warning)
@@ -21,7 +22,8 @@
 #              memory, recvmmsg/sendmmsg, no timers); every table has ratios to it
 #            tftproxy-single: [tftp] single_port = true, every transfer on the listening port
 #            tftproxy-base: another tftproxy binary (BASE=path, e.g. the previous commit's),
-#              same configuration, for before/after comparisons
+#              same configuration, for before/after comparisons; tftproxy-base-single:
+#              the same in single-port mode
 #            r-tftpd: `cargo install r-tftpd` (into ~/.cargo/bin, never committed) when it is
 #              missing and INSTALL_PEERS=1 (default); skipped if the install fails
 #   FIRMWARE 1 = also the firmware case: FW_PHONES (10) phones each fetching a 32 MiB
@@ -157,11 +159,11 @@ start_server() {
         TARGET=127.0.0.1:$PORT_TFTPROXY
         setsid "${WRAP[@]}" "$TFTPROXY" serve -c "$OUT/tftproxy-single.toml" >>"$log" 2>&1 &
         ;;
-    tftproxy-base)
+    tftproxy-base | tftproxy-base-single)
         # Another tftproxy binary (BASE=path), same config: before/after.
-        [ -x "${BASE:-}" ] || { echo "tftproxy-base needs BASE=<tftproxy binary>" >&2; exit 2; }
+        [ -x "${BASE:-}" ] || { echo "$name needs BASE=<tftproxy binary>" >&2; exit 2; }
         TARGET=127.0.0.1:$PORT_TFTPROXY
-        setsid "${WRAP[@]}" "$BASE" serve -c "$OUT/tftproxy.toml" >>"$log" 2>&1 &
+        setsid "${WRAP[@]}" "$BASE" serve -c "$OUT/${name/-base/}.toml" >>"$log" 2>&1 &
         ;;
     tftpd-hpa)
         TARGET=127.0.0.1:$PORT_HPA
