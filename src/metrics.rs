@@ -230,6 +230,9 @@ pub struct Metrics {
     /// Bytes of upstream bodies being received now (bounded by
     /// `remote.max_inflight_bytes`; the budget counts on this gauge).
     pub upstream_inflight_bytes: Gauge,
+    /// Fetches waiting for a turn at a cluster's addresses (bounded by
+    /// `remote.max_queued`), as of the last scrape.
+    pub upstream_queued: Family<ClusterLabels, Gauge>,
     pub home_entries: Family<HomeLabels, Gauge>,
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// HTTP front connections open now.
@@ -332,6 +335,7 @@ impl Metrics {
             upstream_declined: Family::default(),
             upstream_slow_bodies: Family::default(),
             upstream_inflight_bytes: Gauge::default(),
+            upstream_queued: Family::default(),
             home_entries: Family::default(),
             config_reloads: Family::default(),
             http_connections: Gauge::default(),
@@ -448,6 +452,11 @@ impl Metrics {
             "upstream_inflight_bytes",
             "Bytes of cluster bodies being received now (remote.max_inflight_bytes)",
             metrics.upstream_inflight_bytes.clone(),
+        );
+        r.register(
+            "upstream_queued",
+            "Fetches waiting for a turn at a cluster's addresses now (remote.max_queued)",
+            metrics.upstream_queued.clone(),
         );
         r.register(
             "home_entries",

@@ -153,12 +153,27 @@ impl ClusterState {
         }
     }
 
-    /// Removes every address gauge of a cluster no longer configured.
+    /// Removes every gauge of a cluster no longer configured.
     pub(super) fn unpublish_gauges(&self, metrics: &Metrics) {
         for a in lock(&self.addresses).iter() {
             metrics
                 .upstream_address_up
                 .remove(&self.labels(&a.status.base_url));
+        }
+        metrics.upstream_queued.remove(&self.cluster_labels());
+    }
+
+    /// Sets `tftproxy_upstream_queued` to the fetches in this cluster's line.
+    pub(super) fn publish_queue(&self, metrics: &Metrics) {
+        metrics
+            .upstream_queued
+            .get_or_create(&self.cluster_labels())
+            .set(self.line.len() as i64);
+    }
+
+    fn cluster_labels(&self) -> ClusterLabels {
+        ClusterLabels {
+            cluster: self.id.to_string(),
         }
     }
 

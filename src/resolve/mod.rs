@@ -539,5 +539,8 @@ impl Inner {
         };
         homes(HomeTable::Device, self.homes.device_entries());
         homes(HomeTable::ClientIp, self.homes.client_entries());
+        for cluster in &self.clusters {
+            cluster.publish_queue(m);
+        }
     }
 }

@@ -151,6 +151,13 @@ async fn beyond_max_queued_a_miss_is_answered_busy_at_once() {
         ),
         3.0
     );
+    let queued = "tftproxy_upstream_queued{cluster=\"cluster-1\"}";
+    server.daemon.resolver().current().refresh_gauges();
+    assert_eq!(
+        metric(&server, queued),
+        2.0,
+        "the line, as a scrape sees it"
+    );
     for task in waiting {
         assert_eq!(task.await.unwrap(), 503, "no answer within fetch_wait");
     }
