@@ -16,12 +16,11 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use tracing::debug;
 
 use crate::metrics::CacheKind;
 use crate::name::Classified;
-use futures::future::BoxFuture;
-
 use crate::source::upstream::{AddressGate, ClusterReport, Conditional, WaitLine};
 use crate::verdict::{Miss, Verdict};
 

@@ -177,12 +177,7 @@ where
                 if waiters.count.load(Ordering::SeqCst) > 0 {
                     return false;
                 }
-                if map
-                    .get(&key)
-                    .is_some_and(|e| Arc::ptr_eq(&e.waiters, &waiters))
-                {
-                    map.remove(&key);
-                }
+                remove_if_ours(&mut map, &key, &waiters);
                 waiters.withdrawn.store(true, Ordering::SeqCst);
                 true
             }
@@ -226,6 +221,21 @@ where
     }
 }
 
+/// Removes `key`'s flight if it is still the one `waiters` belong to: a
+/// withdrawn flight's key may hold a newer flight by now.
+fn remove_if_ours<K: Hash + Eq, V: Clone>(
+    map: &mut HashMap<K, Entry<V>>,
+    key: &K,
+    waiters: &Arc<Waiters>,
+) {
+    if map
+        .get(key)
+        .is_some_and(|e| Arc::ptr_eq(&e.waiters, waiters))
+    {
+        map.remove(key);
+    }
+}
+
 /// Ends a flight: removes its key from the map, then hands the result to
 /// the waiters (or, when dropped without a result, wakes them with `None`).
 struct Landing<K: Hash + Eq, V: Clone> {
@@ -245,14 +255,7 @@ impl<K: Hash + Eq, V: Clone> Landing<K, V> {
 
     fn unregister(&mut self) {
         if let Some(key) = self.key.take() {
-            let mut map = lock(&self.map);
-            // A withdrawn flight's key may hold a newer flight by now.
-            if map
-                .get(&key)
-                .is_some_and(|e| Arc::ptr_eq(&e.waiters, &self.waiters))
-            {
-                map.remove(&key);
-            }
+            remove_if_ours(&mut lock(&self.map), &key, &self.waiters);
         }
     }
 }

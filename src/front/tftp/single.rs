@@ -88,7 +88,7 @@ struct Driver {
     front: Arc<TftpFront>,
     listener: Arc<Listener>,
     /// Looked up several times per datagram: foldhash, randomly seeded,
-    /// rather than SipHash (3 % of the CPU in a boot storm).
+    /// rather than SipHash (its lookups were 3 % of the CPU in a boot storm).
     table: HashMap<SocketAddr, Slot, foldhash::fast::RandomState>,
     /// Deadlines, earliest first. Entries are not removed when a deadline
     /// moves: an entry that is not its slot's `scheduled` is skipped.

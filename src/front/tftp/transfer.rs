@@ -446,7 +446,7 @@ async fn drive(
                 Err(error) if is_peer_gone(&error) => break client_port_unreachable(),
                 Err(_) => {}
             },
-            _ = tracked.repeated(), if unanswered && !done => {
+            _ = tracked.repeated(), if unanswered => {
                 transfer.handle_repeated_request(Instant::now());
             }
             _ = &mut timer => transfer.handle_timeout(Instant::now()),
