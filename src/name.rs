@@ -31,6 +31,16 @@ pub fn normalise(raw: &str) -> Result<String, NameError> {
     if raw.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong);
     }
+    if is_plain(raw) {
+        // Nothing to unify or drop: the common case, without the splitting.
+        return Ok(raw.to_owned());
+    }
+    normalise_components(raw)
+}
+
+/// [`normalise`] for any name: unify the separators, drop empty and `.`
+/// components, refuse what escapes the root.
+fn normalise_components(raw: &str) -> Result<String, NameError> {
     if raw.chars().any(|c| c.is_control()) {
         return Err(NameError::ControlCharacter);
     }
@@ -55,6 +65,20 @@ pub fn normalise(raw: &str) -> Result<String, NameError> {
         return Err(NameError::ForeignRoot);
     }
     Ok(parts.join("/"))
+}
+
+/// A name that is its own normal form: one component of printable ASCII,
+/// not `.` or `..`, no `~` or drive first.
+fn is_plain(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
+        && name != "."
+        && name != ".."
+        && !name.starts_with('~')
+        && !has_drive_prefix(name)
 }
 
 fn has_drive_prefix(name: &str) -> bool {
@@ -207,6 +231,13 @@ mod tests {
         );
         assert_eq!(normalise("./a//b").unwrap(), "a/b");
         assert_eq!(normalise("/etc/passwd").unwrap(), "etc/passwd");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_plain_name_normalises_as_the_general_path_would(raw in "[a-zA-Z0-9./\\\\~:_ -]{0,8}") {
+            proptest::prop_assert_eq!(normalise(&raw), normalise_components(&raw));
+        }
     }
 
     #[test]

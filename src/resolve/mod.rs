@@ -254,13 +254,14 @@ impl Resolver {
         // The client of a proxied request is a proxy: its address is no
         // phone's, so it neither uses nor teaches client homes.
         let proxied = lookup.via.tftproxy_hops() > 0;
-        let route = Route::new(&lookup.via, &inner.via_id);
+        // Made only for a lookup that asks a cluster (its `Via` is text).
+        let route = || Route::new(&lookup.via, &inner.via_id);
 
         // 2. A cluster-specific name for a client whose home is known.
         if let Some(home) = inner.client_home_first(lookup, &class, proxied) {
             debug!(name = %name, client = %lookup.client, home = %home.id,
                 "cluster-specific name: asking the client's home cluster first");
-            match inner.ask_one(&home, &name, false, &route).await.verdict {
+            match inner.ask_one(&home, &name, false, &route()).await.verdict {
                 Verdict::Found(served) => return answer(served.into()),
                 other => debug!(name = %name, home = %home.id, answer = ?other,
                     "home cluster did not serve it; going on"),
@@ -282,7 +283,7 @@ impl Resolver {
                 Some(Partial::from(stop)),
             )
         } else {
-            let fetched = inner.remote(&name, &class, &route).await;
+            let fetched = inner.remote(&name, &class, &route()).await;
             (
                 fetched.verdict,
                 fetched.partial.then_some(Partial::Upstream),
@@ -308,17 +309,17 @@ impl Resolver {
     /// The TFTP front serves these without holding a `tftp.max_resolving`
     /// permit. Reads the disk cache, never the network.
     pub async fn resolve_nearby(&self, lookup: &Lookup<'_>) -> Option<Answer> {
+        let inner = &self.inner;
+        if lookup.via.is_empty() && inner.enabled.is_empty() {
+            // No cluster to wait on: the full lookup is as quick.
+            return Some(self.resolve(lookup).await);
+        }
         let name = match name::normalise(lookup.name) {
             Ok(name) => name,
             Err(error) => return Some(Answer::Denied(error.into())),
         };
-        let inner = &self.inner;
         if !lookup.via.is_empty() {
             return None;
-        }
-        if inner.enabled.is_empty() {
-            // No cluster to wait on: the full lookup is as quick.
-            return Some(self.resolve(lookup).await);
         }
         let class = name::classify(&name);
         let name: Arc<str> = Arc::from(name);

@@ -16,6 +16,7 @@ use super::socket::{bind_transfer_socket, send_window, Listener};
 use super::unanswered;
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::{Body, Netascii};
+use crate::logging::LogAddr;
 use crate::metrics::{Front, FrontLabels, Metrics, RequestResult, TransferLabels, TransferOutcome};
 use crate::resolve::{Answer, Lookup, Source};
 use crate::tftp::options::negotiate;
@@ -281,7 +282,7 @@ pub(super) fn record(
     let stats: Stats = transfer.stats();
     let (size, sent) = (transfer.size(), transfer.acknowledged_bytes());
     let (blksize, windowsize) = (transfer.block_size(), transfer.window_size());
-    let local = local.map(|a| a.to_string()).unwrap_or_default();
+    let (client, local) = (LogAddr::from(*client), LogAddr(*local));
     metrics.retransmissions.inc_by(stats.retransmissions);
     metrics
         .transfer_duration

@@ -91,7 +91,8 @@ pub(super) struct SharedCopies {
 
 #[derive(Debug, Default)]
 struct Copies {
-    by_version: HashMap<Version, Weak<Copy>>,
+    /// Looked up at every open of a small file: foldhash, not SipHash.
+    by_version: HashMap<Version, Weak<Copy>, foldhash::fast::RandomState>,
     sweep_at: usize,
 }
 

@@ -3,14 +3,15 @@
 //! `journalctl -p warning` finds warnings. The level comes from `RUST_LOG`
 //! or `[log] level`, and a reload applies a changed `[log] level`.
 
-use std::fmt;
+mod addr;
+mod plain;
+
 use std::io::IsTerminal;
 
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
+
+pub(crate) use addr::LogAddr;
+use plain::PlainLine;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -58,10 +59,13 @@ pub fn init(log: &LogConfig, format_override: Option<LogFormat>) -> Logging {
     }
     let set_level = match (format, under_journald) {
         (LogFormat::Json, _) => install!(builder.json()),
-        (LogFormat::Text, true) => install!(builder.with_ansi(false).event_format(SyslogPriority(
-            tracing_subscriber::fmt::format().without_time()
-        ))),
-        (LogFormat::Text, false) => install!(builder.with_ansi(colours_wanted())),
+        (LogFormat::Text, true) => {
+            install!(builder.with_ansi(false).event_format(PlainLine::new(true)))
+        }
+        (LogFormat::Text, false) if colours_wanted() => install!(builder.with_ansi(true)),
+        (LogFormat::Text, false) => {
+            install!(builder.with_ansi(false).event_format(PlainLine::new(false)))
+        }
     };
     Logging {
         configured_format: log.format,
@@ -95,31 +99,4 @@ impl Logging {
 /// Colours on a terminal, unless `NO_COLOR` is set (no-color.org).
 fn colours_wanted() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
-/// Prefixes each line with its syslog priority (`<3>` error … `<7>`
-/// debug), which journald reads from a service's standard error.
-struct SyslogPriority<F>(F);
-
-impl<S, N, F> FormatEvent<S, N> for SyslogPriority<F>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-    F: FormatEvent<S, N>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let priority = match *event.metadata().level() {
-            Level::ERROR => 3,
-            Level::WARN => 4,
-            Level::INFO => 6,
-            Level::DEBUG | Level::TRACE => 7,
-        };
-        write!(writer, "<{priority}>")?;
-        self.0.format_event(ctx, writer, event)
-    }
 }
