@@ -173,6 +173,10 @@ impl BlockSource for Body {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         Body::read_exact_at(self, offset, buf)
     }
+
+    fn reads_in_place(&self) -> bool {
+        matches!(self, Body::Disk { .. })
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,30 @@ pub trait BlockSource {
     /// Fills `buf` with the bytes at `offset`; an error when they cannot all
     /// be read (the source shrank, an I/O error).
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Each read is a system call (a file read in place): a window's blocks
+    /// are then read in one call. A body in memory says no.
+    fn reads_in_place(&self) -> bool {
+        false
+    }
+}
+
+/// The most bytes of one window read in one call.
+const READ_AHEAD: u64 = 64 << 10;
+
+/// Bytes of a body read ahead for a window, and where they start.
+#[derive(Default)]
+struct Ahead {
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+impl Ahead {
+    /// `len` bytes at `offset` of the body, if read ahead.
+    fn get(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(offset.checked_sub(self.at)?).ok()?;
+        self.bytes.get(start..start.checked_add(len)?)
+    }
 }
 
 /// A buffer in memory is a source (tests, small bodies).
@@ -168,7 +192,7 @@ impl<S: BlockSource> Transfer<S> {
             outcome: None,
             stats: Stats::default(),
         };
-        transfer.first_block = transfer.read_block(1)?;
+        transfer.first_block = transfer.read_block(1, &Ahead::default())?;
         if negotiated.oack.is_empty() {
             transfer.send_window(now);
         } else {
@@ -367,27 +391,47 @@ impl<S: BlockSource> Transfer<S> {
     fn send_window(&mut self, now: Instant) {
         let first = self.acked + 1;
         let last = (self.acked + self.window).min(self.last_block);
-        for block in first..=last {
-            let packet = if block == 1 {
-                Ok(self.first_block.clone())
-            } else {
-                self.read_block(block)
-            };
-            match packet {
-                Ok(packet) => self.push(packet),
-                Err(error) => {
-                    self.push(Packet::error(ErrorCode::NotDefined, "read error"));
-                    self.finish(Outcome::ReadFailed(error.to_string()));
-                    return;
-                }
+        // Block 1 is kept from the start.
+        let read = self.read_ahead(first.max(2), last).and_then(|ahead| {
+            for block in first..=last {
+                let packet = if block == 1 {
+                    self.first_block.clone()
+                } else {
+                    self.read_block(block, &ahead)?
+                };
+                self.push(packet);
             }
+            Ok(())
+        });
+        if let Err(error) = read {
+            self.push(Packet::error(ErrorCode::NotDefined, "read error"));
+            self.finish(Outcome::ReadFailed(error.to_string()));
+            return;
         }
         self.sent_up_to = last;
         self.arm(now);
     }
 
-    /// Encodes DATA for `block` (1-based, unbounded; the wire number wraps).
-    fn read_block(&mut self, block: u64) -> io::Result<Vec<u8>> {
+    /// For a body read in place, the bytes of blocks `from..=to` (up to
+    /// [`READ_AHEAD`]) in one read instead of one per block; empty
+    /// otherwise. Dropped once the window is built: a transfer holds no
+    /// copy while it waits.
+    fn read_ahead(&self, from: u64, to: u64) -> io::Result<Ahead> {
+        if to <= from || !self.body.reads_in_place() {
+            return Ok(Ahead::default());
+        }
+        let at = (from - 1) * self.block_size as u64;
+        let end = (to * self.block_size as u64)
+            .min(self.body.len())
+            .min(at + READ_AHEAD);
+        let mut bytes = vec![0; (end - at) as usize];
+        self.body.read_exact_at(at, &mut bytes)?;
+        Ok(Ahead { at, bytes })
+    }
+
+    /// Encodes DATA for `block` (1-based, unbounded; the wire number
+    /// wraps), from `ahead` when it holds the block.
+    fn read_block(&mut self, block: u64, ahead: &Ahead) -> io::Result<Vec<u8>> {
         let offset = (block - 1) * self.block_size as u64;
         let len = (self.body.len() - offset).min(self.block_size as u64) as usize;
         let mut packet = self
@@ -396,8 +440,13 @@ impl<S: BlockSource> Transfer<S> {
             .unwrap_or_else(|| Vec::with_capacity(4 + len));
         packet.extend_from_slice(&OP_DATA.to_be_bytes());
         packet.extend_from_slice(&(block as u16).to_be_bytes());
-        packet.resize(4 + len, 0);
-        self.body.read_exact_at(offset, &mut packet[4..])?;
+        match ahead.get(offset, len) {
+            Some(bytes) => packet.extend_from_slice(bytes),
+            None => {
+                packet.resize(4 + len, 0);
+                self.body.read_exact_at(offset, &mut packet[4..])?;
+            }
+        }
         Ok(packet)
     }
 

@@ -426,3 +426,63 @@ fn a_late_answer_after_the_resends_are_spent_still_gets_the_file() {
     t.handle_datagram(&ack(1), now + Duration::from_millis(100));
     assert_eq!(blocks(&drain(&mut t)), vec![2]);
 }
+
+/// A body that counts its reads.
+struct Counted {
+    bytes: Vec<u8>,
+    reads: std::cell::Cell<usize>,
+}
+
+impl BlockSource for Counted {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.reads.set(self.reads.get() + 1);
+        let at = offset as usize;
+        buf.copy_from_slice(&self.bytes[at..at + buf.len()]);
+        Ok(())
+    }
+
+    fn reads_in_place(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_window_of_blocks_is_read_in_one_call_and_sent_intact() {
+    let now = Instant::now();
+    let bytes: Vec<u8> = (0..5000).map(|i| (i % 251) as u8).collect();
+    let counted = Counted {
+        bytes: bytes.clone(),
+        reads: Default::default(),
+    };
+    let mut t = Transfer::start(counted, &negotiated(512, 4, true), 5, now).unwrap();
+    let mut received = Vec::new();
+    let mut acked = 0u16;
+    assert!(matches!(
+        Packet::decode(&t.poll_transmit().unwrap()),
+        Ok(Packet::Oack(_))
+    ));
+    let reads_at_start = t.body.reads.get();
+    t.handle_datagram(&ack(0), now);
+    let mut windows = 0;
+    while t.outcome().is_none() {
+        let window: Vec<Vec<u8>> = std::iter::from_fn(|| t.poll_transmit()).collect();
+        windows += 1;
+        for datagram in &window {
+            let Packet::Data { block, data } = Packet::decode(datagram).unwrap() else {
+                panic!("expected DATA");
+            };
+            assert_eq!(block, acked + 1);
+            received.extend_from_slice(&data);
+            acked = block;
+        }
+        t.handle_datagram(&ack(acked), now);
+    }
+    assert_eq!(received, bytes);
+    // Windows after the first read all their blocks in one call; the first
+    // read blocks 2–4 in one (block 1 was read at the start).
+    assert_eq!(t.body.reads.get() - reads_at_start, windows);
+}

@@ -17,6 +17,7 @@
 
 mod active;
 mod admission;
+mod segment;
 mod single;
 mod socket;
 mod transfer;

@@ -6,11 +6,14 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
+
+use super::segment::Offload;
 
 /// Receive buffer asked for on listener sockets.
 const LISTENER_RECV_BUFFER: usize = 16 << 20;
@@ -30,7 +33,7 @@ pub(super) struct Outgoing {
 /// A bound listener socket.
 pub(crate) struct Listener {
     socket: UdpSocket,
-    state: UdpSocketState,
+    offload: Arc<Offload>,
     local: SocketAddr,
 }
 
@@ -52,7 +55,7 @@ impl Listener {
         let local = socket.local_addr()?;
         Ok(Listener {
             socket,
-            state,
+            offload: Arc::new(Offload::new(state)),
             local,
         })
     }
@@ -63,7 +66,13 @@ impl Listener {
 
     /// Datagrams the kernel may coalesce into one receive (GRO).
     pub(super) fn gro_segments(&self) -> usize {
-        self.state.gro_segments()
+        self.offload.state().gro_segments()
+    }
+
+    /// What this machine's sockets can offload (shared with the transfer
+    /// sockets, which send segmented windows too).
+    pub(super) fn offload(&self) -> Arc<Offload> {
+        self.offload.clone()
     }
 
     /// Waits until the socket has something to read.
@@ -79,7 +88,7 @@ impl Listener {
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
         self.socket.try_io(Interest::READABLE, || {
-            self.state.recv((&self.socket).into(), bufs, meta)
+            self.offload.state().recv((&self.socket).into(), bufs, meta)
         })
     }
 
@@ -93,7 +102,7 @@ impl Listener {
             src_ip,
         };
         if let Err(error) = self.socket.try_io(Interest::WRITABLE, || {
-            self.state.send((&self.socket).into(), &transmit)
+            self.offload.state().send((&self.socket).into(), &transmit)
         }) {
             debug!(%to, %error, "reply from listener not sent");
         }
@@ -101,13 +110,66 @@ impl Listener {
 }
 
 impl Listener {
-    /// Sends the datagrams of many transfers: up to [`SEND_BATCH`] per
-    /// `sendmmsg` call when the socket is bound to one address. A wildcard
-    /// listener must choose each reply's source address (`IP_PKTINFO`),
-    /// which rustix's `sendmmsg` cannot express, so it sends one datagram
-    /// per call through quinn-udp. A datagram the kernel refuses is dropped:
-    /// the transfer's timer resends it.
+    /// Sends the datagrams of many transfers, in order: a window of blocks
+    /// to one client as one segmented send (see `super::segment`), the
+    /// others up to [`SEND_BATCH`] per `sendmmsg` call.
     pub(super) async fn send_batch(&self, batch: &[Outgoing]) {
+        // `batch[unsent..]` is still to send; `next` starts the next run of
+        // datagrams to one client.
+        let (mut unsent, mut next) = (0, 0);
+        while next < batch.len() {
+            let first = &batch[next];
+            let run = batch[next..]
+                .iter()
+                .take_while(|out| out.to == first.to && out.src_ip == first.src_ip)
+                .count();
+            if run >= 2 {
+                let window: Vec<&[u8]> = batch[next..next + run]
+                    .iter()
+                    .map(|out| &out.datagram[..])
+                    .collect();
+                self.send_each(&batch[unsent..next]).await;
+                unsent = next;
+                if self.send_segmented(first.to, first.src_ip, &window).await {
+                    unsent = next + run;
+                }
+            }
+            next += run;
+        }
+        self.send_each(&batch[unsent..]).await;
+    }
+
+    /// One segmented send; `false` when the datagrams must go one by one.
+    async fn send_segmented(
+        &self,
+        to: SocketAddr,
+        src_ip: Option<IpAddr>,
+        window: &[&[u8]],
+    ) -> bool {
+        loop {
+            match self.offload.try_send(&self.socket, to, src_ip, window) {
+                Ok(sent) => return sent,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if self.socket.writable().await.is_err() {
+                        return true;
+                    }
+                }
+                Err(error) => {
+                    // Dropped: the transfer's timer resends.
+                    debug!(%to, %error, "window not sent");
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// Sends datagrams one each: up to [`SEND_BATCH`] per `sendmmsg` call
+    /// when the socket is bound to one address. A wildcard listener must
+    /// choose each reply's source address (`IP_PKTINFO`), which rustix's
+    /// `sendmmsg` cannot express, so it sends one datagram per call through
+    /// quinn-udp. A datagram the kernel refuses is dropped: the transfer's
+    /// timer resends it.
+    async fn send_each(&self, batch: &[Outgoing]) {
         if self.local.ip().is_unspecified() {
             for out in batch {
                 self.send_from(out.to, out.src_ip, &out.datagram);
@@ -173,27 +235,64 @@ fn send_mmsg(socket: &UdpSocket, datagrams: &[&[u8]], to: &[SocketAddr]) -> io::
     )?)
 }
 
-/// Sends a window's datagrams on a transfer's connected socket, as many
-/// per `sendmmsg` call as the kernel takes: a window of 8 blocks is one
-/// system call instead of 8. Returns the first error; ECONNREFUSED (the
-/// phone's port closed) is the caller's to act on, and what was not sent
-/// by then is left to the transfer's timer.
-pub(super) async fn send_window(socket: &UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<()> {
-    if let [one] = datagrams {
-        return socket.send(one).await.map(drop);
-    }
-    let mut done = 0;
-    while done < datagrams.len() {
-        let rest = &datagrams[done..];
-        match socket.try_io(Interest::WRITABLE, || send_connected(socket, rest)) {
-            Ok(sent) => done += sent.max(1),
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                socket.writable().await?;
-            }
-            Err(error) => return Err(error),
+/// Sends the windows of one transfer on its socket, connected to the phone.
+pub(super) struct WindowSender<'a> {
+    socket: &'a UdpSocket,
+    peer: SocketAddr,
+    /// `None`: every datagram on its own.
+    offload: Option<Arc<Offload>>,
+}
+
+impl<'a> WindowSender<'a> {
+    pub(super) fn new(
+        socket: &'a UdpSocket,
+        peer: SocketAddr,
+        offload: Option<Arc<Offload>>,
+    ) -> WindowSender<'a> {
+        WindowSender {
+            socket,
+            peer,
+            offload,
         }
     }
-    Ok(())
+
+    /// Sends a window's datagrams: in one segmented send where it can (see
+    /// `super::segment`), else as many per `sendmmsg` call as the kernel
+    /// takes: a window of 8 blocks is one system call instead of 8. Returns
+    /// the first error; ECONNREFUSED (the phone's port closed) is the
+    /// caller's to act on, and what was not sent by then is left to the
+    /// transfer's timer.
+    pub(super) async fn send(&mut self, datagrams: &[Vec<u8>]) -> io::Result<()> {
+        let socket = self.socket;
+        if let [one] = datagrams {
+            return socket.send(one).await.map(drop);
+        }
+        if let Some(offload) = self.offload.as_deref() {
+            let window: Vec<&[u8]> = datagrams.iter().map(|d| &d[..]).collect();
+            loop {
+                match offload.try_send(socket, self.peer, None, &window) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => break,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        socket.writable().await?;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        let mut done = 0;
+        while done < datagrams.len() {
+            let rest = &datagrams[done..];
+            match socket.try_io(Interest::WRITABLE, || send_connected(socket, rest)) {
+                Ok(sent) => done += sent.max(1),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    socket.writable().await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One `sendmmsg` call on a connected socket; returns how many datagrams
@@ -323,6 +422,101 @@ mod tests {
                 assert_eq!(&buf[..n], &i.to_be_bytes().repeat(1 + i as usize % 5)[..]);
             }
         }
+    }
+
+    /// A window of `n` blocks of `size` bytes, the last one shorter, tagged
+    /// with `tag`.
+    fn window(tag: u8, n: usize, size: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                let len = if i + 1 == n { size / 3 } else { size };
+                vec![tag.wrapping_add(i as u8); len]
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn windows_sent_segmented_arrive_as_their_datagrams_in_order() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        // A window to a, a single to b, another window to a, a window to b.
+        let mut expected_a = window(10, 8, 1468);
+        let mut batch: Vec<Outgoing> = Vec::new();
+        let mut push = |to, datagrams: Vec<Vec<u8>>| {
+            batch.extend(datagrams.into_iter().map(|datagram| Outgoing {
+                to,
+                src_ip: None,
+                datagram,
+            }))
+        };
+        push(to_a, expected_a.clone());
+        push(to_b, vec![vec![1; 516]]);
+        push(to_a, window(50, 3, 516));
+        expected_a.extend(window(50, 3, 516));
+        let mut expected_b = vec![vec![1; 516]];
+        push(to_b, window(90, 4, 1000));
+        expected_b.extend(window(90, 4, 1000));
+        listener.send_batch(&batch).await;
+        for (socket, expected) in [(&a, expected_a), (&b, expected_b)] {
+            let mut buf = [0u8; 2048];
+            for datagram in expected {
+                let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+                assert_eq!(from, listener.local_addr());
+                assert_eq!(&buf[..n], &datagram[..]);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transfer_window_is_one_segmented_send_where_the_kernel_offers_it() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let socket = bind_transfer_socket(
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            phone.local_addr().unwrap(),
+        )
+        .await
+        .unwrap();
+        let offload = listener.offload();
+        socket.writable().await.unwrap();
+        let expected = window(7, 8, 1468);
+        let datagrams: Vec<&[u8]> = expected.iter().map(|d| &d[..]).collect();
+        let segmented = offload
+            .try_send(
+                &socket,
+                phone.local_addr().unwrap(),
+                None,
+                &datagrams,
+                &mut Vec::new(),
+            )
+            .unwrap();
+        assert_eq!(segmented, offload.state().max_gso_segments() >= 8);
+        if !segmented {
+            WindowSender::new(&socket, phone.local_addr().unwrap(), Some(offload.clone()))
+                .send(&expected)
+                .await
+                .unwrap();
+        }
+        let mut buf = [0u8; 2048];
+        for datagram in expected {
+            let (n, from) = phone.recv_from(&mut buf).await.unwrap();
+            assert_eq!(from, socket.local_addr().unwrap());
+            assert_eq!(&buf[..n], &datagram[..]);
+        }
+        // Blocks of unequal sizes cannot be one segmented send.
+        let uneven: Vec<&[u8]> = vec![&[1; 100], &[2; 200]];
+        assert!(!offload
+            .try_send(
+                &socket,
+                phone.local_addr().unwrap(),
+                None,
+                &uneven,
+                &mut Vec::new()
+            )
+            .unwrap());
     }
 
     #[tokio::test]

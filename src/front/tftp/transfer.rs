@@ -12,7 +12,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
 use super::active::Tracked;
-use super::socket::{bind_transfer_socket, send_window, Listener};
+use super::segment::Offload;
+use super::socket::{bind_transfer_socket, Listener, WindowSender};
 use super::unanswered;
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::{Body, Netascii};
@@ -131,7 +132,11 @@ pub(super) async fn run(start: Start) {
             }
         };
     let place = front.unanswered.enter();
-    let (outcome, transfer) = drive(transfer, &socket, &tracked, place).await;
+    // Windows of one block have nothing to segment.
+    let offload = (transfer.window_size() > 1)
+        .then(|| listener.upgrade().map(|listener| listener.offload()))
+        .flatten();
+    let (outcome, transfer) = drive(transfer, &socket, client, offload, &tracked, place).await;
     let ended = Ended {
         client,
         local: socket.local_addr().ok(),
@@ -394,6 +399,8 @@ const PORT_UNREACHABLE: &str = "client port unreachable";
 async fn drive(
     mut transfer: Transfer<Body>,
     socket: &UdpSocket,
+    client: SocketAddr,
+    offload: Option<Arc<Offload>>,
     tracked: &Tracked,
     mut place: unanswered::Place,
 ) -> (Outcome, Transfer<Body>) {
@@ -407,9 +414,10 @@ async fn drive(
     let timer = tokio::time::sleep_until(transfer.deadline().unwrap_or_else(Instant::now).into());
     tokio::pin!(timer);
     let mut window = Vec::new();
+    let mut sender = WindowSender::new(socket, client, offload);
     let outcome = loop {
         window.extend(std::iter::from_fn(|| transfer.poll_transmit()));
-        let gone = match send_window(socket, &window).await {
+        let gone = match sender.send(&window).await {
             Ok(()) => false,
             Err(error) => is_peer_gone(&error),
         };
