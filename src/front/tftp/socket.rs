@@ -485,13 +485,7 @@ mod tests {
         let expected = window(7, 8, 1468);
         let datagrams: Vec<&[u8]> = expected.iter().map(|d| &d[..]).collect();
         let segmented = offload
-            .try_send(
-                &socket,
-                phone.local_addr().unwrap(),
-                None,
-                &datagrams,
-                &mut Vec::new(),
-            )
+            .try_send(&socket, phone.local_addr().unwrap(), None, &datagrams)
             .unwrap();
         assert_eq!(segmented, offload.state().max_gso_segments() >= 8);
         if !segmented {
@@ -509,13 +503,7 @@ mod tests {
         // Blocks of unequal sizes cannot be one segmented send.
         let uneven: Vec<&[u8]> = vec![&[1; 100], &[2; 200]];
         assert!(!offload
-            .try_send(
-                &socket,
-                phone.local_addr().unwrap(),
-                None,
-                &uneven,
-                &mut Vec::new()
-            )
+            .try_send(&socket, phone.local_addr().unwrap(), None, &uneven,)
             .unwrap());
     }
 
