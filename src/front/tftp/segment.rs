@@ -5,18 +5,24 @@
 //! phone is the same datagrams. It pays from a window of two blocks up: a
 //! firmware download with `windowsize` 8 sends an eighth of the messages.
 //!
-//! A segmented send cannot be fragmented: a block larger than the path's
-//! MTU is refused (`EMSGSIZE`), and that segment size and larger ones go one
-//! datagram each from then on (those are fragmented as before). A device
-//! that cannot segment refuses with `EIO` or `EINVAL`; quinn-udp then stops
-//! offering it, and every window goes one datagram each.
+//! A segmented send cannot be fragmented: a block larger than what the
+//! kernel knows of the path's MTU is refused (`EINVAL`, `EMSGSIZE`), and that
+//! segment size and larger ones go one datagram each from then on (those are
+//! fragmented as before). A device that cannot segment refuses with `EIO`:
+//! then every window goes one datagram each. The send is nix's `sendmsg`
+//! with a `UDP_SEGMENT` message, not quinn-udp's, whose answer to any
+//! `EINVAL` is to stop segmenting for the whole process: one phone behind
+//! a small MTU asking for large blocks must not cost every other phone.
+//! Replies that must name their source address (a wildcard listener's) go
+//! one datagram each.
 
-use std::cell::RefCell;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use quinn_udp::{Transmit, UdpSocketState};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
+use quinn_udp::UdpSocketState;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -24,19 +30,14 @@ use tokio::net::UdpSocket;
 /// datagram of 64 KiB, headers included.
 const MAX_SEGMENTED_BYTES: usize = 63 * 1024;
 
-thread_local! {
-    /// Where a window is laid out for its segmented send: one buffer per
-    /// thread, not one per transfer (2,000 transfers waiting on their
-    /// phones would hold 2,000 of them).
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 /// The socket capabilities quinn-udp found, shared by the listener (batched
 /// receive, replies from the arrival address) and the transfer sockets.
 pub(super) struct Offload {
     state: UdpSocketState,
     /// The smallest segment size refused so far (`usize::MAX`: none).
     refused_from: AtomicUsize,
+    /// The device cannot segment at all.
+    unsupported: AtomicBool,
 }
 
 impl Offload {
@@ -44,6 +45,7 @@ impl Offload {
         Offload {
             state,
             refused_from: AtomicUsize::new(usize::MAX),
+            unsupported: AtomicBool::new(false),
         }
     }
 
@@ -59,6 +61,7 @@ impl Offload {
         let (last, middle) = rest.split_last()?;
         let size = first.len();
         let fits = datagrams.len() <= self.state.max_gso_segments()
+            && !self.unsupported.load(Ordering::Relaxed)
             && size < self.refused_from.load(Ordering::Relaxed)
             && middle.iter().all(|d| d.len() == size)
             && last.len() <= size
@@ -67,39 +70,43 @@ impl Offload {
         fits.then_some(size)
     }
 
-    /// Sends `datagrams` to `to` in one segmented send.
-    /// `Ok(false)`: not sent (not segmentable, or refused): the caller
-    /// sends them one datagram each. Errors are the socket's (`WouldBlock`,
-    /// or the phone's port closed on a connected socket).
+    /// Sends `datagrams` in one segmented send: to `to`, or on a connected
+    /// socket (`None`) to its peer. `Ok(false)`: not sent (not segmentable,
+    /// or refused): the caller sends them one datagram each. Errors are the
+    /// socket's (`WouldBlock`, or the phone's port closed on a connected
+    /// socket).
     pub(super) fn try_send(
         &self,
         socket: &UdpSocket,
-        to: SocketAddr,
-        src_ip: Option<IpAddr>,
+        to: Option<SocketAddr>,
         datagrams: &[&[u8]],
     ) -> io::Result<bool> {
         let Some(size) = self.segment_size(datagrams) else {
             return Ok(false);
         };
-        let sent = SCRATCH.with_borrow_mut(|scratch| {
-            scratch.clear();
-            for datagram in datagrams {
-                scratch.extend_from_slice(datagram);
-            }
-            let transmit = Transmit {
-                destination: to,
-                ecn: None,
-                contents: scratch,
-                segment_size: Some(size),
-                src_ip,
-            };
-            socket.try_io(Interest::WRITABLE, || {
-                self.state.try_send(socket.into(), &transmit)
-            })
+        let Ok(segment) = u16::try_from(size) else {
+            return Ok(false);
+        };
+        let iov: Vec<IoSlice<'_>> = datagrams.iter().map(|d| IoSlice::new(d)).collect();
+        let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
+        let to = to.map(SockaddrStorage::from);
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            sendmsg(
+                socket.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::empty(),
+                to.as_ref(),
+            )
+            .map_err(io::Error::from)
         });
         match sent {
-            Ok(()) => Ok(true),
-            Err(error) if refused(&error) => {
+            Ok(_) => Ok(true),
+            Err(error) if error.raw_os_error() == Some(nix::errno::Errno::EIO as i32) => {
+                self.unsupported.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(error) if too_large(&error) => {
                 self.refused_from.fetch_min(size, Ordering::Relaxed);
                 Ok(false)
             }
@@ -108,12 +115,8 @@ impl Offload {
     }
 }
 
-/// A refusal of segmentation itself, not of the datagrams.
-fn refused(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(code) if code == rustix::io::Errno::MSGSIZE.raw_os_error()
-            || code == rustix::io::Errno::IO.raw_os_error()
-            || code == rustix::io::Errno::INVAL.raw_os_error()
-    )
+/// A segment larger than the path allows.
+fn too_large(error: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(error.raw_os_error(), Some(code) if code == Errno::EINVAL as i32 || code == Errno::EMSGSIZE as i32)
 }

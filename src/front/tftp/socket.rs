@@ -130,7 +130,7 @@ impl Listener {
                     .collect();
                 self.send_each(&batch[unsent..next]).await;
                 unsent = next;
-                if self.send_segmented(first.to, first.src_ip, &window).await {
+                if self.send_segmented(first.to, &window).await {
                     unsent = next + run;
                 }
             }
@@ -139,15 +139,14 @@ impl Listener {
         self.send_each(&batch[unsent..]).await;
     }
 
-    /// One segmented send; `false` when the datagrams must go one by one.
-    async fn send_segmented(
-        &self,
-        to: SocketAddr,
-        src_ip: Option<IpAddr>,
-        window: &[&[u8]],
-    ) -> bool {
+    /// One segmented send; `false` when the datagrams must go one by one
+    /// (always from a wildcard listener: each reply names its source).
+    async fn send_segmented(&self, to: SocketAddr, window: &[&[u8]]) -> bool {
+        if self.local.ip().is_unspecified() {
+            return false;
+        }
         loop {
-            match self.offload.try_send(&self.socket, to, src_ip, window) {
+            match self.offload.try_send(&self.socket, Some(to), window) {
                 Ok(sent) => return sent,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     if self.socket.writable().await.is_err() {
@@ -238,22 +237,13 @@ fn send_mmsg(socket: &UdpSocket, datagrams: &[&[u8]], to: &[SocketAddr]) -> io::
 /// Sends the windows of one transfer on its socket, connected to the phone.
 pub(super) struct WindowSender<'a> {
     socket: &'a UdpSocket,
-    peer: SocketAddr,
     /// `None`: every datagram on its own.
     offload: Option<Arc<Offload>>,
 }
 
 impl<'a> WindowSender<'a> {
-    pub(super) fn new(
-        socket: &'a UdpSocket,
-        peer: SocketAddr,
-        offload: Option<Arc<Offload>>,
-    ) -> WindowSender<'a> {
-        WindowSender {
-            socket,
-            peer,
-            offload,
-        }
+    pub(super) fn new(socket: &'a UdpSocket, offload: Option<Arc<Offload>>) -> WindowSender<'a> {
+        WindowSender { socket, offload }
     }
 
     /// Sends a window's datagrams: in one segmented send where it can (see
@@ -270,7 +260,7 @@ impl<'a> WindowSender<'a> {
         if let Some(offload) = self.offload.as_deref() {
             let window: Vec<&[u8]> = datagrams.iter().map(|d| &d[..]).collect();
             loop {
-                match offload.try_send(socket, self.peer, None, &window) {
+                match offload.try_send(socket, None, &window) {
                     Ok(true) => return Ok(()),
                     Ok(false) => break,
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -484,12 +474,10 @@ mod tests {
         socket.writable().await.unwrap();
         let expected = window(7, 8, 1468);
         let datagrams: Vec<&[u8]> = expected.iter().map(|d| &d[..]).collect();
-        let segmented = offload
-            .try_send(&socket, phone.local_addr().unwrap(), None, &datagrams)
-            .unwrap();
+        let segmented = offload.try_send(&socket, None, &datagrams).unwrap();
         assert_eq!(segmented, offload.state().max_gso_segments() >= 8);
         if !segmented {
-            WindowSender::new(&socket, phone.local_addr().unwrap(), Some(offload.clone()))
+            WindowSender::new(&socket, Some(offload.clone()))
                 .send(&expected)
                 .await
                 .unwrap();
@@ -502,9 +490,7 @@ mod tests {
         }
         // Blocks of unequal sizes cannot be one segmented send.
         let uneven: Vec<&[u8]> = vec![&[1; 100], &[2; 200]];
-        assert!(!offload
-            .try_send(&socket, phone.local_addr().unwrap(), None, &uneven,)
-            .unwrap());
+        assert!(!offload.try_send(&socket, None, &uneven).unwrap());
     }
 
     #[tokio::test]

@@ -136,7 +136,7 @@ pub(super) async fn run(start: Start) {
     let offload = (transfer.window_size() > 1)
         .then(|| listener.upgrade().map(|listener| listener.offload()))
         .flatten();
-    let (outcome, transfer) = drive(transfer, &socket, client, offload, &tracked, place).await;
+    let (outcome, transfer) = drive(transfer, &socket, offload, &tracked, place).await;
     let ended = Ended {
         client,
         local: socket.local_addr().ok(),
@@ -399,7 +399,6 @@ const PORT_UNREACHABLE: &str = "client port unreachable";
 async fn drive(
     mut transfer: Transfer<Body>,
     socket: &UdpSocket,
-    client: SocketAddr,
     offload: Option<Arc<Offload>>,
     tracked: &Tracked,
     mut place: unanswered::Place,
@@ -414,7 +413,7 @@ async fn drive(
     let timer = tokio::time::sleep_until(transfer.deadline().unwrap_or_else(Instant::now).into());
     tokio::pin!(timer);
     let mut window = Vec::new();
-    let mut sender = WindowSender::new(socket, client, offload);
+    let mut sender = WindowSender::new(socket, offload);
     let outcome = loop {
         window.extend(std::iter::from_fn(|| transfer.poll_transmit()));
         let gone = match sender.send(&window).await {
