@@ -40,6 +40,7 @@ mod requests;
 mod resolving;
 mod sessions;
 mod single_port;
+mod small_mtu;
 mod transfers;
 
 use std::time::Duration;

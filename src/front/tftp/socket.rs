@@ -294,13 +294,19 @@ fn send_connected(socket: &UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<usize
 
 /// Puts path-MTU discovery back to the kernel's default ("want": the
 /// don't-fragment bit, but a datagram larger than a path's known MTU is
-/// fragmented). quinn-udp sets "probe" for QUIC, which never fragments:
-/// single-port DATA of 1,468 bytes would then be lost for good to a phone
-/// behind a tunnel with a smaller MTU, which per-port sockets serve.
+/// fragmented). quinn-udp sets "probe" for QUIC, which never fragments, and
+/// on IPv6 also `IPV6_DONTFRAG`, with which the kernel drops a datagram
+/// larger than the path instead of fragmenting it: single-port DATA of
+/// 1,468 bytes would then be lost for good to a phone behind a tunnel with
+/// a smaller MTU, which per-port sockets serve.
 fn allow_fragmentation(socket: &UdpSocket, addr: SocketAddr) {
+    use nix::sys::socket::{setsockopt, sockopt::Ipv6DontFrag};
     use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
     let result = if addr.is_ipv6() {
-        sockopt::set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::WANT)
+        sockopt::set_ipv6_mtu_discover(socket, Ipv6PathMtuDiscovery::WANT).and_then(|()| {
+            setsockopt(socket, Ipv6DontFrag, &false)
+                .map_err(|e| rustix::io::Errno::from_raw_os_error(e as i32))
+        })
     } else {
         sockopt::set_ip_mtu_discover(socket, Ipv4PathMtuDiscovery::WANT)
     };
@@ -506,6 +512,9 @@ mod tests {
             sockopt::ipv6_mtu_discover(&v6.socket).unwrap(),
             Ipv6PathMtuDiscovery::WANT
         );
+        let dont_fragment =
+            nix::sys::socket::getsockopt(&v6.socket, nix::sys::socket::sockopt::Ipv6DontFrag);
+        assert_eq!(dont_fragment, Ok(false));
     }
 
     #[test]
