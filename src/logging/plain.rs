@@ -53,13 +53,9 @@ where
         let level = *metadata.level();
         if self.journald {
             writer.write_str(syslog_priority(level))?;
-        }
-        if !self.journald {
-            write!(
-                writer,
-                "{} ",
-                humantime::format_rfc3339_micros(SystemTime::now())
-            )?;
+        } else {
+            let now = humantime::format_rfc3339_micros(SystemTime::now());
+            write!(writer, "{now} ")?;
         }
         if metadata.fields().field("log.target").is_some() {
             return self.general.format_event(ctx, writer, event);

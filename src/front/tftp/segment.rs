@@ -118,5 +118,6 @@ impl Offload {
 /// A segment larger than the path allows.
 fn too_large(error: &io::Error) -> bool {
     use nix::errno::Errno;
-    matches!(error.raw_os_error(), Some(code) if code == Errno::EINVAL as i32 || code == Errno::EMSGSIZE as i32)
+    let code = error.raw_os_error();
+    code == Some(Errno::EINVAL as i32) || code == Some(Errno::EMSGSIZE as i32)
 }
