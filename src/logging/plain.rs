@@ -1,6 +1,6 @@
 //! The text log line without colours (a file, a pipe, journald), written
 //! directly rather than through `tracing-subscriber`'s general formatter:
-//! the same bytes, at a fifth of the instructions. In a boot storm every
+//! the same bytes, at a third of the instructions. In a boot storm every
 //! file served logs one line, and the general formatter (styles, padding,
 //! every value through `core::fmt`) was a quarter of the daemon's user-space
 //! instructions per file (README, "Benchmarks").
