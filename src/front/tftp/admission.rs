@@ -32,8 +32,9 @@ use governor::{Quota, RateLimiter};
 
 use crate::sync::lock;
 
-/// Client addresses whose request rate is remembered at most (measured:
-/// RSS grew by 15 MB while 65,536 addresses each made three requests).
+/// Client addresses whose request rate is remembered at most (an entry is
+/// an address and 8 bytes of bucket state in a hash map: a few MB when
+/// full).
 pub(crate) const MAX_RATE_KEYS: usize = 65_536;
 
 /// Every client address's token bucket, in one map under one lock: a
