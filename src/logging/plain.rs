@@ -24,9 +24,9 @@ use tracing_subscriber::registry::LookupSpan;
 pub(super) struct PlainLine {
     /// Under journald: no time (the journal has it), and the syslog
     /// priority first (`<6>` for info), which journald reads.
-    pub(super) journald: bool,
+    journald: bool,
     /// For bridged `log` events.
-    pub(super) general: format::Format<format::Full, ()>,
+    general: format::Format<format::Full, ()>,
 }
 
 impl PlainLine {

@@ -71,11 +71,29 @@ impl Offload {
     }
 
     /// Sends `datagrams` in one segmented send: to `to`, or on a connected
-    /// socket (`None`) to its peer. `Ok(false)`: not sent (not segmentable,
-    /// or refused): the caller sends them one datagram each. Errors are the
-    /// socket's (`WouldBlock`, or the phone's port closed on a connected
-    /// socket).
-    pub(super) fn try_send(
+    /// socket (`None`) to its peer, waiting while the socket is full.
+    /// `Ok(false)`: not sent (not segmentable, or refused): the caller sends
+    /// them one datagram each. An error is the socket's (on a connected
+    /// socket, the phone's port closed).
+    pub(super) async fn send(
+        &self,
+        socket: &UdpSocket,
+        to: Option<SocketAddr>,
+        datagrams: &[&[u8]],
+    ) -> io::Result<bool> {
+        loop {
+            match self.try_send(socket, to, datagrams) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    socket.writable().await?;
+                }
+                sent => return sent,
+            }
+        }
+    }
+
+    /// One attempt at [`Offload::send`]; `WouldBlock` when the socket is
+    /// full.
+    fn try_send(
         &self,
         socket: &UdpSocket,
         to: Option<SocketAddr>,

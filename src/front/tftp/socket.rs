@@ -112,17 +112,18 @@ impl Listener {
 impl Listener {
     /// Sends the datagrams of many transfers, in order: a window of blocks
     /// to one client as one segmented send (see `super::segment`), the
-    /// others up to [`SEND_BATCH`] per `sendmmsg` call.
+    /// others up to [`SEND_BATCH`] per `sendmmsg` call. A wildcard listener
+    /// sends one datagram at a time: each reply names its source address.
     pub(super) async fn send_batch(&self, batch: &[Outgoing]) {
+        if self.local.ip().is_unspecified() {
+            return self.send_each(batch).await;
+        }
         // `batch[unsent..]` is still to send; `next` starts the next run of
         // datagrams to one client.
         let (mut unsent, mut next) = (0, 0);
         while next < batch.len() {
-            let first = &batch[next];
-            let run = batch[next..]
-                .iter()
-                .take_while(|out| out.to == first.to && out.src_ip == first.src_ip)
-                .count();
+            let to = batch[next].to;
+            let run = batch[next..].iter().take_while(|out| out.to == to).count();
             if run >= 2 {
                 let window: Vec<&[u8]> = batch[next..next + run]
                     .iter()
@@ -130,36 +131,19 @@ impl Listener {
                     .collect();
                 self.send_each(&batch[unsent..next]).await;
                 unsent = next;
-                if self.send_segmented(first.to, &window).await {
-                    unsent = next + run;
+                match self.offload.send(&self.socket, Some(to), &window).await {
+                    Ok(true) => unsent = next + run,
+                    Ok(false) => {}
+                    Err(error) => {
+                        // Dropped: the transfer's timer resends.
+                        debug!(%to, %error, "window not sent");
+                        unsent = next + run;
+                    }
                 }
             }
             next += run;
         }
         self.send_each(&batch[unsent..]).await;
-    }
-
-    /// One segmented send; `false` when the datagrams must go one by one
-    /// (always from a wildcard listener: each reply names its source).
-    async fn send_segmented(&self, to: SocketAddr, window: &[&[u8]]) -> bool {
-        if self.local.ip().is_unspecified() {
-            return false;
-        }
-        loop {
-            match self.offload.try_send(&self.socket, Some(to), window) {
-                Ok(sent) => return sent,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    if self.socket.writable().await.is_err() {
-                        return true;
-                    }
-                }
-                Err(error) => {
-                    // Dropped: the transfer's timer resends.
-                    debug!(%to, %error, "window not sent");
-                    return true;
-                }
-            }
-        }
     }
 
     /// Sends datagrams one each: up to [`SEND_BATCH`] per `sendmmsg` call
@@ -252,22 +236,15 @@ impl<'a> WindowSender<'a> {
     /// the first error; ECONNREFUSED (the phone's port closed) is the
     /// caller's to act on, and what was not sent by then is left to the
     /// transfer's timer.
-    pub(super) async fn send(&mut self, datagrams: &[Vec<u8>]) -> io::Result<()> {
+    pub(super) async fn send(&self, datagrams: &[Vec<u8>]) -> io::Result<()> {
         let socket = self.socket;
         if let [one] = datagrams {
             return socket.send(one).await.map(drop);
         }
         if let Some(offload) = self.offload.as_deref() {
             let window: Vec<&[u8]> = datagrams.iter().map(|d| &d[..]).collect();
-            loop {
-                match offload.try_send(socket, None, &window) {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => break,
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        socket.writable().await?;
-                    }
-                    Err(error) => return Err(error),
-                }
+            if offload.send(socket, None, &window).await? {
+                return Ok(());
             }
         }
         let mut done = 0;
@@ -477,10 +454,9 @@ mod tests {
         .await
         .unwrap();
         let offload = listener.offload();
-        socket.writable().await.unwrap();
         let expected = window(7, 8, 1468);
         let datagrams: Vec<&[u8]> = expected.iter().map(|d| &d[..]).collect();
-        let segmented = offload.try_send(&socket, None, &datagrams).unwrap();
+        let segmented = offload.send(&socket, None, &datagrams).await.unwrap();
         assert_eq!(segmented, offload.state().max_gso_segments() >= 8);
         if !segmented {
             WindowSender::new(&socket, Some(offload.clone()))
@@ -496,7 +472,7 @@ mod tests {
         }
         // Blocks of unequal sizes cannot be one segmented send.
         let uneven: Vec<&[u8]> = vec![&[1; 100], &[2; 200]];
-        assert!(!offload.try_send(&socket, None, &uneven).unwrap());
+        assert!(!offload.send(&socket, None, &uneven).await.unwrap());
     }
 
     #[tokio::test]

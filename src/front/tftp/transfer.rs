@@ -133,9 +133,10 @@ pub(super) async fn run(start: Start) {
         };
     let place = front.unanswered.enter();
     // Windows of one block have nothing to segment.
-    let offload = (transfer.window_size() > 1)
-        .then(|| listener.upgrade().map(|listener| listener.offload()))
-        .flatten();
+    let offload = listener
+        .upgrade()
+        .filter(|_| transfer.window_size() > 1)
+        .map(|listener| listener.offload());
     let (outcome, transfer) = drive(transfer, &socket, offload, &tracked, place).await;
     let ended = Ended {
         client,
@@ -413,7 +414,7 @@ async fn drive(
     let timer = tokio::time::sleep_until(transfer.deadline().unwrap_or_else(Instant::now).into());
     tokio::pin!(timer);
     let mut window = Vec::new();
-    let mut sender = WindowSender::new(socket, offload);
+    let sender = WindowSender::new(socket, offload);
     let outcome = loop {
         window.extend(std::iter::from_fn(|| transfer.poll_transmit()));
         let gone = match sender.send(&window).await {
