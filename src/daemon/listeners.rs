@@ -48,7 +48,9 @@ impl Bound {
             (None, _) => None,
         };
         Ok(Bound {
-            tftp: bind_new(&config.tftp.listen, &served(&running.tftp), Listener::bind)?,
+            tftp: bind_new(&config.tftp.listen, &served(&running.tftp), |addr| {
+                Listener::bind(addr, &config.tftp)
+            })?,
             http: bind_new(http_listen, &served(&running.http), conn::bind)?,
             admin,
             tls_relay: bind_new(relay_listen, &served(&running.tls_relay), conn::bind)?,

@@ -179,3 +179,30 @@ both_modes! {
         }
     }
 }
+
+both_modes! {
+    async fn a_phone_that_closes_its_port_frees_its_transfer_at_once(mode) {
+        // Retransmissions every 5 s: only the ICMP "port unreachable" the
+        // closed port brings back can end the transfer within the wait.
+        let server = tftp_server_in(mode)
+            .file("f", pattern(100_000, 3))
+            .tweak(|c| c.tftp.retransmit_timeout = Duration::from_secs(5))
+            .start()
+            .await;
+        // The port closes right after the request, long before the
+        // server can have sent its first DATA there.
+        let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        phone.send_to(&rrq("f", &[]), server.tftp_v4()).unwrap();
+        drop(phone);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let gone = "tftproxy_requests_total{front=\"tftp\",result=\"client_gone\"} 1";
+        loop {
+            let metrics = server.daemon.metrics().encode();
+            if metrics.contains(gone) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "still running: {metrics}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

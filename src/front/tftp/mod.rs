@@ -1,48 +1,47 @@
-//! The TFTP front: listener sockets that take requests, and one task per
-//! transfer on its own ephemeral socket that drives a
-//! [`crate::tftp::send::Transfer`].
+//! The TFTP front: listeners that take requests and drivers that run the
+//! transfers, each a [`crate::tftp::send::Transfer`] state machine.
 //!
-//! A listener does as little as possible so that it keeps up with a boot
-//! storm: it drains its socket in batches (`recvmmsg`), asks
-//! [`crate::tftp::accept`] what each datagram calls for, and hands each read
-//! request to a new task. The socket's receive buffer is enlarged so that a
-//! burst of thousands of RRQs is queued rather than dropped (a dropped RRQ
-//! costs the phone its retransmit time). Each request's destination address
-//! is read from `IP_PKTINFO`, and the transfer socket binds that address, so
-//! replies leave from the address the phone asked, even on a multi-homed
-//! host behind a wildcard listener.
+//! In the default per-transfer-port mode a listener's socket only takes
+//! requests: it drains them in batches (`recvmmsg`), answers what needs no
+//! transfer (a write request, a malformed one), and hands each read request
+//! to one of a few transfer ports bound beside it (`dispatch.rs`), each
+//! driven by one task (`driver.rs`) that runs many transfers at once. The
+//! phone sees what RFC 1350 asks: its transfer's packets come from a port
+//! other than 69, the one it must answer. With `tftp.single_port` the
+//! listener's own socket is the one driver's port, for NAT, firewalls and
+//! containers that let only the TFTP port through.
 //!
-//! With `tftp.single_port` a listener is driven by `single.rs` instead: all
-//! its transfers on its own socket.
+//! The listener's receive buffer is enlarged so that a burst of thousands
+//! of RRQs is queued rather than dropped (a dropped RRQ costs the phone its
+//! retransmit time). Each request's destination address is read from
+//! `IP_PKTINFO`, and replies leave from it, even on a multi-homed host
+//! behind a wildcard listener.
 
-mod active;
 mod admission;
+mod dispatch;
+mod driver;
 mod segment;
-mod single;
 mod socket;
 mod transfer;
 mod unanswered;
+mod unreachable;
 
-use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use quinn_udp::{RecvMeta, BATCH_SIZE};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use super::slots::Slots;
 use super::ListenerHandle;
 use crate::config::{AllowList, TftpConfig};
 use crate::metrics::{ClientRefusal, Front, Metrics, RequestResult};
 use crate::resolve::ResolverHandle;
-use crate::tftp::accept::{accept, Accept, Refused};
+use crate::tftp::accept::Refused;
 use crate::tftp::options::Limits;
-use crate::tftp::packet::{ErrorCode, Packet};
 
 pub(crate) use socket::Listener;
 
@@ -59,9 +58,6 @@ pub const NETASCII_MAX: u64 = 1 << 20;
 struct Settings {
     limits: Limits,
     max_retries: u32,
-    port_range: Option<RangeInclusive<u16>>,
-    /// Read when a listener starts (`single.rs`).
-    single_port: bool,
     allow: AllowList,
     max_transfers_per_client: usize,
     fetch_wait: Duration,
@@ -76,8 +72,6 @@ impl Settings {
                 default_timeout: config.retransmit_timeout,
             },
             max_retries: config.max_retries,
-            port_range: config.port_range.clone(),
-            single_port: config.single_port,
             allow: config.allow.clone(),
             max_transfers_per_client: config.max_transfers_per_client,
             fetch_wait: config.fetch_wait,
@@ -97,13 +91,10 @@ pub(crate) struct TftpFront {
     resolving: Slots,
     /// Per-client request rate and transfer cap.
     admission: Arc<admission::Admission>,
-    /// Clients with a transfer running, to tell a repeated request from a
-    /// new one.
-    active: active::ActiveTable,
     /// The transfers running.
     transfers: TaskTracker,
-    /// Per-port transfers whose client has not answered yet, oldest first:
-    /// a full `max_transfers` ends the oldest to make room.
+    /// Transfers whose client has not answered yet, oldest first: a full
+    /// `max_transfers` ends the oldest to make room.
     unanswered: Arc<unanswered::Unanswered>,
 }
 
@@ -120,7 +111,6 @@ impl TftpFront {
             slots: Slots::new(config.max_transfers),
             resolving: Slots::new(config.max_resolving),
             admission: admission::Admission::new(config.client_request_rate),
-            active: active::ActiveTable::default(),
             transfers: TaskTracker::new(),
             unanswered: Arc::default(),
         })
@@ -143,7 +133,7 @@ impl TftpFront {
     }
 
     /// Serves requests arriving on `listener` until the handle is dropped.
-    /// Transfers it started go on.
+    /// Transfers it started go on to their end.
     pub(crate) fn start(
         self: &Arc<Self>,
         configured: SocketAddr,
@@ -151,127 +141,49 @@ impl TftpFront {
     ) -> ListenerHandle {
         let bound = listener.local_addr();
         let stop = CancellationToken::new();
-        if self.settings.load().single_port {
-            tokio::spawn(single::serve(
+        let Listener {
+            requests,
+            transfer_ports,
+        } = listener;
+        if transfer_ports.is_empty() {
+            tokio::spawn(driver::serve(self.clone(), requests, None, stop.clone()));
+        } else {
+            let drivers = transfer_ports
+                .into_iter()
+                .map(|port| {
+                    let (hand, handed) = tokio::sync::mpsc::unbounded_channel();
+                    tokio::spawn(driver::serve(
+                        self.clone(),
+                        port,
+                        Some(handed),
+                        stop.clone(),
+                    ));
+                    hand
+                })
+                .collect();
+            tokio::spawn(dispatch::serve(
                 self.clone(),
-                Arc::new(listener),
+                requests,
+                drivers,
                 stop.clone(),
             ));
-        } else {
-            tokio::spawn(self.clone().serve(Arc::new(listener), stop.clone()));
         }
         ListenerHandle::new(configured, bound, stop)
     }
 
-    async fn serve(self: Arc<Self>, listener: Arc<Listener>, stop: CancellationToken) {
-        let gro = listener.gro_segments().max(1);
-        let slot = 2048 * gro;
-        let mut storage = vec![0u8; slot * BATCH_SIZE];
-        let mut meta = [RecvMeta::default(); BATCH_SIZE];
-        info!(listen = %listener.local_addr(), "TFTP listening");
-        loop {
-            let received = tokio::select! {
-                _ = stop.cancelled() => break,
-                ready = listener.readable() => {
-                    if let Err(error) = ready {
-                        warn!(%error, "TFTP listener failed");
-                        break;
-                    }
-                    let mut bufs: Vec<IoSliceMut<'_>> =
-                        storage.chunks_mut(slot).map(IoSliceMut::new).collect();
-                    listener.try_recv(&mut bufs, &mut meta)
+    /// Counts a request refused for what it is (see [`Refused`]).
+    fn count_refused(&self, client: SocketAddr, why: Refused) {
+        match why {
+            Refused::Malformed => {
+                self.metrics.malformed_packets.inc();
+            }
+            Refused::MailMode | Refused::WriteRequest => {
+                if why == Refused::WriteRequest {
+                    debug!(%client, "write request refused");
                 }
-            };
-            let count = match received {
-                Ok(count) => count,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(error) => {
-                    // ICMP errors surface here; they concern one peer only.
-                    debug!(%error, "TFTP listener receive error");
-                    continue;
-                }
-            };
-            for (meta, chunk) in meta.iter().zip(storage.chunks(slot)).take(count) {
-                let stride = meta.stride.max(1);
-                for datagram in chunk[..meta.len].chunks(stride) {
-                    self.on_datagram(&listener, meta, datagram);
-                }
+                self.metrics.request(Front::Tftp, RequestResult::Denied);
             }
         }
-        info!(listen = %listener.local_addr(), "TFTP listener stopped");
-    }
-
-    fn on_datagram(self: &Arc<Self>, listener: &Arc<Listener>, meta: &RecvMeta, datagram: &[u8]) {
-        let (client, dst_ip) = (meta.addr, meta.dst_ip);
-        let settings = self.settings.load();
-        // Strangers get no answer at all: any answer would help a spoofed
-        // reflection.
-        if !settings.allow.allows(client.ip()) {
-            return self.refuse(ClientRefusal::NotAllowed);
-        }
-        let request = match accept(datagram) {
-            Accept::Start(request) => request,
-            Accept::Refuse { reply, why } => {
-                // An ERROR is an answer too: within the client's rate only.
-                if !self.admission.within_rate(client.ip()) {
-                    return self.refuse(ClientRefusal::RateLimited);
-                }
-                match why {
-                    Refused::Malformed => {
-                        self.metrics.malformed_packets.inc();
-                    }
-                    Refused::MailMode | Refused::WriteRequest => {
-                        if why == Refused::WriteRequest {
-                            debug!(%client, "write request refused");
-                        }
-                        self.metrics.request(Front::Tftp, RequestResult::Denied);
-                    }
-                }
-                return listener.send_from(client, dst_ip, &reply);
-            }
-            Accept::Ignore { malformed } => {
-                if malformed {
-                    self.metrics.malformed_packets.inc();
-                }
-                return;
-            }
-        };
-        // A repeated RRQ (same bytes, same port) while its client cannot be
-        // done is a retransmission or a late duplicate: the transfer answers
-        // it. Anything else is a new request (see `active`).
-        let fingerprint = active::fingerprint(datagram);
-        if self.active.is_retransmission(client, fingerprint) {
-            return;
-        }
-        // Over its rate: silence (see `admission`: likely spoofed).
-        if !self.admission.within_rate(client.ip()) {
-            return self.refuse(ClientRefusal::RateLimited);
-        }
-        let busy = || Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
-        let cap = settings.max_transfers_per_client;
-        let Some(claim) = self.admission.claim(client.ip(), cap) else {
-            self.refuse(ClientRefusal::TooManyTransfers);
-            self.metrics.request(Front::Tftp, RequestResult::Busy);
-            return listener.send_from(client, dst_ip, &busy());
-        };
-        let tracked = self.active.insert(client, fingerprint);
-        let local =
-            socket::transfer_local_addr(dst_ip.unwrap_or(listener.local_addr().ip()), client);
-        let start = transfer::Start {
-            front: self.clone(),
-            settings: self.settings.load_full(),
-            // Weak: a listener removed by a reload closes its socket at
-            // once, not when the last of its transfers ends.
-            listener: Arc::downgrade(listener),
-            client,
-            tracked,
-            local,
-            request,
-        };
-        self.transfers.spawn(async move {
-            let _claim = claim;
-            transfer::run(start).await
-        });
     }
 
     fn refuse(&self, reason: ClientRefusal) {

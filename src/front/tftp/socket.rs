@@ -1,28 +1,36 @@
-//! The sockets of the TFTP front: a listener (large receive queue, batched
-//! receive, replies from the address the request came to) and the
-//! per-transfer socket, bound on that same address and connected to the
-//! phone.
+//! The sockets of the TFTP front. A [`Listener`] is the socket requests
+//! arrive on and, in the default per-transfer-port mode, a few transfer
+//! ports bound beside it on the same address; each is a [`Port`]: a large
+//! receive queue, batched receive (`recvmmsg`) and sends (`sendmmsg`, and a
+//! window of blocks to one phone as one segmented send), replies from the
+//! address the request came to, ICMP errors reported.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
 use super::segment::Offload;
+use super::unreachable;
+use crate::config::TftpConfig;
 
-/// Receive buffer asked for on listener sockets.
-const LISTENER_RECV_BUFFER: usize = 16 << 20;
+/// Receive buffer asked for: a boot storm's requests (or ACKs) queue
+/// rather than drop.
+const RECV_BUFFER: usize = 16 << 20;
+
+/// Transfer ports per listener, at most.
+const MAX_TRANSFER_PORTS: usize = 8;
 
 /// Datagrams per `sendmmsg` call (the kernel takes up to 1024; a storm's
 /// replies rarely number more per loop turn).
 const SEND_BATCH: usize = 64;
 
-/// A datagram the single-port driver sends from the listener socket.
+/// A datagram a driver sends.
 pub(super) struct Outgoing {
     pub(super) to: SocketAddr,
     /// The address the client's request came to (wildcard listeners).
@@ -30,49 +38,76 @@ pub(super) struct Outgoing {
     pub(super) datagram: Vec<u8>,
 }
 
-/// A bound listener socket.
-pub(crate) struct Listener {
+/// One bound UDP socket of the TFTP front (a listener's, or a port its
+/// transfers run on): batched receive, batched and segmented sends, replies
+/// from the address a request came to, ICMP errors reported (see
+/// `super::unreachable`).
+pub(super) struct Port {
     socket: UdpSocket,
-    offload: Arc<Offload>,
+    offload: Offload,
     local: SocketAddr,
 }
 
-impl Listener {
-    /// Binds `addr` for requests.
-    pub(crate) fn bind(addr: SocketAddr) -> io::Result<Listener> {
+impl Port {
+    /// Binds `addr`.
+    fn bind(addr: SocketAddr) -> io::Result<Port> {
         use socket2::{Domain, Protocol, Socket, Type};
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if addr.is_ipv6() {
             // Lets "0.0.0.0:69" and "[::]:69" be listed side by side.
             socket.set_only_v6(true)?;
         }
-        enlarge_receive_buffer(&socket, LISTENER_RECV_BUFFER);
+        enlarge_receive_buffer(&socket, RECV_BUFFER);
         socket.bind(&addr.into())?;
         socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(socket.into())?;
         let state = UdpSocketState::new((&socket).into())?;
         allow_fragmentation(&socket, addr);
+        if let Err(error) = unreachable::report_errors(&socket, addr) {
+            debug!(%addr, %error, "ICMP errors not reported: a vanished phone's transfer times out");
+        }
         let local = socket.local_addr()?;
-        Ok(Listener {
+        Ok(Port {
             socket,
-            offload: Arc::new(Offload::new(state)),
+            offload: Offload::new(state),
             local,
         })
     }
 
-    pub(crate) fn local_addr(&self) -> SocketAddr {
+    /// Binds a port for transfers on the address of `listen` (with its
+    /// scope, for a link-local one): any free port, or one inside `range`,
+    /// probed from a point that differs per `salt`.
+    fn bind_for_transfers(
+        mut listen: SocketAddr,
+        range: Option<&RangeInclusive<u16>>,
+        salt: u32,
+    ) -> io::Result<Port> {
+        let Some(range) = range else {
+            listen.set_port(0);
+            return Port::bind(listen);
+        };
+        let span = u32::from(range.end() - range.start()) + 1;
+        let start = (salt ^ std::process::id()).wrapping_mul(2_654_435_761) % span;
+        for i in 0..span {
+            let port = range.start() + ((start + i) % span) as u16;
+            listen.set_port(port);
+            if let Ok(bound) = Port::bind(listen) {
+                return Ok(bound);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "tftp.port_range has no free port left",
+        ))
+    }
+
+    pub(super) fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
     /// Datagrams the kernel may coalesce into one receive (GRO).
     pub(super) fn gro_segments(&self) -> usize {
         self.offload.state().gro_segments()
-    }
-
-    /// What this machine's sockets can offload (shared with the transfer
-    /// sockets, which send segmented windows too).
-    pub(super) fn offload(&self) -> Arc<Offload> {
-        self.offload.clone()
     }
 
     /// Waits until the socket has something to read.
@@ -82,14 +117,28 @@ impl Listener {
 
     /// Receives a batch of datagrams (`recvmmsg`), each with the address it
     /// came from and the local address it came to.
-    pub(super) fn try_recv(
-        &self,
-        bufs: &mut [IoSliceMut<'_>],
-        meta: &mut [RecvMeta],
-    ) -> io::Result<usize> {
+    fn try_recv(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
         self.socket.try_io(Interest::READABLE, || {
             self.offload.state().recv((&self.socket).into(), bufs, meta)
         })
+    }
+
+    /// Waits until the kernel has queued an ICMP error on the socket.
+    pub(super) async fn errored(&self) -> io::Result<()> {
+        self.socket.ready(Interest::ERROR).await.map(drop)
+    }
+
+    /// The clients whose port turned out closed since the last call.
+    pub(super) fn unreachable_clients(&self, gone: &mut Vec<SocketAddr>) {
+        let read = self.socket.try_io(Interest::ERROR, || {
+            unreachable::read_errors(&self.socket, gone)
+        });
+        match read {
+            Err(error) if error.kind() != io::ErrorKind::WouldBlock => {
+                debug!(local = %self.local, %error, "cannot read the socket's error queue");
+            }
+            _ => {}
+        }
     }
 
     /// Sends one datagram from `src_ip` (the address the request came to).
@@ -104,12 +153,114 @@ impl Listener {
         if let Err(error) = self.socket.try_io(Interest::WRITABLE, || {
             self.offload.state().send((&self.socket).into(), &transmit)
         }) {
-            debug!(%to, %error, "reply from listener not sent");
+            debug!(%to, %error, "reply not sent");
         }
     }
 }
 
+/// Room for one `recvmmsg` batch and what it received.
+pub(super) struct RecvBatch {
+    storage: Vec<u8>,
+    meta: [RecvMeta; BATCH_SIZE],
+    /// Bytes per received message: a datagram, or several coalesced (GRO).
+    slot: usize,
+    count: usize,
+}
+
+impl RecvBatch {
+    pub(super) fn new(port: &Port) -> RecvBatch {
+        let slot = 2048 * port.gro_segments().max(1);
+        RecvBatch {
+            storage: vec![0u8; slot * BATCH_SIZE],
+            meta: [RecvMeta::default(); BATCH_SIZE],
+            slot,
+            count: 0,
+        }
+    }
+
+    /// Reads what `port` has queued, once it is readable; false when there
+    /// was nothing (or only an error, which concerns one peer: an ICMP
+    /// error surfaces here too).
+    pub(super) fn receive(&mut self, port: &Port) -> bool {
+        let mut bufs: Vec<IoSliceMut<'_>> = self
+            .storage
+            .chunks_mut(self.slot)
+            .map(IoSliceMut::new)
+            .collect();
+        self.count = match port.try_recv(&mut bufs, &mut self.meta) {
+            Ok(count) => count,
+            Err(error) => {
+                if error.kind() != io::ErrorKind::WouldBlock {
+                    debug!(local = %port.local, %error, "TFTP receive error");
+                }
+                0
+            }
+        };
+        self.count > 0
+    }
+
+    /// The datagrams received, each with where it came from and to.
+    pub(super) fn datagrams(&self) -> impl Iterator<Item = (&RecvMeta, &[u8])> {
+        self.meta
+            .iter()
+            .zip(self.storage.chunks(self.slot))
+            .take(self.count)
+            .flat_map(|(meta, chunk)| {
+                chunk[..meta.len]
+                    .chunks(meta.stride.max(1))
+                    .map(move |datagram| (meta, datagram))
+            })
+    }
+}
+
+/// A TFTP listener: the socket requests arrive on and, unless in
+/// single-port mode, the ports its transfers run on.
+pub(crate) struct Listener {
+    pub(super) requests: Arc<Port>,
+    /// Empty in single-port mode.
+    pub(super) transfer_ports: Vec<Arc<Port>>,
+}
+
 impl Listener {
+    /// Binds `addr` for requests and, unless `config.single_port`, the
+    /// transfer ports beside it (on the same address, inside
+    /// `config.port_range` if set): a listener that cannot have both is not
+    /// started, and a reload that asks for it is refused.
+    pub(crate) fn bind(addr: SocketAddr, config: &TftpConfig) -> io::Result<Listener> {
+        let requests = Arc::new(Port::bind(addr)?);
+        let count = if config.single_port {
+            0
+        } else {
+            transfer_port_count(config.port_range.as_ref())
+        };
+        let transfer_ports = (0..count)
+            .map(|i| {
+                let salt = u32::from(requests.local.port()) ^ (i as u32) << 16;
+                Port::bind_for_transfers(addr, config.port_range.as_ref(), salt).map(Arc::new)
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Listener {
+            requests,
+            transfer_ports,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.requests.local
+    }
+}
+
+/// Transfer ports per listener: one per core, so that each core can drive
+/// the transfers of one (see `super::driver`), at least two, so that a
+/// client's next request from the same port gets a port other than its
+/// last one (see `super::dispatch`), and no more than `port_range` holds.
+fn transfer_port_count(range: Option<&RangeInclusive<u16>>) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let span = range.map_or(usize::MAX, |r| usize::from(r.end() - r.start()) + 1);
+    cores.clamp(2, MAX_TRANSFER_PORTS).min(span)
+}
+
+impl Port {
     /// Sends the datagrams of many transfers, in order: a window of blocks
     /// to one client as one segmented send (see `super::segment`), the
     /// others up to [`SEND_BATCH`] per `sendmmsg` call. A wildcard listener
@@ -191,9 +342,7 @@ fn send_many(socket: &UdpSocket, chunk: &[Outgoing]) -> io::Result<usize> {
     send_mmsg(socket, &datagrams, &to)
 }
 
-/// One `sendmmsg` call: datagram `i` to `to[i]`, or, past the end of `to`
-/// (empty for a connected socket), to the socket's peer. Returns how many
-/// left.
+/// One `sendmmsg` call: datagram `i` to `to[i]`. Returns how many left.
 fn send_mmsg(socket: &UdpSocket, datagrams: &[&[u8]], to: &[SocketAddr]) -> io::Result<usize> {
     use rustix::net::{addr::SocketAddrArg, MMsgHdr, SendAncillaryBuffer, SendFlags};
     let addrs: Vec<_> = to.iter().map(|addr| addr.as_any()).collect();
@@ -205,68 +354,14 @@ fn send_mmsg(socket: &UdpSocket, datagrams: &[&[u8]], to: &[SocketAddr]) -> io::
     let mut messages: Vec<MMsgHdr<'_>> = iovs
         .iter()
         .zip(controls.iter_mut())
-        .enumerate()
-        .map(|(i, (iov, control))| match addrs.get(i) {
-            Some(addr) => MMsgHdr::new_with_addr(addr, iov, control),
-            None => MMsgHdr::new(iov, control),
-        })
+        .zip(&addrs)
+        .map(|((iov, control), addr)| MMsgHdr::new_with_addr(addr, iov, control))
         .collect();
     Ok(rustix::net::sendmmsg(
         socket,
         &mut messages,
         SendFlags::empty(),
     )?)
-}
-
-/// Sends the windows of one transfer on its socket, connected to the phone.
-pub(super) struct WindowSender<'a> {
-    socket: &'a UdpSocket,
-    /// `None`: every datagram on its own.
-    offload: Option<Arc<Offload>>,
-}
-
-impl<'a> WindowSender<'a> {
-    pub(super) fn new(socket: &'a UdpSocket, offload: Option<Arc<Offload>>) -> WindowSender<'a> {
-        WindowSender { socket, offload }
-    }
-
-    /// Sends a window's datagrams: in one segmented send where it can (see
-    /// `super::segment`), else as many per `sendmmsg` call as the kernel
-    /// takes: a window of 8 blocks is one system call instead of 8. Returns
-    /// the first error; ECONNREFUSED (the phone's port closed) is the
-    /// caller's to act on, and what was not sent by then is left to the
-    /// transfer's timer.
-    pub(super) async fn send(&self, datagrams: &[Vec<u8>]) -> io::Result<()> {
-        let socket = self.socket;
-        if let [one] = datagrams {
-            return socket.send(one).await.map(drop);
-        }
-        if let Some(offload) = self.offload.as_deref() {
-            let window: Vec<&[u8]> = datagrams.iter().map(|d| &d[..]).collect();
-            if offload.send(socket, None, &window).await? {
-                return Ok(());
-            }
-        }
-        let mut done = 0;
-        while done < datagrams.len() {
-            let rest = &datagrams[done..];
-            match socket.try_io(Interest::WRITABLE, || send_connected(socket, rest)) {
-                Ok(sent) => done += sent.max(1),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    socket.writable().await?;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One `sendmmsg` call on a connected socket; returns how many datagrams
-/// left.
-fn send_connected(socket: &UdpSocket, datagrams: &[Vec<u8>]) -> io::Result<usize> {
-    let datagrams: Vec<&[u8]> = datagrams.iter().take(SEND_BATCH).map(|d| &d[..]).collect();
-    send_mmsg(socket, &datagrams, &[])
 }
 
 /// Puts path-MTU discovery back to the kernel's default ("want": the
@@ -312,69 +407,14 @@ fn enlarge_receive_buffer(socket: &socket2::Socket, bytes: usize) {
     }
 }
 
-/// The address a transfer socket binds (port 0: any): the one the request
-/// came to. An IPv6 link-local address names an address only together with
-/// its interface, so it takes the phone's scope (the kernel reports the
-/// interface a link-local sender's datagram arrived on as its scope id).
-pub(super) fn transfer_local_addr(ip: IpAddr, client: SocketAddr) -> SocketAddr {
-    match (ip, client) {
-        (IpAddr::V6(ip), SocketAddr::V6(client)) if ip.is_unicast_link_local() => {
-            SocketAddr::V6(std::net::SocketAddrV6::new(ip, 0, 0, client.scope_id()))
-        }
-        _ => SocketAddr::new(ip, 0),
-    }
-}
-
-/// Binds the socket of one transfer on the address the request came to,
-/// inside `port_range` when one is set, and connects it to the client so the
-/// kernel filters out every other sender.
-pub(super) async fn bind_transfer_socket(
-    local: SocketAddr,
-    port_range: Option<&RangeInclusive<u16>>,
-    client: SocketAddr,
-) -> io::Result<UdpSocket> {
-    let socket = match port_range {
-        None => UdpSocket::bind(local).await?,
-        Some(range) => {
-            let span = u32::from(range.end() - range.start()) + 1;
-            // Start at a pseudo-random port so concurrent transfers do not
-            // all probe the same ports in order.
-            let start =
-                (client.port() as u32 ^ std::process::id()).wrapping_mul(2_654_435_761) % span;
-            let mut bound = None;
-            for i in 0..span {
-                let port = range.start() + ((start + i) % span) as u16;
-                let mut local = local;
-                local.set_port(port);
-                if let Ok(socket) = UdpSocket::bind(local).await {
-                    bound = Some(socket);
-                    break;
-                }
-            }
-            bound.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::AddrInUse, "tftp.port_range is exhausted")
-            })?
-        }
-    };
-    socket.connect(client).await?;
-    Ok(socket)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_link_local_request_is_answered_on_the_phone_s_interface() {
-        let phone: SocketAddr = "[fe80::1234%7]:50000".parse().unwrap();
-        let local = transfer_local_addr("fe80::1".parse().unwrap(), phone);
-        assert_eq!(local, "[fe80::1%7]:0".parse().unwrap());
-    }
-
     #[tokio::test]
     async fn a_batch_to_many_clients_arrives_whole_and_in_order() {
         // More than two sendmmsg calls' worth, to three clients.
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut clients = Vec::new();
         for _ in 0..3 {
             clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
@@ -410,7 +450,7 @@ mod tests {
 
     #[tokio::test]
     async fn windows_sent_segmented_arrive_as_their_datagrams_in_order() {
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
@@ -443,47 +483,82 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_transfer_window_is_one_segmented_send_where_the_kernel_offers_it() {
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    async fn a_window_is_one_segmented_send_where_the_kernel_offers_it() {
+        let port = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let socket = bind_transfer_socket(
-            "127.0.0.1:0".parse().unwrap(),
-            None,
-            phone.local_addr().unwrap(),
-        )
-        .await
-        .unwrap();
-        let offload = listener.offload();
+        let to = Some(phone.local_addr().unwrap());
         let expected = window(7, 8, 1468);
         let datagrams: Vec<&[u8]> = expected.iter().map(|d| &d[..]).collect();
-        let segmented = offload.send(&socket, None, &datagrams).await.unwrap();
+        let offload = &port.offload;
+        let segmented = offload.send(&port.socket, to, &datagrams).await.unwrap();
         assert_eq!(segmented, offload.state().max_gso_segments() >= 8);
-        if !segmented {
-            WindowSender::new(&socket, Some(offload.clone()))
-                .send(&expected)
-                .await
-                .unwrap();
-        }
-        let mut buf = [0u8; 2048];
-        for datagram in expected {
-            let (n, from) = phone.recv_from(&mut buf).await.unwrap();
-            assert_eq!(from, socket.local_addr().unwrap());
-            assert_eq!(&buf[..n], &datagram[..]);
+        if segmented {
+            let mut buf = [0u8; 2048];
+            for datagram in expected {
+                let (n, from) = phone.recv_from(&mut buf).await.unwrap();
+                assert_eq!(from, port.local_addr());
+                assert_eq!(&buf[..n], &datagram[..]);
+            }
         }
         // Blocks of unequal sizes cannot be one segmented send.
         let uneven: Vec<&[u8]> = vec![&[1; 100], &[2; 200]];
-        assert!(!offload.send(&socket, None, &uneven).await.unwrap());
+        assert!(!offload.send(&port.socket, to, &uneven).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_closed_client_port_is_reported_with_its_address() {
+        let port = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let open = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let gone_addr = closed.local_addr().unwrap();
+        drop(closed);
+        // `send_from` never waits: it needs the socket known writable.
+        port.socket.writable().await.unwrap();
+        port.send_from(gone_addr, None, b"\x00\x03\x00\x01");
+        port.send_from(open.local_addr().unwrap(), None, b"\x00\x03\x00\x01");
+        tokio::time::timeout(std::time::Duration::from_secs(5), port.errored())
+            .await
+            .expect("the error is signalled")
+            .unwrap();
+        let mut gone = Vec::new();
+        port.unreachable_clients(&mut gone);
+        assert_eq!(gone, vec![gone_addr]);
+        // Read once: the next wait is for a new error.
+        gone.clear();
+        port.unreachable_clients(&mut gone);
+        assert!(gone.is_empty());
+    }
+
+    #[tokio::test]
+    async fn transfer_ports_stay_inside_port_range_and_on_the_listener_s_address() {
+        let config = TftpConfig {
+            port_range: Some(50_200..=50_201),
+            ..TftpConfig::default()
+        };
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), &config).unwrap();
+        assert!(!listener.transfer_ports.is_empty());
+        for port in &listener.transfer_ports {
+            let local = port.local_addr();
+            assert_eq!(local.ip(), listener.local_addr().ip());
+            assert!((50_200..=50_201).contains(&local.port()), "{local}");
+        }
+        let single = TftpConfig {
+            single_port: true,
+            ..TftpConfig::default()
+        };
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), &single).unwrap();
+        assert!(listener.transfer_ports.is_empty());
     }
 
     #[tokio::test]
     async fn listener_datagrams_may_be_fragmented_like_a_plain_socket_s() {
         use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
-        let v4 = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let v4 = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         assert_eq!(
             sockopt::ip_mtu_discover(&v4.socket).unwrap(),
             Ipv4PathMtuDiscovery::WANT
         );
-        let v6 = Listener::bind("[::1]:0".parse().unwrap()).unwrap();
+        let v6 = Port::bind("[::1]:0".parse().unwrap()).unwrap();
         assert_eq!(
             sockopt::ipv6_mtu_discover(&v6.socket).unwrap(),
             Ipv6PathMtuDiscovery::WANT
@@ -491,15 +566,5 @@ mod tests {
         let dont_fragment =
             nix::sys::socket::getsockopt(&v6.socket, nix::sys::socket::sockopt::Ipv6DontFrag);
         assert_eq!(dont_fragment, Ok(false));
-    }
-
-    #[test]
-    fn routable_addresses_need_no_scope() {
-        let phone: SocketAddr = "[2001:db8::5]:50000".parse().unwrap();
-        let local = transfer_local_addr("2001:db8::1".parse().unwrap(), phone);
-        assert_eq!(local, "[2001:db8::1]:0".parse().unwrap());
-        let phone: SocketAddr = "192.0.2.5:50000".parse().unwrap();
-        let local = transfer_local_addr("192.0.2.1".parse().unwrap(), phone);
-        assert_eq!(local, "192.0.2.1:0".parse().unwrap());
     }
 }

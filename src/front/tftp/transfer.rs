@@ -1,20 +1,15 @@
-//! One read transfer, from the request to the last ACK: resolve the name,
-//! answer a refusal with an ERROR, or put a [`Transfer`] on its own socket
-//! until it ends, then count and log how it ended.
+//! One read request's life outside the socket loop: resolve the name and
+//! start its [`Transfer`], or answer a refusal with an ERROR; once it has
+//! ended, count and log how.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::active::Tracked;
-use super::segment::Offload;
-use super::socket::{bind_transfer_socket, Listener, WindowSender};
-use super::unanswered;
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::{Body, Netascii};
 use crate::logging::LogAddr;
@@ -25,36 +20,8 @@ use crate::tftp::packet::{ErrorCode, Mode, Packet, Request};
 use crate::tftp::send::{Outcome, Stats, Transfer};
 use crate::via::Chain;
 
-/// Largest datagram a transfer socket reads (ACKs are 4 bytes).
-const TRANSFER_RECV_BUFFER: usize = 1024;
-
-/// What a transfer task starts from.
-pub(super) struct Start {
-    pub(super) front: Arc<TftpFront>,
-    pub(super) settings: Arc<Settings>,
-    pub(super) listener: Weak<Listener>,
-    pub(super) client: SocketAddr,
-    pub(super) tracked: Arc<Tracked>,
-    pub(super) local: SocketAddr,
-    pub(super) request: Request,
-}
-
-/// Removes a client from the active set when the transfer task ends,
-/// however it ends.
-struct ActiveGuard {
-    front: Arc<TftpFront>,
-    client: SocketAddr,
-    tracked: Arc<Tracked>,
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.front.active.remove(self.client, &self.tracked);
-    }
-}
-
 /// A transfer that is sending: its `tftp.max_transfers` permit, counted in
-/// `tftproxy_active_transfers` while it is held (both modes).
+/// `tftproxy_active_transfers` while it is held.
 pub(super) struct Sending {
     metrics: Arc<Metrics>,
     _permit: OwnedSemaphorePermit,
@@ -93,64 +60,9 @@ impl Drop for Resolving {
 /// its `max_transfers` permit.
 pub(super) type Prepared = (Transfer<Body>, Source, Sending);
 
-/// Runs one transfer task to its end.
-pub(super) async fn run(start: Start) {
-    let Start {
-        front,
-        settings,
-        listener,
-        client,
-        tracked,
-        local,
-        request,
-    } = start;
-    let _guard = ActiveGuard {
-        front: front.clone(),
-        client,
-        tracked: tracked.clone(),
-    };
-    let started = Instant::now();
-    let socket = match bind_transfer_socket(local, settings.port_range.as_ref(), client).await {
-        Ok(socket) => socket,
-        Err(error) => {
-            warn!(%client, %error, "no socket for a transfer");
-            front.metrics.request(Front::Tftp, RequestResult::Busy);
-            if let Some(listener) = listener.upgrade() {
-                let busy = Packet::error(ErrorCode::NotDefined, BUSY_MESSAGE);
-                listener.send_from(client, Some(local.ip()), &busy);
-            }
-            return;
-        }
-    };
-    let name = request.filename.clone();
-    let (transfer, source, _sending) =
-        match prepare(&front, &settings, client, request, started).await {
-            Ok(prepared) => prepared,
-            Err(refusal) => {
-                let _ = socket.send(&refusal).await;
-                return;
-            }
-        };
-    let place = front.unanswered.enter();
-    // Windows of one block have nothing to segment.
-    let offload = listener
-        .upgrade()
-        .filter(|_| transfer.window_size() > 1)
-        .map(|listener| listener.offload());
-    let (outcome, transfer) = drive(transfer, &socket, offload, &tracked, place).await;
-    let ended = Ended {
-        client,
-        local: socket.local_addr().ok(),
-        name: &name,
-        source: &source,
-        started,
-    };
-    record(&front, &ended, outcome, &transfer);
-}
-
 /// Resolves the request and starts its [`Transfer`] (its first packets
-/// queued), or returns the ERROR to answer with, counted and logged. Used
-/// by both modes; it may wait on clusters, so never on a socket loop.
+/// queued), or returns the ERROR to answer with, counted and logged. It may
+/// wait on clusters, so never on a socket loop.
 ///
 /// What needs no cluster (a local file, a fresh cached copy, a refusal) is
 /// answered at once; a lookup that must wait on the clusters holds a
@@ -268,7 +180,7 @@ pub(super) struct Ended<'a> {
     pub(super) started: Instant,
 }
 
-/// Counts and logs how a transfer ended (both modes). `outcome` may be
+/// Counts and logs how a transfer ended. `outcome` may be
 /// the driver's (the phone's port closed, a new request replaced it) rather
 /// than the state machine's.
 pub(super) fn record(
@@ -393,88 +305,4 @@ const SLOT_HANDOVER: std::time::Duration = std::time::Duration::from_millis(200)
 
 /// Why a transfer ended when the phone's port closed (ICMP port
 /// unreachable): the phone went away, not an error of ours.
-const PORT_UNREACHABLE: &str = "client port unreachable";
-
-/// Puts a transfer on a socket until it ends; returns how it ended and the
-/// transfer (its counters).
-async fn drive(
-    mut transfer: Transfer<Body>,
-    socket: &UdpSocket,
-    offload: Option<Arc<Offload>>,
-    tracked: &Tracked,
-    mut place: unanswered::Place,
-) -> (Outcome, Transfer<Body>) {
-    let mut done = false;
-    let mut buf = [0u8; TRANSFER_RECV_BUFFER];
-    // One lazy timer for the whole transfer. Every ACK pushes the deadline
-    // on; re-arming a timer per packet is timer-wheel work on every block.
-    // Instead the timer is moved only when the deadline comes earlier or the
-    // timer has fired; a firing before the real deadline is a no-op for the
-    // state machine (it checks the time) and just re-arms the timer.
-    let timer = tokio::time::sleep_until(transfer.deadline().unwrap_or_else(Instant::now).into());
-    tokio::pin!(timer);
-    let mut window = Vec::new();
-    let sender = WindowSender::new(socket, offload);
-    let outcome = loop {
-        window.extend(std::iter::from_fn(|| transfer.poll_transmit()));
-        let gone = match sender.send(&window).await {
-            Ok(()) => false,
-            Err(error) => is_peer_gone(&error),
-        };
-        for datagram in window.drain(..) {
-            transfer.recycle(datagram);
-        }
-        if let Some(outcome) = transfer.outcome() {
-            break outcome.clone();
-        }
-        let Some(deadline) = transfer.deadline() else {
-            break Outcome::TimedOut;
-        };
-        if gone {
-            break client_port_unreachable();
-        }
-        if timer.is_elapsed() || deadline < timer.deadline().into_std() {
-            timer.as_mut().reset(deadline.into());
-        }
-        // A repeated request and the end to make room matter only until the
-        // client answers: after that, each ACK waits on the socket and the
-        // timer alone (two futures fewer to register and drop per block).
-        let unanswered = !transfer.answered();
-        tokio::select! {
-            received = socket.recv(&mut buf) => match received {
-                Ok(n) => {
-                    transfer.handle_datagram(&buf[..n], Instant::now());
-                    if transfer.answered() {
-                        place.answered();
-                    }
-                    if !done && transfer.may_be_done() {
-                        done = true;
-                        tracked.mark_done();
-                    }
-                }
-                Err(error) if is_peer_gone(&error) => break client_port_unreachable(),
-                Err(_) => {}
-            },
-            _ = tracked.repeated(), if unanswered => {
-                transfer.handle_repeated_request(Instant::now());
-            }
-            _ = &mut timer => transfer.handle_timeout(Instant::now()),
-            () = place.ended(), if unanswered => {
-                debug!(client = ?socket.peer_addr().ok(), "never answered: ended to make room for a new request");
-                break Outcome::TimedOut;
-            }
-        }
-    };
-    (outcome, transfer)
-}
-
-fn client_port_unreachable() -> Outcome {
-    Outcome::ClientError {
-        code: 0,
-        message: PORT_UNREACHABLE.into(),
-    }
-}
-
-fn is_peer_gone(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::ConnectionRefused
-}
+pub(super) const PORT_UNREACHABLE: &str = "client port unreachable";

@@ -1,51 +1,79 @@
-//! Single-port mode (`tftp.single_port`): every transfer of a listener runs
-//! on the listener's own socket, told apart by the client's address and
-//! port, for NAT, firewalls and containers that let only the TFTP port
-//! through.
+//! A driver: one task that runs every transfer of one [`Port`], told apart
+//! by the client's address and port (quinn's endpoint design). In
+//! single-port mode (`tftp.single_port`) the port is the listener's own,
+//! and requests arrive on it too; otherwise a listener has a few transfer
+//! ports beside it, one driver each, and hands each request to one of them
+//! (see `super::dispatch`).
 //!
-//! One task per listener socket drives all its transfers (quinn's endpoint
-//! design): it drains the socket in `recvmmsg` batches, feeds each datagram
-//! to its client's [`Transfer`] (the same sans-I/O state machine as the
-//! per-port mode), fires due time-outs from one heap of deadlines, and sends
-//! what every transfer queued in `sendmmsg` batches. One task rather than a
-//! task per transfer fed through channels: a datagram reaches its state
-//! machine without a channel hop or a task wake-up, timers cost a heap entry
-//! instead of a tokio timer each, and the replies of a whole receive batch
-//! leave in a few system calls. Resolution can wait on clusters for seconds:
-//! a request whose answer is not ready at once (a local file, a fresh cached
-//! copy are) is resolved in its own task and comes back through a channel;
-//! the socket loop never waits for it.
+//! The driver drains its socket in `recvmmsg` batches, feeds each datagram
+//! to its client's [`Transfer`] (the sans-I/O state machine), fires due
+//! time-outs from one heap of deadlines, and sends what every transfer
+//! queued in `sendmmsg` batches. One task rather than a task per transfer
+//! fed through channels: a datagram reaches its state machine without a
+//! channel hop or a task wake-up, timers cost a heap entry instead of a
+//! tokio timer each, and the replies of a whole receive batch leave in a
+//! few system calls. Resolution can wait on clusters for seconds: a request
+//! whose answer is not ready at once (a local file, a fresh cached copy
+//! are) is resolved in its own task and comes back through a channel; the
+//! socket loop never waits for it.
 //!
-//! When the listener is stopped (reload, shutdown) it takes no new request
-//! but drives the transfers it has to their end, then closes the socket.
+//! When the listener is stopped (reload, shutdown) the driver takes no new
+//! request but drives the transfers it has to their end, then closes its
+//! socket.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
-use std::io::{self, IoSliceMut};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use quinn_udp::{RecvMeta, BATCH_SIZE};
+use quinn_udp::RecvMeta;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info, warn};
 
-use super::active::fingerprint;
 use super::admission::ClientClaim;
-use super::socket::{Listener, Outgoing};
-use super::transfer::{self, prepare, record, Ended, Sending};
+use super::socket::{Outgoing, Port, RecvBatch};
+use super::transfer::{self, prepare, record, Ended, Sending, PORT_UNREACHABLE};
 use super::unanswered::{Ending, Place};
 use super::{TftpFront, BUSY_MESSAGE};
 use crate::body::Body;
 use crate::metrics::{ClientRefusal, Front, RequestResult};
 use crate::resolve::Source;
-use crate::tftp::accept::{accept, stray, Accept, Refused};
+use crate::tftp::accept::{accept, stray, Accept};
 use crate::tftp::packet::{ErrorCode, Packet, Request};
 use crate::tftp::send::{Outcome, Transfer};
+
+/// A request the listener hands to the driver of a transfer port.
+pub(super) struct Handed {
+    pub(super) client: SocketAddr,
+    /// The address the request came to: replies leave from it.
+    pub(super) dst_ip: Option<IpAddr>,
+    pub(super) fingerprint: u64,
+    pub(super) request: Request,
+}
+
+/// Tells a repeated request from another one of the same client port.
+pub(super) fn fingerprint(datagram: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    datagram.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Why the driver ends a transfer that is not over by itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Over by itself, or out of retransmissions.
+    None,
+    /// The client sent a new request from the same port.
+    Replaced,
+    /// The client's port is closed (ICMP port unreachable).
+    Unreachable,
+}
 
 /// What a resolution task hands back to the driver.
 struct Prepared {
@@ -86,7 +114,9 @@ struct Slot {
 
 struct Driver {
     front: Arc<TftpFront>,
-    listener: Arc<Listener>,
+    port: Arc<Port>,
+    /// Single-port mode: requests arrive on `port` itself.
+    takes_requests: bool,
     /// Looked up several times per datagram: foldhash, randomly seeded,
     /// rather than SipHash (its lookups were 3 % of the CPU in a boot storm).
     table: HashMap<SocketAddr, Slot, foldhash::fast::RandomState>,
@@ -101,18 +131,22 @@ struct Driver {
     stopping: bool,
 }
 
-/// Serves requests and drives transfers on `listener` until the handle is
-/// dropped and the last transfer has ended.
-pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: CancellationToken) {
-    let gro = listener.gro_segments().max(1);
-    let slot = 2048 * gro;
-    let mut storage = vec![0u8; slot * BATCH_SIZE];
-    let mut meta = [RecvMeta::default(); BATCH_SIZE];
+/// Drives the transfers of `port` until `stop` and the end of the last
+/// one. Requests arrive on the port itself (single-port mode) or, with
+/// `handed`, from the listener.
+pub(super) async fn serve(
+    front: Arc<TftpFront>,
+    port: Arc<Port>,
+    mut handed: Option<mpsc::UnboundedReceiver<Handed>>,
+    stop: CancellationToken,
+) {
+    let mut batch = RecvBatch::new(&port);
     let (ready, mut prepared) = mpsc::unbounded_channel();
     let (make_room, mut to_end) = mpsc::unbounded_channel();
     let mut driver = Driver {
         front,
-        listener: listener.clone(),
+        port: port.clone(),
+        takes_requests: handed.is_none(),
         table: HashMap::default(),
         timers: BinaryHeap::new(),
         next_id: 0,
@@ -121,7 +155,12 @@ pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: 
         make_room,
         stopping: false,
     };
-    info!(listen = %listener.local_addr(), "TFTP listening (single port)");
+    if driver.takes_requests {
+        info!(listen = %port.local_addr(), "TFTP listening (single port)");
+    } else {
+        debug!(local = %port.local_addr(), "TFTP transfer port ready");
+    }
+    let mut gone = Vec::new();
     // One timer, moved only when the earliest deadline changes.
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
     let timer = tokio::time::sleep_until(far());
@@ -138,27 +177,34 @@ pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: 
             }
         }
         tokio::select! {
-            _ = stop.cancelled(), if !driver.stopping => driver.stopping = true,
-            ready = listener.readable() => {
+            _ = stop.cancelled(), if !driver.stopping => {
+                driver.stopping = true;
+                handed = None;
+            }
+            ready = port.readable() => {
                 if let Err(error) = ready {
-                    warn!(%error, "TFTP listener failed");
+                    warn!(%error, local = %port.local_addr(), "TFTP socket failed");
                     break;
                 }
-                let mut bufs: Vec<IoSliceMut<'_>> =
-                    storage.chunks_mut(slot).map(IoSliceMut::new).collect();
-                let count = match listener.try_recv(&mut bufs, &mut meta) {
-                    Ok(count) => count,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(error) => {
-                        debug!(%error, "TFTP listener receive error");
-                        continue;
-                    }
-                };
-                let now = Instant::now();
-                for (meta, chunk) in meta.iter().zip(storage.chunks(slot)).take(count) {
-                    let stride = meta.stride.max(1);
-                    for datagram in chunk[..meta.len].chunks(stride) {
+                if batch.receive(&port) {
+                    let now = Instant::now();
+                    for (meta, datagram) in batch.datagrams() {
                         driver.on_datagram(meta, datagram, now);
+                    }
+                }
+            }
+            Some(first) = next_handed(&mut handed) => {
+                driver.on_handed(first);
+                // Take what else is queued now: one wake-up per burst.
+                while let Some(more) = handed.as_mut().and_then(|h| h.try_recv().ok()) {
+                    driver.on_handed(more);
+                }
+            }
+            errored = port.errored() => {
+                if errored.is_ok() {
+                    port.unreachable_clients(&mut gone);
+                    for client in gone.drain(..) {
+                        driver.end(client, Cut::Unreachable);
                     }
                 }
             }
@@ -170,36 +216,49 @@ pub(super) async fn serve(front: Arc<TftpFront>, listener: Arc<Listener>, stop: 
             }
         }
     }
-    info!(listen = %listener.local_addr(), "TFTP listener stopped");
+    if driver.takes_requests {
+        info!(listen = %port.local_addr(), "TFTP listener stopped");
+    }
+}
+
+/// The next request handed over; never, for a driver that takes its own.
+async fn next_handed(handed: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed> {
+    let Some(receiver) = handed else {
+        return std::future::pending().await;
+    };
+    let next = receiver.recv().await;
+    if next.is_none() {
+        // The listener is gone: stop asking.
+        *handed = None;
+    }
+    next
 }
 
 impl Driver {
     fn on_datagram(&mut self, meta: &RecvMeta, datagram: &[u8], now: Instant) {
         let client = meta.addr;
-        // Strangers get no answer at all (as in per-port mode).
+        // Strangers get no answer at all: any answer would help a spoofed
+        // reflection.
         if !self.front.settings.load().allow.allows(client.ip()) {
             return self.front.refuse(ClientRefusal::NotAllowed);
         }
-        if let Some(slot) = self.table.get_mut(&client) {
-            match datagram.get(..2) {
-                Some([0, 1]) => {
-                    // The same request while the client cannot be done is a
-                    // retransmission or a late duplicate; anything else is a
-                    // new request from this port (see `super::active`).
-                    let done = slot.running.as_ref().is_some_and(|(t, _)| t.may_be_done());
-                    if slot.fingerprint == fingerprint(datagram) && !done {
-                        if let Some((transfer, _)) = &mut slot.running {
-                            transfer.handle_repeated_request(now);
-                            self.after_event(client);
-                        }
+        let dst_ip = meta.dst_ip;
+        let opcode = datagram.get(..2);
+        if self.table.contains_key(&client) {
+            match opcode {
+                Some([0, 1]) if self.takes_requests => {
+                    if !self.is_new_request(client, fingerprint(datagram), now) {
                         return;
                     }
-                    self.end(client, true);
                 }
                 // A write request is refused below; the transfer goes on.
-                Some([0, 2]) => {}
+                Some([0, 2]) if self.takes_requests => {}
                 _ => {
-                    if let Some((transfer, _)) = &mut slot.running {
+                    if let Some((transfer, _)) = self
+                        .table
+                        .get_mut(&client)
+                        .and_then(|slot| slot.running.as_mut())
+                    {
                         transfer.handle_datagram(datagram, now);
                         self.after_event(client);
                     }
@@ -207,26 +266,22 @@ impl Driver {
                 }
             }
         }
-        let dst_ip = meta.dst_ip;
+        if !self.takes_requests {
+            // A stranger on a transfer port (requests go to the listener):
+            // only a DATA is answered, with RFC 1350's "unknown transfer ID".
+            if let Some(reply) = stray(datagram) {
+                self.queue(client, dst_ip, reply);
+            }
+            return;
+        }
         match accept(datagram) {
-            Accept::Start(request) => self.start(client, dst_ip, datagram, request),
+            Accept::Start(request) => self.start(client, dst_ip, fingerprint(datagram), request),
             Accept::Refuse { reply, why } => {
                 // An ERROR is an answer too: within the client's rate only.
                 if !self.front.admission.within_rate(client.ip()) {
                     return self.front.refuse(ClientRefusal::RateLimited);
                 }
-                let metrics = &self.front.metrics;
-                match why {
-                    Refused::Malformed => {
-                        metrics.malformed_packets.inc();
-                    }
-                    Refused::MailMode | Refused::WriteRequest => {
-                        if why == Refused::WriteRequest {
-                            debug!(%client, "write request refused");
-                        }
-                        metrics.request(Front::Tftp, RequestResult::Denied);
-                    }
-                }
+                self.front.count_refused(client, why);
                 self.queue(client, dst_ip, reply);
             }
             Accept::Ignore { malformed } => {
@@ -240,13 +295,51 @@ impl Driver {
         }
     }
 
+    /// A request the listener handed over (per-port mode).
+    fn on_handed(&mut self, handed: Handed) {
+        let Handed {
+            client,
+            dst_ip,
+            fingerprint,
+            request,
+        } = handed;
+        if self.is_new_request(client, fingerprint, Instant::now()) {
+            self.start(client, dst_ip, fingerprint, request);
+        }
+    }
+
+    /// Whether a request from `client` is a new one (which replaces its
+    /// transfer, if it has one) rather than a repetition of the one its
+    /// transfer answers. The same request while the client cannot be done
+    /// is a retransmission or a late duplicate; once it may be done (it
+    /// answered, the last block has gone out), the same bytes from that
+    /// port are a new request: a port the kernel handed out again, to the
+    /// same phone or to another one asking for the same file. Tying the
+    /// rule to the transfer's state, not to its teardown, is what keeps
+    /// such a request from waiting a retransmit time.
+    fn is_new_request(&mut self, client: SocketAddr, fingerprint: u64, now: Instant) -> bool {
+        let Some(slot) = self.table.get_mut(&client) else {
+            return true;
+        };
+        let done = slot.running.as_ref().is_some_and(|(t, _)| t.may_be_done());
+        if slot.fingerprint == fingerprint && !done {
+            if let Some((transfer, _)) = &mut slot.running {
+                transfer.handle_repeated_request(now);
+                self.after_event(client);
+            }
+            return false;
+        }
+        self.end(client, Cut::Replaced);
+        true
+    }
+
     /// Takes a new request: its place in the table now, the resolution in
     /// its own task (`prepare` takes the permits).
     fn start(
         &mut self,
         client: SocketAddr,
         dst_ip: Option<IpAddr>,
-        datagram: &[u8],
+        fingerprint: u64,
         request: Request,
     ) {
         if self.stopping {
@@ -273,7 +366,7 @@ impl Driver {
         let started = Instant::now();
         let slot = Slot {
             id,
-            fingerprint: fingerprint(datagram),
+            fingerprint,
             src_ip: dst_ip,
             name: request.filename.clone(),
             started,
@@ -319,7 +412,7 @@ impl Driver {
                         client,
                         id,
                     };
-                    slot.unanswered = Some(self.front.unanswered.enter_driven(ending));
+                    slot.unanswered = Some(self.front.unanswered.enter(ending));
                 }
                 slot.running = Some((transfer, source));
                 slot._sending = Some(sending);
@@ -376,7 +469,7 @@ impl Driver {
             });
         }
         match transfer.deadline() {
-            None => self.end(client, false),
+            None => self.end(client, Cut::None),
             Some(deadline) => {
                 if slot.scheduled.is_none_or(|at| deadline < at) {
                     slot.scheduled = Some(deadline);
@@ -394,13 +487,12 @@ impl Driver {
         });
         if unanswered {
             debug!(%client, "never answered: ended to make room for a new request");
-            self.end(client, false);
+            self.end(client, Cut::None);
         }
     }
 
-    /// Removes `client`'s transfer, counting and logging how it ended;
-    /// `replaced`: the client sent a new request from the same port.
-    fn end(&mut self, client: SocketAddr, replaced: bool) {
+    /// Removes `client`'s transfer, counting and logging how it ended.
+    fn end(&mut self, client: SocketAddr, cut: Cut) {
         let Some(slot) = self.table.remove(&client) else {
             return;
         };
@@ -408,17 +500,19 @@ impl Driver {
             // Still resolving: its answer will find no slot.
             return;
         };
-        let outcome = match (transfer.outcome(), replaced) {
+        let cut_short = |message: &str| Outcome::ClientError {
+            code: 0,
+            message: message.into(),
+        };
+        let outcome = match (transfer.outcome(), cut) {
             (Some(outcome), _) => outcome.clone(),
-            (None, true) => Outcome::ClientError {
-                code: 0,
-                message: "a new request from the same port".into(),
-            },
-            (None, false) => Outcome::TimedOut,
+            (None, Cut::Replaced) => cut_short("a new request from the same port"),
+            (None, Cut::Unreachable) => cut_short(PORT_UNREACHABLE),
+            (None, Cut::None) => Outcome::TimedOut,
         };
         let ended = Ended {
             client,
-            local: Some(self.listener.local_addr()),
+            local: Some(self.port.local_addr()),
             name: &slot.name,
             source: &source,
             started: slot.started,
@@ -440,7 +534,7 @@ impl Driver {
         if self.outgoing.is_empty() {
             return;
         }
-        self.listener.send_batch(&self.outgoing).await;
+        self.port.send_batch(&self.outgoing).await;
         for out in self.outgoing.drain(..) {
             if let Some((transfer, _)) = self
                 .table
