@@ -161,6 +161,10 @@ pub(super) async fn serve(
         debug!(local = %port.local_addr(), "TFTP transfer port ready");
     }
     let mut gone = Vec::new();
+    // One wait for ICMP errors, kept across turns of the loop: a new one
+    // each turn would register and remove a waiter every time.
+    let errored = port.errored();
+    tokio::pin!(errored);
     // One timer, moved only when the earliest deadline changes.
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
     let timer = tokio::time::sleep_until(far());
@@ -200,8 +204,9 @@ pub(super) async fn serve(
                     driver.on_handed(more);
                 }
             }
-            errored = port.errored() => {
-                if errored.is_ok() {
+            result = &mut errored => {
+                errored.set(port.errored());
+                if result.is_ok() {
                     port.unreachable_clients(&mut gone);
                     for client in gone.drain(..) {
                         driver.end(client, Cut::Unreachable);
@@ -244,7 +249,7 @@ impl Driver {
         }
         let dst_ip = meta.dst_ip;
         let opcode = datagram.get(..2);
-        if self.table.contains_key(&client) {
+        if let Some(slot) = self.table.get_mut(&client) {
             match opcode {
                 Some([0, 1]) if self.takes_requests => {
                     if !self.is_new_request(client, fingerprint(datagram), now) {
@@ -254,11 +259,7 @@ impl Driver {
                 // A write request is refused below; the transfer goes on.
                 Some([0, 2]) if self.takes_requests => {}
                 _ => {
-                    if let Some((transfer, _)) = self
-                        .table
-                        .get_mut(&client)
-                        .and_then(|slot| slot.running.as_mut())
-                    {
+                    if let Some((transfer, _)) = &mut slot.running {
                         transfer.handle_datagram(datagram, now);
                         self.after_event(client);
                     }

@@ -21,6 +21,7 @@ mod admission;
 mod dispatch;
 mod driver;
 mod segment;
+mod sendmmsg;
 mod socket;
 mod transfer;
 mod unanswered;

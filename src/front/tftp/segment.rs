@@ -13,11 +13,11 @@
 //! with a `UDP_SEGMENT` message, not quinn-udp's, whose answer to any
 //! `EINVAL` is to stop segmenting for the whole process: one phone behind
 //! a small MTU asking for large blocks must not cost every other phone.
-//! Replies that must name their source address (a wildcard listener's) go
-//! one datagram each.
+//! A wildcard port's window names its source address, as its other sends do
+//! (see `super::sendmmsg`).
 
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -26,12 +26,14 @@ use quinn_udp::UdpSocketState;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use super::sendmmsg::PacketInfo;
+
 /// The kernel's bound on one segmented send: the whole must fit in one IP
 /// datagram of 64 KiB, headers included.
 const MAX_SEGMENTED_BYTES: usize = 63 * 1024;
 
-/// The socket capabilities quinn-udp found, shared by the listener (batched
-/// receive, replies from the arrival address) and the transfer sockets.
+/// The socket capabilities quinn-udp found for one port, and what the
+/// kernel refused of segmentation so far.
 pub(super) struct Offload {
     state: UdpSocketState,
     /// The smallest segment size refused so far (`usize::MAX`: none).
@@ -70,19 +72,19 @@ impl Offload {
         fits.then_some(size)
     }
 
-    /// Sends `datagrams` in one segmented send: to `to`, or on a connected
-    /// socket (`None`) to its peer, waiting while the socket is full.
+    /// Sends `datagrams` in one segmented send to `to`, from `from` if
+    /// given (see `super::sendmmsg`), waiting while the socket is full.
     /// `Ok(false)`: not sent (not segmentable, or refused): the caller sends
-    /// them one datagram each. An error is the socket's (on a connected
-    /// socket, the phone's port closed).
+    /// them one datagram each. An error is the socket's.
     pub(super) async fn send(
         &self,
         socket: &UdpSocket,
-        to: Option<SocketAddr>,
+        to: SocketAddr,
+        from: Option<IpAddr>,
         datagrams: &[&[u8]],
     ) -> io::Result<bool> {
         loop {
-            match self.try_send(socket, to, datagrams) {
+            match self.try_send(socket, to, from, datagrams) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     socket.writable().await?;
                 }
@@ -96,7 +98,8 @@ impl Offload {
     fn try_send(
         &self,
         socket: &UdpSocket,
-        to: Option<SocketAddr>,
+        to: SocketAddr,
+        from: Option<IpAddr>,
         datagrams: &[&[u8]],
     ) -> io::Result<bool> {
         let Some(size) = self.segment_size(datagrams) else {
@@ -106,15 +109,17 @@ impl Offload {
             return Ok(false);
         };
         let iov: Vec<IoSlice<'_>> = datagrams.iter().map(|d| IoSlice::new(d)).collect();
-        let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
-        let to = to.map(SockaddrStorage::from);
+        let info = from.map(PacketInfo::new);
+        let mut cmsg = vec![ControlMessage::UdpGsoSegments(&segment)];
+        cmsg.extend(info.iter().map(PacketInfo::message));
+        let to = SockaddrStorage::from(to);
         let sent = socket.try_io(Interest::WRITABLE, || {
             sendmsg(
                 socket.as_raw_fd(),
                 &iov,
                 &cmsg,
                 MsgFlags::empty(),
-                to.as_ref(),
+                Some(&to),
             )
             .map_err(io::Error::from)
         });

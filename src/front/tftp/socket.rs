@@ -5,7 +5,7 @@
 //! window of blocks to one phone as one segmented send), replies from the
 //! address the request came to, ICMP errors reported.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
 use super::segment::Offload;
+use super::sendmmsg::send_many;
 use super::unreachable;
 use crate::config::TftpConfig;
 
@@ -141,6 +142,12 @@ impl Port {
         }
     }
 
+    /// The source address a reply must name: the one its request came to,
+    /// on a wildcard port only (a port bound to one address has no choice).
+    fn source(&self, src_ip: Option<IpAddr>) -> Option<IpAddr> {
+        src_ip.filter(|_| self.local.ip().is_unspecified())
+    }
+
     /// Sends one datagram from `src_ip` (the address the request came to).
     pub(super) fn send_from(&self, to: SocketAddr, src_ip: Option<IpAddr>, datagram: &[u8]) {
         let transmit = Transmit {
@@ -263,17 +270,14 @@ fn transfer_port_count(range: Option<&RangeInclusive<u16>>) -> usize {
 impl Port {
     /// Sends the datagrams of many transfers, in order: a window of blocks
     /// to one client as one segmented send (see `super::segment`), the
-    /// others up to [`SEND_BATCH`] per `sendmmsg` call. A wildcard listener
-    /// sends one datagram at a time: each reply names its source address.
+    /// others up to [`SEND_BATCH`] per `sendmmsg` call. On a wildcard port
+    /// each names the address its request came to as its source.
     pub(super) async fn send_batch(&self, batch: &[Outgoing]) {
-        if self.local.ip().is_unspecified() {
-            return self.send_each(batch).await;
-        }
         // `batch[unsent..]` is still to send; `next` starts the next run of
         // datagrams to one client.
         let (mut unsent, mut next) = (0, 0);
         while next < batch.len() {
-            let to = batch[next].to;
+            let (to, from) = (batch[next].to, self.source(batch[next].src_ip));
             let run = batch[next..].iter().take_while(|out| out.to == to).count();
             if run >= 2 {
                 let window: Vec<&[u8]> = batch[next..next + run]
@@ -282,7 +286,7 @@ impl Port {
                     .collect();
                 self.send_each(&batch[unsent..next]).await;
                 unsent = next;
-                match self.offload.send(&self.socket, Some(to), &window).await {
+                match self.offload.send(&self.socket, to, from, &window).await {
                     Ok(true) => unsent = next + run,
                     Ok(false) => {}
                     Err(error) => {
@@ -297,25 +301,23 @@ impl Port {
         self.send_each(&batch[unsent..]).await;
     }
 
-    /// Sends datagrams one each: up to [`SEND_BATCH`] per `sendmmsg` call
-    /// when the socket is bound to one address. A wildcard listener must
-    /// choose each reply's source address (`IP_PKTINFO`), which rustix's
-    /// `sendmmsg` cannot express, so it sends one datagram per call through
-    /// quinn-udp. A datagram the kernel refuses is dropped: the transfer's
+    /// Sends datagrams one each, up to [`SEND_BATCH`] per `sendmmsg` call
+    /// (a wildcard port's call covers a run of replies from one source
+    /// address). A datagram the kernel refuses is dropped: the transfer's
     /// timer resends it.
     async fn send_each(&self, batch: &[Outgoing]) {
-        if self.local.ip().is_unspecified() {
-            for out in batch {
-                self.send_from(out.to, out.src_ip, &out.datagram);
-            }
-            return;
-        }
         let mut done = 0;
         while let Some(rest) = batch.get(done..).filter(|rest| !rest.is_empty()) {
-            let chunk = &rest[..rest.len().min(SEND_BATCH)];
+            let from = self.source(rest[0].src_ip);
+            let same = rest
+                .iter()
+                .take(SEND_BATCH)
+                .take_while(|out| self.source(out.src_ip) == from)
+                .count();
+            let chunk = &rest[..same];
             match self
                 .socket
-                .try_io(Interest::WRITABLE, || send_many(&self.socket, chunk))
+                .try_io(Interest::WRITABLE, || send_many(&self.socket, chunk, from))
             {
                 Ok(sent) => done += sent.max(1),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -332,36 +334,6 @@ impl Port {
             }
         }
     }
-}
-
-/// One `sendmmsg` call for datagrams to many clients; returns how many
-/// left.
-fn send_many(socket: &UdpSocket, chunk: &[Outgoing]) -> io::Result<usize> {
-    let datagrams: Vec<&[u8]> = chunk.iter().map(|out| &out.datagram[..]).collect();
-    let to: Vec<SocketAddr> = chunk.iter().map(|out| out.to).collect();
-    send_mmsg(socket, &datagrams, &to)
-}
-
-/// One `sendmmsg` call: datagram `i` to `to[i]`. Returns how many left.
-fn send_mmsg(socket: &UdpSocket, datagrams: &[&[u8]], to: &[SocketAddr]) -> io::Result<usize> {
-    use rustix::net::{addr::SocketAddrArg, MMsgHdr, SendAncillaryBuffer, SendFlags};
-    let addrs: Vec<_> = to.iter().map(|addr| addr.as_any()).collect();
-    let iovs: Vec<[IoSlice<'_>; 1]> = datagrams.iter().map(|d| [IoSlice::new(d)]).collect();
-    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = datagrams
-        .iter()
-        .map(|_| SendAncillaryBuffer::default())
-        .collect();
-    let mut messages: Vec<MMsgHdr<'_>> = iovs
-        .iter()
-        .zip(controls.iter_mut())
-        .zip(&addrs)
-        .map(|((iov, control), addr)| MMsgHdr::new_with_addr(addr, iov, control))
-        .collect();
-    Ok(rustix::net::sendmmsg(
-        socket,
-        &mut messages,
-        SendFlags::empty(),
-    )?)
 }
 
 /// Puts path-MTU discovery back to the kernel's default ("want": the
@@ -486,11 +458,14 @@ mod tests {
     async fn a_window_is_one_segmented_send_where_the_kernel_offers_it() {
         let port = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let to = Some(phone.local_addr().unwrap());
+        let to = phone.local_addr().unwrap();
         let expected = window(7, 8, 1468);
         let datagrams: Vec<&[u8]> = expected.iter().map(|d| &d[..]).collect();
         let offload = &port.offload;
-        let segmented = offload.send(&port.socket, to, &datagrams).await.unwrap();
+        let segmented = offload
+            .send(&port.socket, to, None, &datagrams)
+            .await
+            .unwrap();
         assert_eq!(segmented, offload.state().max_gso_segments() >= 8);
         if segmented {
             let mut buf = [0u8; 2048];
@@ -502,7 +477,52 @@ mod tests {
         }
         // Blocks of unequal sizes cannot be one segmented send.
         let uneven: Vec<&[u8]> = vec![&[1; 100], &[2; 200]];
-        assert!(!offload.send(&port.socket, to, &uneven).await.unwrap());
+        assert!(!offload.send(&port.socket, to, None, &uneven).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_port_s_batches_leave_from_the_address_each_request_came_to() {
+        let port = Port::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = phone.local_addr().unwrap();
+        let mut batch = Vec::new();
+        let mut expected = Vec::new();
+        // A window from 127.0.0.2, singles from .3 then .2: each run is one
+        // call, and each datagram names its own source.
+        for (i, (source, len)) in [(2, 1468); 8]
+            .into_iter()
+            .chain([(3, 100), (3, 100), (2, 50)])
+            .enumerate()
+        {
+            let src_ip: IpAddr = format!("127.0.0.{source}").parse().unwrap();
+            let datagram = vec![i as u8; len];
+            expected.push((src_ip, datagram.clone()));
+            batch.push(Outgoing {
+                to,
+                src_ip: Some(src_ip),
+                datagram,
+            });
+        }
+        port.socket.writable().await.unwrap();
+        // Where the kernel segments, a window is one send that names its
+        // source too (not refused, and so not sent one by one).
+        let window: Vec<&[u8]> = batch[..8].iter().map(|out| &out.datagram[..]).collect();
+        let segmented = port
+            .offload
+            .send(&port.socket, to, batch[0].src_ip, &window)
+            .await
+            .unwrap();
+        assert_eq!(segmented, port.offload.state().max_gso_segments() >= 8);
+        if segmented {
+            expected.splice(0..0, expected[..8].to_vec());
+        }
+        port.send_batch(&batch).await;
+        let mut buf = [0u8; 2048];
+        for (src_ip, datagram) in expected {
+            let (n, from) = phone.recv_from(&mut buf).await.unwrap();
+            assert_eq!(from, SocketAddr::new(src_ip, port.local_addr().port()));
+            assert_eq!(&buf[..n], &datagram[..]);
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,124 @@
+//! One `sendmmsg` call: datagrams to many clients in one system call.
+//!
+//! A port bound to the wildcard address must say, reply by reply, which of
+//! the host's addresses it leaves from (the one the request came to), in an
+//! `IP_PKTINFO` / `IPV6_PKTINFO` control message ([`PacketInfo`], also
+//! carried by the segmented send of `segment.rs`), so a wildcard listener
+//! batches like one bound to a single address. A port bound to one address
+//! names none, and takes rustix's `sendmmsg`, which costs less per call.
+
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+
+use nix::libc;
+use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+use tokio::net::UdpSocket;
+
+use super::socket::Outgoing;
+
+/// Sends `chunk`, from `from` if given (on a wildcard port); returns how
+/// many datagrams left.
+pub(super) fn send_many(
+    socket: &UdpSocket,
+    chunk: &[Outgoing],
+    from: Option<IpAddr>,
+) -> io::Result<usize> {
+    let datagrams: Vec<&[u8]> = chunk.iter().map(|out| &out.datagram[..]).collect();
+    let to: Vec<SocketAddr> = chunk.iter().map(|out| out.to).collect();
+    match from {
+        Some(from) => send_mmsg_from(socket, &datagrams, &to, from),
+        None => send_mmsg(socket, &datagrams, &to),
+    }
+}
+
+/// One `sendmmsg` call: datagram `i` to `to[i]`. Returns how many left.
+fn send_mmsg(socket: &UdpSocket, datagrams: &[&[u8]], to: &[SocketAddr]) -> io::Result<usize> {
+    use rustix::net::{addr::SocketAddrArg, MMsgHdr, SendAncillaryBuffer, SendFlags};
+    let addrs: Vec<_> = to.iter().map(|addr| addr.as_any()).collect();
+    let iovs: Vec<[IoSlice<'_>; 1]> = datagrams.iter().map(|d| [IoSlice::new(d)]).collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = datagrams
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<MMsgHdr<'_>> = iovs
+        .iter()
+        .zip(controls.iter_mut())
+        .zip(&addrs)
+        .map(|((iov, control), addr)| MMsgHdr::new_with_addr(addr, iov, control))
+        .collect();
+    Ok(rustix::net::sendmmsg(
+        socket,
+        &mut messages,
+        SendFlags::empty(),
+    )?)
+}
+
+/// A source address, as the kernel takes it.
+pub(super) enum PacketInfo {
+    V4(libc::in_pktinfo),
+    V6(libc::in6_pktinfo),
+}
+
+impl PacketInfo {
+    pub(super) fn new(ip: IpAddr) -> PacketInfo {
+        match ip {
+            IpAddr::V4(ip) => PacketInfo::V4(libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip.octets()),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            }),
+            IpAddr::V6(ip) => PacketInfo::V6(libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
+                ipi6_ifindex: 0,
+            }),
+        }
+    }
+
+    pub(super) fn message(&self) -> ControlMessage<'_> {
+        match self {
+            PacketInfo::V4(info) => ControlMessage::Ipv4PacketInfo(info),
+            PacketInfo::V6(info) => ControlMessage::Ipv6PacketInfo(info),
+        }
+    }
+
+    /// Room for the message, exactly: a larger buffer would leave a
+    /// zeroed header behind it that the kernel refuses.
+    fn space(&self) -> Vec<u8> {
+        match self {
+            PacketInfo::V4(_) => nix::cmsg_space!(libc::in_pktinfo),
+            PacketInfo::V6(_) => nix::cmsg_space!(libc::in6_pktinfo),
+        }
+    }
+}
+
+/// Datagram `i` to `to[i]`, each from `from`. Returns how many left.
+fn send_mmsg_from(
+    socket: &impl AsRawFd,
+    datagrams: &[&[u8]],
+    to: &[SocketAddr],
+    from: IpAddr,
+) -> io::Result<usize> {
+    let info = PacketInfo::new(from);
+    let messages = [info.message()];
+    let mut headers =
+        MultiHeaders::<SockaddrStorage>::preallocate(datagrams.len(), Some(info.space()));
+    let iovs: Vec<[IoSlice<'_>; 1]> = datagrams.iter().map(|d| [IoSlice::new(d)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = to
+        .iter()
+        .map(|addr| Some(SockaddrStorage::from(*addr)))
+        .collect();
+    let sent = sendmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        &iovs,
+        &addrs,
+        messages,
+        MsgFlags::empty(),
+    )?;
+    Ok(sent.count())
+}
