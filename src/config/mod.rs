@@ -129,7 +129,7 @@ pub struct TftpConfig {
     /// How long running transfers may finish after SIGTERM.
     pub shutdown_grace: Duration,
     /// Every transfer on the listening port (for NAT, firewalls, containers)
-    /// instead of an ephemeral port per transfer.
+    /// instead of the listener's transfer ports.
     pub single_port: bool,
     /// The clients answered (others get no answer at all).
     pub allow: AllowList,

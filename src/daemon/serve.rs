@@ -80,8 +80,8 @@ pub async fn run(config_path: PathBuf, config: Config, logging: Logging) -> anyh
     Ok(())
 }
 
-/// A boot storm needs a socket per transfer: lift the soft descriptor limit
-/// to the hard one.
+/// A boot storm holds a file open per transfer being sent and an HTTP
+/// connection per fetch: lift the soft descriptor limit to the hard one.
 fn raise_open_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "open file limit"),
