@@ -22,6 +22,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::client_key::ClientKey;
 use super::driver::{fingerprint, Handed};
 use super::socket::{Port, RecvBatch};
 use super::TftpFront;
@@ -113,8 +114,8 @@ struct Recent {
     /// forgotten, so the table keeps at least the last [`RECENT_REQUESTS`]
     /// requests (several seconds of a boot storm, far longer than a
     /// retransmission or a late ACK takes) in bounded memory.
-    current: HashMap<SocketAddr, (u64, usize), foldhash::fast::RandomState>,
-    previous: HashMap<SocketAddr, (u64, usize), foldhash::fast::RandomState>,
+    current: HashMap<ClientKey, (u64, usize), foldhash::fast::RandomState>,
+    previous: HashMap<ClientKey, (u64, usize), foldhash::fast::RandomState>,
     spread: foldhash::fast::RandomState,
 }
 
@@ -124,6 +125,7 @@ const RECENT_REQUESTS: usize = 16_384;
 impl Recent {
     /// The driver, of `drivers`, for a request from `client`.
     fn pick(&mut self, client: SocketAddr, fingerprint: u64, drivers: usize) -> usize {
+        let client = ClientKey(client);
         let last = self
             .current
             .get(&client)

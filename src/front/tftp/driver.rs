@@ -37,6 +37,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, info, warn};
 
 use super::admission::ClientClaim;
+use super::client_key::ClientKey;
 use super::socket::{Outgoing, Port, RecvBatch};
 use super::transfer::{self, prepare, record, Ended, Sending, PORT_UNREACHABLE};
 use super::unanswered::{Ending, Place};
@@ -118,8 +119,9 @@ struct Driver {
     /// Single-port mode: requests arrive on `port` itself.
     takes_requests: bool,
     /// Looked up several times per datagram: foldhash, randomly seeded,
-    /// rather than SipHash (its lookups were 3 % of the CPU in a boot storm).
-    table: HashMap<SocketAddr, Slot, foldhash::fast::RandomState>,
+    /// rather than SipHash (its lookups were 3 % of the CPU in a boot
+    /// storm), on a key hashed as one word (see `super::client_key`).
+    table: HashMap<ClientKey, Slot, foldhash::fast::RandomState>,
     /// Deadlines, earliest first. Entries are not removed when a deadline
     /// moves: an entry that is not its slot's `scheduled` is skipped.
     timers: BinaryHeap<Reverse<(Instant, u64, SocketAddr)>>,
@@ -249,7 +251,7 @@ impl Driver {
         }
         let dst_ip = meta.dst_ip;
         let opcode = datagram.get(..2);
-        if let Some(slot) = self.table.get_mut(&client) {
+        if let Some(slot) = self.table.get_mut(&ClientKey(client)) {
             match opcode {
                 Some([0, 1]) if self.takes_requests => {
                     if !self.is_new_request(client, fingerprint(datagram), now) {
@@ -319,7 +321,7 @@ impl Driver {
     /// rule to the transfer's state, not to its teardown, is what keeps
     /// such a request from waiting a retransmit time.
     fn is_new_request(&mut self, client: SocketAddr, fingerprint: u64, now: Instant) -> bool {
-        let Some(slot) = self.table.get_mut(&client) else {
+        let Some(slot) = self.table.get_mut(&ClientKey(client)) else {
             return true;
         };
         let done = slot.running.as_ref().is_some_and(|(t, _)| t.may_be_done());
@@ -377,7 +379,7 @@ impl Driver {
             unanswered: None,
             _hold: hold,
         };
-        self.table.insert(client, slot);
+        self.table.insert(ClientKey(client), slot);
         let front = front.clone();
         let mut preparing = Box::pin(async move {
             let settings = front.settings.load_full();
@@ -402,7 +404,11 @@ impl Driver {
     fn on_prepared(&mut self, prepared: Prepared) {
         let Prepared { id, client, result } = prepared;
         // The client may have moved on to another request meanwhile.
-        let Some(slot) = self.table.get_mut(&client).filter(|slot| slot.id == id) else {
+        let Some(slot) = self
+            .table
+            .get_mut(&ClientKey(client))
+            .filter(|slot| slot.id == id)
+        else {
             return;
         };
         match result {
@@ -421,7 +427,7 @@ impl Driver {
             }
             Err(reply) => {
                 let src_ip = slot.src_ip;
-                self.table.remove(&client);
+                self.table.remove(&ClientKey(client));
                 self.queue(client, src_ip, reply);
             }
         }
@@ -434,7 +440,7 @@ impl Driver {
                 break;
             }
             self.timers.pop();
-            let Some(slot) = self.table.get_mut(&client) else {
+            let Some(slot) = self.table.get_mut(&ClientKey(client)) else {
                 continue;
             };
             if slot.id != id || slot.scheduled != Some(at) {
@@ -453,7 +459,7 @@ impl Driver {
     /// Collects what `client`'s transfer has to send, ends it if it is
     /// over, or schedules its next deadline.
     fn after_event(&mut self, client: SocketAddr) {
-        let Some(slot) = self.table.get_mut(&client) else {
+        let Some(slot) = self.table.get_mut(&ClientKey(client)) else {
             return;
         };
         let Some((transfer, _)) = &mut slot.running else {
@@ -483,7 +489,7 @@ impl Driver {
     /// Ends `client`'s transfer `id` to make room for a new request, if its
     /// client still has not answered (see `super::unanswered`).
     fn end_for_room(&mut self, client: SocketAddr, id: u64) {
-        let unanswered = self.table.get(&client).is_some_and(|slot| {
+        let unanswered = self.table.get(&ClientKey(client)).is_some_and(|slot| {
             slot.id == id && slot.running.as_ref().is_some_and(|(t, _)| !t.answered())
         });
         if unanswered {
@@ -494,7 +500,7 @@ impl Driver {
 
     /// Removes `client`'s transfer, counting and logging how it ended.
     fn end(&mut self, client: SocketAddr, cut: Cut) {
-        let Some(slot) = self.table.remove(&client) else {
+        let Some(slot) = self.table.remove(&ClientKey(client)) else {
             return;
         };
         let Some((transfer, source)) = slot.running else {
@@ -539,7 +545,7 @@ impl Driver {
         for out in self.outgoing.drain(..) {
             if let Some((transfer, _)) = self
                 .table
-                .get_mut(&out.to)
+                .get_mut(&ClientKey(out.to))
                 .and_then(|slot| slot.running.as_mut())
             {
                 transfer.recycle(out.datagram);

@@ -18,6 +18,7 @@
 //! behind a wildcard listener.
 
 mod admission;
+mod client_key;
 mod dispatch;
 mod driver;
 mod segment;
