@@ -305,13 +305,20 @@ impl<S: BlockSource> Transfer<S> {
     }
 
     /// Hands back a datagram from [`Transfer::poll_transmit`] once it is
-    /// sent, so the next block is built in its buffer instead of a new one:
-    /// under a boot storm that is one allocation less per packet. Optional.
+    /// sent (this transfer's or another's), so the next block is built in
+    /// its buffer instead of a new one: under a boot storm that is one
+    /// allocation less per packet. Optional.
     pub fn recycle(&mut self, mut datagram: Vec<u8>) {
-        if self.spare.len() < self.window as usize {
+        if self.wants_buffer() {
             datagram.clear();
             self.spare.push(datagram);
         }
+    }
+
+    /// Whether [`Transfer::recycle`] would keep a buffer: fewer than a
+    /// window's are kept.
+    pub fn wants_buffer(&self) -> bool {
+        self.spare.len() < self.window as usize
     }
 
     /// When [`Transfer::handle_timeout`] must next be called; `None` once
