@@ -177,6 +177,14 @@ impl BlockSource for Body {
     fn reads_in_place(&self) -> bool {
         matches!(self, Body::Disk { .. })
     }
+
+    fn in_memory(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let Body::Memory(bytes) = self else {
+            return None;
+        };
+        let start = usize::try_from(offset).ok()?;
+        bytes.get(start..start.checked_add(len)?)
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +200,19 @@ mod tests {
         let mut buf = [0u8; 4];
         let error = body.read_exact_at(3, &mut buf).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn only_memory_lends_its_blocks_and_never_past_the_end() {
+        let body = Body::from(Bytes::from_static(b"hello"));
+        assert_eq!(body.in_memory(1, 3), Some(&b"ell"[..]));
+        assert_eq!(body.in_memory(3, 3), None);
+        assert_eq!(body.in_memory(u64::MAX, 1), None);
+        let disk = Body::Disk {
+            file: Arc::new(tempfile::tempfile().unwrap()),
+            len: 0,
+        };
+        assert_eq!(disk.in_memory(0, 0), None);
     }
 
     #[test]

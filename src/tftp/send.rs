@@ -71,6 +71,13 @@ pub trait BlockSource {
     fn reads_in_place(&self) -> bool {
         false
     }
+
+    /// The `len` bytes at `offset`, when the source holds them in memory:
+    /// a block is then copied straight into its datagram, not into a
+    /// zero-filled buffer first.
+    fn in_memory(&self, _offset: u64, _len: usize) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// The most bytes of one window read in one call.
@@ -104,6 +111,11 @@ impl BlockSource for Vec<u8> {
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"))?;
         buf.copy_from_slice(bytes);
         Ok(())
+    }
+
+    fn in_memory(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(offset).ok()?;
+        self.get(start..start.checked_add(len)?)
     }
 }
 
@@ -447,7 +459,10 @@ impl<S: BlockSource> Transfer<S> {
             .unwrap_or_else(|| Vec::with_capacity(4 + len));
         packet.extend_from_slice(&OP_DATA.to_be_bytes());
         packet.extend_from_slice(&(block as u16).to_be_bytes());
-        match ahead.get(offset, len) {
+        let held = ahead
+            .get(offset, len)
+            .or_else(|| self.body.in_memory(offset, len));
+        match held {
             Some(bytes) => packet.extend_from_slice(bytes),
             None => {
                 packet.resize(4 + len, 0);
