@@ -1,9 +1,11 @@
 //! A driver: one task that runs every transfer of one [`Port`], told apart
 //! by the client's address and port (quinn's endpoint design). In
-//! single-port mode (`tftp.single_port`) the port is the listener's own,
-//! and requests arrive on it too; otherwise a listener has a few transfer
-//! ports beside it, one driver each, and hands each request to one of them
-//! (see `super::dispatch`).
+//! single-port mode (`tftp.single_port`) the port is one of the listener's
+//! group of sockets on its own address, and requests arrive on it too (the
+//! kernel sends each phone port's packets to one socket of the group: see
+//! `super::listener`); otherwise a listener has a few transfer ports beside
+//! it, one driver each, and hands each request to one of them (see
+//! `super::dispatch`).
 //!
 //! The driver drains its socket in `recvmmsg` batches, feeds each datagram
 //! to its client's [`Transfer`] (the sans-I/O state machine), fires due
@@ -34,7 +36,7 @@ use quinn_udp::RecvMeta;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::admission::ClientClaim;
 use super::client_key::ClientKey;
@@ -171,11 +173,7 @@ pub(super) async fn serve(
         make_room,
         stopping: false,
     };
-    if driver.takes_requests {
-        info!(listen = %port.local_addr(), "TFTP listening (single port)");
-    } else {
-        debug!(local = %port.local_addr(), "TFTP transfer port ready");
-    }
+    debug!(local = %port.local_addr(), "TFTP driver ready");
     let mut gone = Vec::new();
     // One wait for ICMP errors, kept across turns of the loop: a new one
     // each turn would register and remove a waiter every time.
@@ -237,9 +235,7 @@ pub(super) async fn serve(
             }
         }
     }
-    if driver.takes_requests {
-        info!(listen = %port.local_addr(), "TFTP listener stopped");
-    }
+    debug!(local = %port.local_addr(), "TFTP driver done");
 }
 
 /// The next request handed over; never, for a driver that takes its own.

@@ -7,9 +7,10 @@
 //! to one of a few transfer ports bound beside it (`dispatch.rs`), each
 //! driven by one task (`driver.rs`) that runs many transfers at once. The
 //! phone sees what RFC 1350 asks: its transfer's packets come from a port
-//! other than 69, the one it must answer. With `tftp.single_port` the
-//! listener's own socket is the one driver's port, for NAT, firewalls and
-//! containers that let only the TFTP port through.
+//! other than 69, the one it must answer. With `tftp.single_port` a
+//! listener is a group of sockets on its own address, one per core, each a
+//! driver's port that takes requests too (`listener.rs`), for NAT, firewalls
+//! and containers that let only the TFTP port through.
 //!
 //! The listener's receive buffer is enlarged so that a burst of thousands
 //! of RRQs is queued rather than dropped (a dropped RRQ costs the phone its
@@ -21,6 +22,7 @@ mod admission;
 mod client_key;
 mod dispatch;
 mod driver;
+mod listener;
 mod segment;
 mod sendmmsg;
 mod socket;
@@ -35,7 +37,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::debug;
+use tracing::{debug, info};
+
+use listener::Ports;
 
 use super::slots::Slots;
 use super::ListenerHandle;
@@ -45,7 +49,7 @@ use crate::resolve::ResolverHandle;
 use crate::tftp::accept::Refused;
 use crate::tftp::options::Limits;
 
-pub(crate) use socket::Listener;
+pub(crate) use listener::Listener;
 
 /// The message phones get when they must try again (Cisco's wording is
 /// undocumented; this one says what to do).
@@ -143,32 +147,51 @@ impl TftpFront {
     ) -> ListenerHandle {
         let bound = listener.local_addr();
         let stop = CancellationToken::new();
-        let Listener {
-            requests,
-            transfer_ports,
-        } = listener;
-        if transfer_ports.is_empty() {
-            tokio::spawn(driver::serve(self.clone(), requests, None, stop.clone()));
-        } else {
-            let drivers = transfer_ports
-                .into_iter()
-                .map(|port| {
-                    let (hand, handed) = tokio::sync::mpsc::unbounded_channel();
-                    tokio::spawn(driver::serve(
+        match listener.ports {
+            Ports::Single(ports) => {
+                info!(listen = %bound, drivers = ports.len(), "TFTP listening (single port)");
+                let drivers = TaskTracker::new();
+                for port in &ports {
+                    drivers.spawn(driver::serve(
                         self.clone(),
-                        port,
-                        Some(handed),
+                        port.clone(),
+                        None,
                         stop.clone(),
                     ));
-                    hand
-                })
-                .collect();
-            tokio::spawn(dispatch::serve(
-                self.clone(),
+                }
+                drivers.close();
+                tokio::spawn(async move {
+                    drivers.wait().await;
+                    // Closed together, once every transfer has ended (see
+                    // `listener`).
+                    drop(ports);
+                    info!(listen = %bound, "TFTP listener stopped");
+                });
+            }
+            Ports::PerTransfer {
                 requests,
-                drivers,
-                stop.clone(),
-            ));
+                transfer_ports,
+            } => {
+                let drivers = transfer_ports
+                    .into_iter()
+                    .map(|port| {
+                        let (hand, handed) = tokio::sync::mpsc::unbounded_channel();
+                        tokio::spawn(driver::serve(
+                            self.clone(),
+                            port,
+                            Some(handed),
+                            stop.clone(),
+                        ));
+                        hand
+                    })
+                    .collect();
+                tokio::spawn(dispatch::serve(
+                    self.clone(),
+                    requests,
+                    drivers,
+                    stop.clone(),
+                ));
+            }
         }
         ListenerHandle::new(configured, bound, stop)
     }

@@ -27,6 +27,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::sendmmsg::PacketInfo;
+use super::unreachable::past_pending_error;
 
 /// The kernel's bound on one segmented send: the whole must fit in one IP
 /// datagram of 64 KiB, headers included.
@@ -114,14 +115,16 @@ impl Offload {
         cmsg.extend(info.iter().map(PacketInfo::message));
         let to = SockaddrStorage::from(to);
         let sent = socket.try_io(Interest::WRITABLE, || {
-            sendmsg(
-                socket.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::empty(),
-                Some(&to),
-            )
-            .map_err(io::Error::from)
+            past_pending_error(|| {
+                sendmsg(
+                    socket.as_raw_fd(),
+                    &iov,
+                    &cmsg,
+                    MsgFlags::empty(),
+                    Some(&to),
+                )
+                .map_err(io::Error::from)
+            })
         });
         match sent {
             Ok(_) => Ok(true),

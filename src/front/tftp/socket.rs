@@ -1,6 +1,5 @@
-//! The sockets of the TFTP front. A [`Listener`] is the socket requests
-//! arrive on and, in the default per-transfer-port mode, a few transfer
-//! ports bound beside it on the same address; each is a [`Port`]: a large
+//! The sockets of the TFTP front (which of them a listener has:
+//! `super::listener`). Each is a [`Port`]: a large
 //! receive queue, batched receive (`recvmmsg`) and sends (`sendmmsg`, and a
 //! window of blocks to one phone as one segmented send), replies from the
 //! address the request came to, ICMP errors reported.
@@ -8,24 +7,19 @@
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 
-use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
+use quinn_udp::{RecvMeta, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
 use super::segment::Offload;
 use super::sendmmsg::send_many;
-use super::unreachable;
-use crate::config::TftpConfig;
+use super::unreachable::{self, past_pending_error};
 
 /// Receive buffer asked for: a boot storm's requests (or ACKs) queue
 /// rather than drop.
 const RECV_BUFFER: usize = 16 << 20;
-
-/// Transfer ports per listener, at most.
-const MAX_TRANSFER_PORTS: usize = 8;
 
 /// Datagrams per `sendmmsg` call (the kernel takes up to 1024; a storm's
 /// replies rarely number more per loop turn).
@@ -50,13 +44,12 @@ pub(super) struct Port {
 }
 
 impl Port {
-    /// Binds `addr`.
-    fn bind(addr: SocketAddr) -> io::Result<Port> {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if addr.is_ipv6() {
-            // Lets "0.0.0.0:69" and "[::]:69" be listed side by side.
-            socket.set_only_v6(true)?;
+    /// Binds `addr`; with `shared`, as one of a group of sockets on the
+    /// same address (`SO_REUSEPORT`: see `super::listener`).
+    pub(super) fn bind(addr: SocketAddr, shared: bool) -> io::Result<Port> {
+        let socket = new_socket(addr)?;
+        if shared {
+            socket.set_reuse_port(true)?;
         }
         enlarge_receive_buffer(&socket, RECV_BUFFER);
         socket.bind(&addr.into())?;
@@ -78,21 +71,21 @@ impl Port {
     /// Binds a port for transfers on the address of `listen` (with its
     /// scope, for a link-local one): any free port, or one inside `range`,
     /// probed from a point that differs per `salt`.
-    fn bind_for_transfers(
+    pub(super) fn bind_for_transfers(
         mut listen: SocketAddr,
         range: Option<&RangeInclusive<u16>>,
         salt: u32,
     ) -> io::Result<Port> {
         let Some(range) = range else {
             listen.set_port(0);
-            return Port::bind(listen);
+            return Port::bind(listen, false);
         };
         let span = u32::from(range.end() - range.start()) + 1;
         let start = (salt ^ std::process::id()).wrapping_mul(2_654_435_761) % span;
         for i in 0..span {
             let port = range.start() + ((start + i) % span) as u16;
             listen.set_port(port);
-            if let Ok(bound) = Port::bind(listen) {
+            if let Ok(bound) = Port::bind(listen, false) {
                 return Ok(bound);
             }
         }
@@ -150,15 +143,16 @@ impl Port {
 
     /// Sends one datagram from `src_ip` (the address the request came to).
     pub(super) fn send_from(&self, to: SocketAddr, src_ip: Option<IpAddr>, datagram: &[u8]) {
-        let transmit = Transmit {
-            destination: to,
-            ecn: None,
-            contents: datagram,
-            segment_size: None,
+        // Not quinn-udp's send: it reports no error, and this one must be
+        // tried again past another phone's pending ICMP error.
+        let reply = [Outgoing {
+            to,
             src_ip,
-        };
+            datagram: datagram.to_vec(),
+        }];
+        let from = self.source(src_ip);
         if let Err(error) = self.socket.try_io(Interest::WRITABLE, || {
-            self.offload.state().send((&self.socket).into(), &transmit)
+            past_pending_error(|| send_many(&self.socket, &reply, from))
         }) {
             debug!(%to, %error, "reply not sent");
         }
@@ -220,53 +214,6 @@ impl RecvBatch {
     }
 }
 
-/// A TFTP listener: the socket requests arrive on and, unless in
-/// single-port mode, the ports its transfers run on.
-pub(crate) struct Listener {
-    pub(super) requests: Arc<Port>,
-    /// Empty in single-port mode.
-    pub(super) transfer_ports: Vec<Arc<Port>>,
-}
-
-impl Listener {
-    /// Binds `addr` for requests and, unless `config.single_port`, the
-    /// transfer ports beside it (on the same address, inside
-    /// `config.port_range` if set): a listener that cannot have both is not
-    /// started, and a reload that asks for it is refused.
-    pub(crate) fn bind(addr: SocketAddr, config: &TftpConfig) -> io::Result<Listener> {
-        let requests = Arc::new(Port::bind(addr)?);
-        let count = if config.single_port {
-            0
-        } else {
-            transfer_port_count(config.port_range.as_ref())
-        };
-        let transfer_ports = (0..count)
-            .map(|i| {
-                let salt = u32::from(requests.local.port()) ^ (i as u32) << 16;
-                Port::bind_for_transfers(addr, config.port_range.as_ref(), salt).map(Arc::new)
-            })
-            .collect::<io::Result<_>>()?;
-        Ok(Listener {
-            requests,
-            transfer_ports,
-        })
-    }
-
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.requests.local
-    }
-}
-
-/// Transfer ports per listener: one per core, so that each core can drive
-/// the transfers of one (see `super::driver`), at least two, so that a
-/// client's next request from the same port gets a port other than its
-/// last one (see `super::dispatch`), and no more than `port_range` holds.
-fn transfer_port_count(range: Option<&RangeInclusive<u16>>) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let span = range.map_or(usize::MAX, |r| usize::from(r.end() - r.start()) + 1);
-    cores.clamp(2, MAX_TRANSFER_PORTS).min(span)
-}
-
 impl Port {
     /// Sends the datagrams of many transfers, in order: a window of blocks
     /// to one client as one segmented send (see `super::segment`), the
@@ -315,10 +262,9 @@ impl Port {
                 .take_while(|out| self.source(out.src_ip) == from)
                 .count();
             let chunk = &rest[..same];
-            match self
-                .socket
-                .try_io(Interest::WRITABLE, || send_many(&self.socket, chunk, from))
-            {
+            match self.socket.try_io(Interest::WRITABLE, || {
+                past_pending_error(|| send_many(&self.socket, chunk, from))
+            }) {
                 Ok(sent) => done += sent.max(1),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     if self.socket.writable().await.is_err() {
@@ -334,6 +280,17 @@ impl Port {
             }
         }
     }
+}
+
+/// An unbound UDP socket for `addr`.
+pub(super) fn new_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Lets "0.0.0.0:69" and "[::]:69" be listed side by side.
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
 }
 
 /// Puts path-MTU discovery back to the kernel's default ("want": the
@@ -386,7 +343,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_to_many_clients_arrives_whole_and_in_order() {
         // More than two sendmmsg calls' worth, to three clients.
-        let listener = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = Port::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let mut clients = Vec::new();
         for _ in 0..3 {
             clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
@@ -422,7 +379,7 @@ mod tests {
 
     #[tokio::test]
     async fn windows_sent_segmented_arrive_as_their_datagrams_in_order() {
-        let listener = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = Port::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
@@ -456,7 +413,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_window_is_one_segmented_send_where_the_kernel_offers_it() {
-        let port = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = Port::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = phone.local_addr().unwrap();
         let expected = window(7, 8, 1468);
@@ -482,7 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wildcard_port_s_batches_leave_from_the_address_each_request_came_to() {
-        let port = Port::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+        let port = Port::bind("0.0.0.0:0".parse().unwrap(), false).unwrap();
         let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = phone.local_addr().unwrap();
         let mut batch = Vec::new();
@@ -527,7 +484,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_client_port_is_reported_with_its_address() {
-        let port = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = Port::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let open = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let gone_addr = closed.local_addr().unwrap();
@@ -550,35 +507,67 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transfer_ports_stay_inside_port_range_and_on_the_listener_s_address() {
-        let config = TftpConfig {
-            port_range: Some(50_200..=50_201),
-            ..TftpConfig::default()
+    async fn a_reply_sent_after_another_phone_s_closed_port_still_leaves() {
+        use std::time::Duration;
+        let port = Port::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let open = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to_open = |datagram: &[u8]| Outgoing {
+            to: open.local_addr().unwrap(),
+            src_ip: None,
+            datagram: datagram.to_vec(),
         };
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), &config).unwrap();
-        assert!(!listener.transfer_ports.is_empty());
-        for port in &listener.transfer_ports {
-            let local = port.local_addr();
-            assert_eq!(local.ip(), listener.local_addr().ip());
-            assert!((50_200..=50_201).contains(&local.port()), "{local}");
+        let mut buf = [0u8; 64];
+        // Each way out: one reply by `sendmmsg`, a window as one segmented
+        // send, a listener's single reply.
+        for way in 0..3u8 {
+            let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let gone = Outgoing {
+                to: closed.local_addr().unwrap(),
+                src_ip: None,
+                datagram: b"\x00\x03\x00\x01".to_vec(),
+            };
+            drop(closed);
+            port.send_batch(&[gone]).await;
+            // The ICMP error is pending on the socket, unread.
+            tokio::time::timeout(Duration::from_secs(5), port.errored())
+                .await
+                .expect("the error is signalled")
+                .unwrap();
+            let expected: Vec<Vec<u8>> = match way {
+                0 => {
+                    port.send_batch(&[to_open(b"one")]).await;
+                    vec![b"one".to_vec()]
+                }
+                1 => {
+                    port.send_batch(&[to_open(b"ab"), to_open(b"cd")]).await;
+                    vec![b"ab".to_vec(), b"cd".to_vec()]
+                }
+                _ => {
+                    port.send_from(open.local_addr().unwrap(), None, b"single");
+                    vec![b"single".to_vec()]
+                }
+            };
+            for want in expected {
+                let (n, _) = tokio::time::timeout(Duration::from_secs(2), open.recv_from(&mut buf))
+                    .await
+                    .unwrap_or_else(|_| panic!("way {way}: the reply was lost"))
+                    .unwrap();
+                assert_eq!(&buf[..n], &want[..], "way {way}");
+            }
+            let mut read = Vec::new();
+            port.unreachable_clients(&mut read);
         }
-        let single = TftpConfig {
-            single_port: true,
-            ..TftpConfig::default()
-        };
-        let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), &single).unwrap();
-        assert!(listener.transfer_ports.is_empty());
     }
 
     #[tokio::test]
     async fn listener_datagrams_may_be_fragmented_like_a_plain_socket_s() {
         use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
-        let v4 = Port::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let v4 = Port::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         assert_eq!(
             sockopt::ip_mtu_discover(&v4.socket).unwrap(),
             Ipv4PathMtuDiscovery::WANT
         );
-        let v6 = Port::bind("[::1]:0".parse().unwrap()).unwrap();
+        let v6 = Port::bind("[::1]:0".parse().unwrap(), false).unwrap();
         assert_eq!(
             sockopt::ipv6_mtu_discover(&v6.socket).unwrap(),
             Ipv6PathMtuDiscovery::WANT

@@ -20,6 +20,20 @@ use nix::sys::socket::{
     recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrLike, SockaddrStorage,
 };
 
+/// Runs a send, and once more if it failed with anything but a full
+/// socket. With `IP_RECVERR` the kernel also keeps the last ICMP error as
+/// the socket's pending error, and fails the socket's next send with it,
+/// whatever that send's destination: a reply to one phone would be lost for
+/// another phone's closed port (it then waited a retransmit). Reported, the
+/// pending error is cleared, so the send tried again goes; an error of the
+/// send's own comes back again.
+pub(super) fn past_pending_error<T>(mut send: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match send() {
+        Err(error) if error.kind() != io::ErrorKind::WouldBlock => send(),
+        sent => sent,
+    }
+}
+
 /// Asks the kernel to queue ICMP errors on `socket` (of `addr`'s family).
 pub(super) fn report_errors(socket: &impl AsFd, addr: SocketAddr) -> io::Result<()> {
     let result = match addr {
