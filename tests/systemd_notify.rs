@@ -265,39 +265,13 @@ fn no_notify_socket_no_problem() {
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("big.bin"), vec![7u8; 1 << 20]).unwrap();
     let config = dir.path().join("tftproxy.toml");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let tftp: SocketAddr = {
-        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
-    std::fs::write(
-        &config,
-        format!(
-            "[tftp]\nlisten = [\"{tftp}\"]\nroot = \"{}\"\nshutdown_grace = \"1h\"\n\n\
-             [admin]\nlisten = \"{admin}\"\n",
-            root.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tftproxy"))
-        .args(["serve", "-c"])
-        .arg(&config)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reaper = Reaper(child);
+    // Ports picked free can be taken by a test running beside this one
+    // before the daemon binds them: a daemon refused its ports is started
+    // again on others.
+    let (mut reaper, tftp) = (0..5)
+        .find_map(|_| start_on_free_ports(&config, &root))
+        .expect("free ports within five tries");
     let child = &mut reaper.0;
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "admin never answered");
-        assert!(child.try_wait().unwrap().is_none(), "tftproxy exited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     // A transfer that does not end by itself for a minute: the phone asks
     // for a 5 s time-out, acknowledges the OACK (so it has answered and
     // `max_retries` applies), then never acknowledges DATA 1.
@@ -336,4 +310,47 @@ fn no_notify_socket_no_problem() {
         !stderr.contains("\x1b["),
         "colour codes in the log: {stderr}"
     );
+}
+
+/// Starts `serve` (no `NOTIFY_SOCKET`) on free TFTP and admin ports and
+/// waits for its admin front; `None` when one of the ports was taken in the
+/// meantime.
+fn start_on_free_ports(config: &Path, root: &Path) -> Option<(Reaper, SocketAddr)> {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let tftp: SocketAddr = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    std::fs::write(
+        config,
+        format!(
+            "[tftp]\nlisten = [\"{tftp}\"]\nroot = \"{}\"\nshutdown_grace = \"1h\"\n\n\
+             [admin]\nlisten = \"{admin}\"\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tftproxy"))
+        .args(["serve", "-c"])
+        .arg(config)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reaper = Reaper(child);
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "admin never answered");
+        if reaper.0.try_wait().unwrap().is_some() {
+            let stderr = stderr_of(&mut reaper.0);
+            assert!(stderr.contains("in use"), "tftproxy exited: {stderr}");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((reaper, tftp))
 }

@@ -90,6 +90,8 @@ pub(crate) struct TftpFront {
     settings: ArcSwap<Settings>,
     resolver: ResolverHandle,
     metrics: Arc<Metrics>,
+    /// The series every file served updates, looked up once.
+    series: transfer::Series,
     /// `tftp.max_transfers`, for every listener and generation together:
     /// transfers sending, taken once a request has its file.
     slots: Slots,
@@ -113,6 +115,7 @@ impl TftpFront {
         Arc::new(TftpFront {
             settings: ArcSwap::from_pointee(Settings::from_config(config)),
             resolver,
+            series: transfer::Series::new(&metrics),
             metrics,
             slots: Slots::new(config.max_transfers),
             resolving: Slots::new(config.max_resolving),
