@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::process::{free_port, Reaper};
+use support::process::{free_port, serve_by_hand, Reaper};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -330,15 +330,8 @@ fn start_on_free_ports(config: &Path, root: &Path) -> Option<(Reaper, SocketAddr
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tftproxy"))
-        .args(["serve", "-c"])
-        .arg(config)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
+    let child = serve_by_hand(config)
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut reaper = Reaper(child);

@@ -13,13 +13,13 @@
 
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use tftproxy_testkit::http_cluster::HttpCluster;
 
 use super::*;
-use crate::support::process::{free_port, Reaper};
+use crate::support::process::{free_port, serve_by_hand, Reaper};
 
 const MIB: u64 = 1 << 20;
 /// The daemon's resident memory before any request, with margin (README:
@@ -43,14 +43,8 @@ impl Process {
     fn serve(work: &Path, config: &str) -> Process {
         let path = work.join("tftproxy.toml");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tftproxy"))
-            .args(["serve", "-c"])
-            .arg(&path)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
+        let child = serve_by_hand(&path)
             .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();

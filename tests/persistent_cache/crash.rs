@@ -4,11 +4,10 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use super::*;
-use crate::support::process::{free_port, Reaper};
+use crate::support::process::{free_port, serve_by_hand, Reaper};
 
 /// Starts `tftproxy serve` with an HTTP front on `http`, one cluster and
 /// `[cache] dir`; returns once the HTTP front accepts.
@@ -25,15 +24,8 @@ fn serve(work: &Path, http: SocketAddr, cluster: &str, cache_dir: &Path) -> Reap
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tftproxy"))
-        .args(["serve", "-c"])
-        .arg(&config)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
+    let child = serve_by_hand(&config)
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut reaper = Reaper(child);

@@ -138,9 +138,9 @@ struct Driver {
     port: Arc<Port>,
     /// Single-port mode: requests arrive on `port` itself.
     takes_requests: bool,
-    /// Looked up several times per datagram: foldhash, randomly seeded,
-    /// rather than SipHash (its lookups were 3 % of the CPU in a boot
-    /// storm), on a key hashed as one word (see `super::client_key`).
+    /// Looked up for every datagram: foldhash, randomly seeded, rather than
+    /// SipHash (its lookups were 3 % of the CPU in a boot storm), on a key
+    /// hashed as one word (see `super::client_key`).
     table: HashMap<ClientKey, Slot, foldhash::fast::RandomState>,
     queued: Queued,
     next_id: u64,

@@ -10,7 +10,7 @@
 //! socket for each datagram by a hash of its source and destination, so
 //! every packet of one phone port reaches the same socket and driver, and
 //! the phones are spread over the cores as in per-port mode, still from
-//! port 69. The group's sockets close together (see `super::start`): with
+//! port 69. The group's sockets close together (see `TftpFront::start`): with
 //! one of them gone the kernel would spread the phones anew, and a phone's
 //! ACKs would reach a driver with no transfer for them.
 

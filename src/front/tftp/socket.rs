@@ -150,12 +150,18 @@ impl Port {
             src_ip,
             datagram: datagram.to_vec(),
         }];
-        let from = self.source(src_ip);
-        if let Err(error) = self.socket.try_io(Interest::WRITABLE, || {
-            past_pending_error(|| send_many(&self.socket, &reply, from))
-        }) {
+        if let Err(error) = self.try_send_many(&reply, self.source(src_ip)) {
             debug!(%to, %error, "reply not sent");
         }
+    }
+
+    /// One `sendmmsg` of `chunk`, from `from`, if the socket has room; tried
+    /// once more past another phone's pending ICMP error (see
+    /// `super::unreachable`). Returns how many datagrams left.
+    fn try_send_many(&self, chunk: &[Outgoing], from: Option<IpAddr>) -> io::Result<usize> {
+        self.socket.try_io(Interest::WRITABLE, || {
+            past_pending_error(|| send_many(&self.socket, chunk, from))
+        })
     }
 }
 
@@ -262,9 +268,7 @@ impl Port {
                 .take_while(|out| self.source(out.src_ip) == from)
                 .count();
             let chunk = &rest[..same];
-            match self.socket.try_io(Interest::WRITABLE, || {
-                past_pending_error(|| send_many(&self.socket, chunk, from))
-            }) {
+            match self.try_send_many(chunk, from) {
                 Ok(sent) => done += sent.max(1),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     if self.socket.writable().await.is_err() {

@@ -177,7 +177,8 @@ pub(super) async fn prepare(
 
 /// The metric series every file served updates, looked up once per front:
 /// `Family::get_or_create` hashes its labels with SipHash under a lock, and
-/// four such lookups were 4 % of a served file's instructions (callgrind).
+/// four such lookups were 3.5 % of a served file's instructions (callgrind:
+/// 45,166 → 43,568 per file in per-port mode once gone).
 /// A handle shares its series' value with the family's.
 pub(super) struct Series {
     first_byte: Histogram,
