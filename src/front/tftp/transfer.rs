@@ -7,15 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use super::{Settings, TftpFront, BUSY_MESSAGE, NETASCII_MAX};
 use crate::body::{Body, Netascii};
 use crate::logging::LogAddr;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
-
 use crate::metrics::{
     Front, FrontLabels, Metrics, RequestLabels, RequestResult, TransferLabels, TransferOutcome,
 };
