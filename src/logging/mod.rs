@@ -4,6 +4,7 @@
 //! or `[log] level`, and a reload applies a changed `[log] level`.
 
 mod addr;
+mod batch;
 mod plain;
 
 use std::io::IsTerminal;
@@ -11,6 +12,7 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub(crate) use addr::LogAddr;
+pub(crate) use batch::batched;
 use plain::PlainLine;
 
 use crate::config::{LogConfig, LogFormat};
@@ -46,7 +48,7 @@ pub fn init(log: &LogConfig, format_override: Option<LogFormat>) -> Logging {
     };
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(batch::Stderr)
         .with_env_filter(filter);
     // The builder's type differs per arm; the reload handle is made alike.
     macro_rules! install {

@@ -45,6 +45,7 @@ use super::transfer::{self, prepare, record, Ended, Sending, PORT_UNREACHABLE};
 use super::unanswered::{Ending, Place};
 use super::{TftpFront, BUSY_MESSAGE};
 use crate::body::Body;
+use crate::logging::batched;
 use crate::metrics::{ClientRefusal, Front, RequestResult};
 use crate::resolve::Source;
 use crate::tftp::accept::{accept, stray, Accept};
@@ -206,32 +207,38 @@ pub(super) async fn serve(
                 }
                 if batch.receive(&port) {
                     let now = Instant::now();
-                    for (meta, datagram) in batch.datagrams() {
-                        driver.on_datagram(meta, datagram, now);
-                    }
+                    batched(|| {
+                        for (meta, datagram) in batch.datagrams() {
+                            driver.on_datagram(meta, datagram, now);
+                        }
+                    });
                 }
             }
             Some(first) = next_handed(&mut handed) => {
-                driver.on_handed(first);
-                // Take what else is queued now: one wake-up per burst.
-                while let Some(more) = handed.as_mut().and_then(|h| h.try_recv().ok()) {
-                    driver.on_handed(more);
-                }
+                batched(|| {
+                    driver.on_handed(first);
+                    // Take what else is queued now: one wake-up per burst.
+                    while let Some(more) = handed.as_mut().and_then(|h| h.try_recv().ok()) {
+                        driver.on_handed(more);
+                    }
+                });
             }
             result = &mut errored => {
                 errored.set(port.errored());
                 if result.is_ok() {
                     port.unreachable_clients(&mut gone);
-                    for client in gone.drain(..) {
-                        driver.end(client, Cut::Unreachable);
-                    }
+                    batched(|| {
+                        for client in gone.drain(..) {
+                            driver.end(client, Cut::Unreachable);
+                        }
+                    });
                 }
             }
             Some(prepared) = prepared.recv() => driver.on_prepared(prepared),
             Some((client, id)) = to_end.recv() => driver.end_for_room(client, id),
             _ = &mut timer, if next.is_some() => {
                 timer.as_mut().reset(far());
-                driver.on_timers(Instant::now());
+                batched(|| driver.on_timers(Instant::now()));
             }
         }
     }
