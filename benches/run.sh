@@ -39,6 +39,12 @@
 #            counts, else callgrind), 0 = off                       (default 0)
 #            With INSTR set, the storms are INSTR_PHONES phones (default 50) with a 10 s
 #            phone retransmit; tftpd-hpa's forked children are not counted under callgrind.
+#   SYSCALLS 1 = also count, per file served, the server's system calls of each kind
+#            that a UDP server makes (recvmmsg, sendmmsg, epoll_wait, futex, write, read,
+#            openat2, statx, close), its context switches and page faults, by
+#            `perf stat -e syscalls:…` around each storm (needs tracepoints: root);
+#            medians in $OUT/syscalls.md. Tracing slows every call a little: time
+#            figures of such a run are not comparable with others      (default 0)
 #   PROXY    1 = also the proxy storm and the time-to-first-byte runs (default 1)
 #   REUSE    1 = also 1,000-phone storms where each phone reuses one source
 #            port for its four files (--reuse-socket)                (default 1)
@@ -63,6 +69,12 @@ HOLD_TRANSFERS=${HOLD_TRANSFERS:-5000}
 HOLD_S=${HOLD_S:-10}
 HOLD_SERVERS=${HOLD_SERVERS:-$(echo "$SERVERS" | tr ' ' '\n' | grep -vx tftpd-hpa | tr '\n' ' ')}
 INSTR=${INSTR:-0}
+SYSCALLS=${SYSCALLS:-0}
+COUNTING=1 # system calls are counted in the main storms only
+SYSCALL_EVENTS=context-switches,page-faults
+for call in recvmmsg sendmmsg epoll_wait futex write read openat2 statx close; do
+    SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$call"
+done
 INSTR_PHONES=${INSTR_PHONES:-50}
 INSTALL_PEERS=${INSTALL_PEERS:-1}
 PROXY=${PROXY:-1}
@@ -258,6 +270,12 @@ storm_once() {
         ;;
     callgrind) callgrind_control -z "$PID" >/dev/null ;;
     esac
+    local sys_pid=""
+    if [ "$SYSCALLS" = 1 ] && [ "$COUNTING" = 1 ]; then
+        perf stat -e "$SYSCALL_EVENTS" -x, -o "$OUT/syscalls-perf.txt" -p "$PID" &
+        sys_pid=$!
+        sleep 0.5
+    fi
     line=$("$BENCH" storm --target "$TARGET" --phones "$phones" --label "$server" \
         --server-pid "$PID" "$@" 2>>"$OUT/storm-errors.log" | sed "s/ run=1 / run=$run /")
     case $INSTR_MODE in
@@ -276,6 +294,14 @@ storm_once() {
         ;;
     esac
     files=$(sed -n 's/.* files=\([0-9]*\) .*/\1/p' <<<"$line")
+    if [ -n "$sys_pid" ]; then
+        kill -INT "$sys_pid"
+        wait "$sys_pid" || true
+        # One line per storm: server phones files event=count...
+        awk -F, -v s="$server" -v p="$phones" -v f="${files:-0}" '
+            $1 ~ /^[0-9]+$/ { sub(/^syscalls:sys_enter_/, "", $3); c = c " " $3 "=" $1 }
+            END { print s, p, f c }' "$OUT/syscalls-perf.txt" >>"$OUT/syscalls.txt"
+    fi
     if [[ "$instr" =~ ^[0-9]+$ ]] && [ "${files:-0}" -gt 0 ]; then
         line="$line instr_per_file=$((instr / files))"
     fi
@@ -311,6 +337,27 @@ storm_matrix "$OUT/results.txt" $PHONES
 echo >&2
 echo "== medians (raw results: $OUT/results.txt)" >&2
 "$BENCH" summarize "$OUT/results.txt" | tee "$OUT/table.md"
+if [ "$SYSCALLS" = 1 ] && [ -s "$OUT/syscalls.txt" ]; then
+    COUNTING=0
+    echo >&2
+    echo "== system calls per file served, medians (raw: $OUT/syscalls.txt)" >&2
+    python3 - "$OUT/syscalls.txt" <<'PY' | tee "$OUT/syscalls.md"
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    server, phones, files, *counts = line.split()
+    if int(files) == 0:
+        continue
+    per_file = {k: int(v) / int(files) for k, v in (c.split("=") for c in counts)}
+    runs.setdefault((int(phones), server), []).append(per_file)
+events = sorted({e for rs in runs.values() for r in rs for e in r})
+print("| phones | server | " + " | ".join(events) + " |")
+print("|---:|---|" + "---:|" * len(events))
+for (phones, server), rs in sorted(runs.items(), key=lambda kv: kv[0][0]):
+    cells = [f"{statistics.median(r.get(e, 0) for r in rs):.2f}" for e in events]
+    print(f"| {phones} | {server} | " + " | ".join(cells) + " |")
+PY
+fi
 
 if [ "$FIRMWARE" = 1 ]; then
     echo >&2
