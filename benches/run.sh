@@ -45,6 +45,9 @@
 #            `perf stat -e syscalls:…` around each storm (needs tracepoints: root);
 #            medians in $OUT/syscalls.md. Tracing slows every call a little: time
 #            figures of such a run are not comparable with others      (default 0)
+#   WARM     1 = each server serves the same storm once, unmeasured, before the one
+#            measured: a daemon that has run before (its memory already mapped), where
+#            the default measures a fresh process's first storm           (default 0)
 #   PROXY    1 = also the proxy storm and the time-to-first-byte runs (default 1)
 #   REUSE    1 = also 1,000-phone storms where each phone reuses one source
 #            port for its four files (--reuse-socket)                (default 1)
@@ -71,6 +74,7 @@ HOLD_SERVERS=${HOLD_SERVERS:-$(echo "$SERVERS" | tr ' ' '\n' | grep -vx tftpd-hp
 INSTR=${INSTR:-0}
 SYSCALLS=${SYSCALLS:-0}
 COUNTING=1 # system calls are counted in the main storms only
+WARM=${WARM:-0}
 SYSCALL_EVENTS=context-switches,page-faults
 for call in recvmmsg sendmmsg epoll_wait futex write read openat2 statx close; do
     SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$call"
@@ -323,6 +327,13 @@ storm_matrix() {
                 echo "== run $run/$RUNS: $server, $phones phones $STORM_ARGS" >&2
                 start_server "$server"
                 echo "-- $server $phones phones run $run" >>"$OUT/storm-errors.log"
+                if [ "$WARM" = 1 ]; then
+                    # The same storm once, unmeasured: the server as it is after its first.
+                    # shellcheck disable=SC2086
+                    "$BENCH" storm --target "$TARGET" --phones "$phones" --label warm-up \
+                        --server-pid "$PID" $STORM_ARGS >/dev/null 2>>"$OUT/storm-errors.log"
+                    sleep 1
+                fi
                 # shellcheck disable=SC2086
                 storm_once "$server" "$phones" "$run" $STORM_ARGS | tee -a "$file"
                 stop_server
