@@ -40,6 +40,7 @@ use tracing::{debug, warn};
 
 use super::admission::ClientClaim;
 use super::client_key::ClientKey;
+use super::dispatch::Load;
 use super::socket::{Outgoing, Port, RecvBatch};
 use super::transfer::{self, prepare, record, Ended, Sending, PORT_UNREACHABLE};
 use super::unanswered::{Ending, Place};
@@ -153,11 +154,12 @@ struct Driver {
 
 /// Drives the transfers of `port` until `stop` and the end of the last
 /// one. Requests arrive on the port itself (single-port mode) or, with
-/// `handed`, from the listener.
+/// `handed`, from the listener, to which it reports its `load`.
 pub(super) async fn serve(
     front: Arc<TftpFront>,
     port: Arc<Port>,
     mut handed: Option<mpsc::UnboundedReceiver<Handed>>,
+    load: Option<Arc<Load>>,
     stop: CancellationToken,
 ) {
     let mut batch = RecvBatch::new(&port);
@@ -184,7 +186,12 @@ pub(super) async fn serve(
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
     let timer = tokio::time::sleep_until(far());
     tokio::pin!(timer);
+    // Requests taken from the listener, for `load`.
+    let mut taken = 0;
     loop {
+        if let Some(load) = &load {
+            load.report(driver.table.len(), taken);
+        }
         driver.flush().await;
         if driver.stopping && driver.table.is_empty() {
             break;
@@ -217,9 +224,11 @@ pub(super) async fn serve(
             Some(first) = next_handed(&mut handed) => {
                 batched(|| {
                     driver.on_handed(first);
+                    taken += 1;
                     // Take what else is queued now: one wake-up per burst.
                     while let Some(more) = handed.as_mut().and_then(|h| h.try_recv().ok()) {
                         driver.on_handed(more);
+                        taken += 1;
                     }
                 });
             }

@@ -159,6 +159,7 @@ impl TftpFront {
                         self.clone(),
                         port.clone(),
                         None,
+                        None,
                         stop.clone(),
                     ));
                 }
@@ -175,25 +176,22 @@ impl TftpFront {
                 requests,
                 transfer_ports,
             } => {
-                let drivers = transfer_ports
+                let lanes = transfer_ports
                     .into_iter()
                     .map(|port| {
                         let (hand, handed) = tokio::sync::mpsc::unbounded_channel();
+                        let load = Arc::new(dispatch::Load::default());
                         tokio::spawn(driver::serve(
                             self.clone(),
                             port,
                             Some(handed),
+                            Some(load.clone()),
                             stop.clone(),
                         ));
-                        hand
+                        dispatch::Lane::new(hand, load)
                     })
                     .collect();
-                tokio::spawn(dispatch::serve(
-                    self.clone(),
-                    requests,
-                    drivers,
-                    stop.clone(),
-                ));
+                tokio::spawn(dispatch::serve(self.clone(), requests, lanes, stop.clone()));
             }
         }
         ListenerHandle::new(configured, bound, stop)
