@@ -26,10 +26,11 @@ thread_local! {
 /// returns (or panics). Nested batches join the outermost one.
 pub(crate) fn batched<R>(work: impl FnOnce() -> R) -> R {
     let outermost = PENDING.with_borrow_mut(|pending| {
-        pending
-            .is_none()
-            .then(|| *pending = Some(Vec::new()))
-            .is_some()
+        let outermost = pending.is_none();
+        if outermost {
+            *pending = Some(Vec::new());
+        }
+        outermost
     });
     // `then`, not `then_some`: that would make (and drop at once) an
     // `EndOfBatch` for a nested batch too, ending the outer one.

@@ -13,8 +13,8 @@
 //! transfers (each driver reports its count every turn of its loop, see
 //! [`Load`]): a hash would split ten phones fetching firmware 7 to 3 as
 //! often as not, and the core with seven would finish last. What needs no
-//! transfer is answered here, from the TFTP
-//! port: a write request, a request in mail mode, a malformed one.
+//! transfer is answered here, from the TFTP port: a write request, a
+//! request in mail mode, a malformed one.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

@@ -73,17 +73,15 @@ impl Listener {
         // group is bound to it (seen once in CI, among parallel tests): a
         // port chosen anew is as good. A port asked for by number is not
         // tried again: in use is an error to report.
-        let attempts = if addr.port() == 0 { 8 } else { 1 };
-        let mut bound = Listener::bind_group(addr);
-        for _ in 1..attempts {
-            match &bound {
-                Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
-                    bound = Listener::bind_group(addr);
+        let mut retries = if addr.port() == 0 { 7 } else { 0 };
+        loop {
+            match Listener::bind_group(addr) {
+                Err(error) if error.kind() == io::ErrorKind::AddrInUse && retries > 0 => {
+                    retries -= 1;
                 }
-                _ => break,
+                bound => return bound,
             }
         }
-        bound
     }
 
     fn bind_group(addr: SocketAddr) -> io::Result<Listener> {
