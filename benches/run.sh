@@ -41,7 +41,8 @@
 #            phone retransmit; tftpd-hpa's forked children are not counted under callgrind.
 #   SYSCALLS 1 = also count, per file served, the server's system calls of each kind
 #            that a UDP server makes (recvmmsg, sendmmsg, epoll_wait, futex, write, read,
-#            openat2, statx, close), its context switches and page faults, by
+#            openat2, statx, close), its context switches, page faults and heap
+#            allocations (a uprobe on libc's malloc), by
 #            `perf stat -e syscalls:…` around each storm (needs tracepoints: root);
 #            medians in $OUT/syscalls.md. Tracing slows every call a little: time
 #            figures of such a run are not comparable with others      (default 0)
@@ -79,6 +80,17 @@ SYSCALL_EVENTS=context-switches,page-faults
 for call in recvmmsg sendmmsg epoll_wait futex write read openat2 statx close; do
     SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$call"
 done
+if [ "$SYSCALLS" = 1 ]; then
+    # Heap allocations too: a probe on the C library's malloc, which every
+    # server here allocates through (Rust's default allocator included).
+    LIBC=$(ldconfig -p | awk '/libc\.so\.6 .*x86-64/ { print $NF; exit }')
+    if [ -n "$LIBC" ] && { perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc ' ||
+        perf probe -q -x "$LIBC" malloc 2>/dev/null; }; then
+        SYSCALL_EVENTS="$SYSCALL_EVENTS,probe_libc:malloc"
+    else
+        echo "no uprobe on malloc: allocations are not counted" >&2
+    fi
+fi
 INSTR_PHONES=${INSTR_PHONES:-50}
 INSTALL_PEERS=${INSTALL_PEERS:-1}
 PROXY=${PROXY:-1}
@@ -303,7 +315,7 @@ storm_once() {
         wait "$sys_pid" || true
         # One line per storm: server phones files event=count...
         awk -F, -v s="$server" -v p="$phones" -v f="${files:-0}" '
-            $1 ~ /^[0-9]+$/ { sub(/^syscalls:sys_enter_/, "", $3); c = c " " $3 "=" $1 }
+            $1 ~ /^[0-9]+$/ { sub(/^(syscalls:sys_enter_|probe_libc:)/, "", $3); c = c " " $3 "=" $1 }
             END { print s, p, f c }' "$OUT/syscalls-perf.txt" >>"$OUT/syscalls.txt"
     fi
     if [[ "$instr" =~ ^[0-9]+$ ]] && [ "${files:-0}" -gt 0 ]; then

@@ -8,6 +8,8 @@
 //! components, NUL and other control characters, UNC (`//host`) and drive
 //! (`C:`) prefixes, a leading `~`, and names over [`MAX_NAME_LEN`] bytes.
 
+use std::borrow::Cow;
+
 /// Longest name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
@@ -26,16 +28,17 @@ pub enum NameError {
     ForeignRoot,
 }
 
-/// Normalises a requested name into a relative path with `/` separators.
-pub fn normalise(raw: &str) -> Result<String, NameError> {
+/// Normalises a requested name into a relative path with `/` separators;
+/// borrowed when the name is its own normal form (the common case).
+pub fn normalise(raw: &str) -> Result<Cow<'_, str>, NameError> {
     if raw.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong);
     }
     if is_plain(raw) {
         // Nothing to unify or drop: the common case, without the splitting.
-        return Ok(raw.to_owned());
+        return Ok(Cow::Borrowed(raw));
     }
-    normalise_components(raw)
+    normalise_components(raw).map(Cow::Owned)
 }
 
 /// [`normalise`] for any name: unify the separators, drop empty and `.`
@@ -236,7 +239,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn a_plain_name_normalises_as_the_general_path_would(raw in "[a-zA-Z0-9./\\\\~:_ -]{0,8}") {
-            proptest::prop_assert_eq!(normalise(&raw), normalise_components(&raw));
+            proptest::prop_assert_eq!(normalise(&raw).map(Cow::into_owned), normalise_components(&raw));
         }
     }
 

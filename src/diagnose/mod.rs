@@ -171,7 +171,7 @@ pub async fn locate(resolver: &Resolver, raw: &str) -> LocateReport {
         }
     }
     let (cluster_verdict, cluster_reason) = explain(&report);
-    report.normalised = Some(name);
+    report.normalised = Some(name.into_owned());
     let mut reason = String::new();
     if let Some(error) = report.local_error.clone() {
         // What the resolver does: the local root is read before the

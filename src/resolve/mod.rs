@@ -37,6 +37,7 @@ mod stale;
 mod store;
 mod tables;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -379,7 +380,7 @@ impl Resolver {
     pub fn purge(&self, name: Option<&str>) -> usize {
         let dropped = match name {
             Some(raw) => {
-                let normalised = name::normalise(raw).unwrap_or_else(|_| raw.to_owned());
+                let normalised = name::normalise(raw).unwrap_or(Cow::Borrowed(raw));
                 self.inner.caches.purge(Some(&normalised))
             }
             None => self.inner.caches.purge(None),

@@ -235,12 +235,10 @@ fn decode_request(bytes: &[u8]) -> Result<Request, PacketError> {
         return Err(PacketError::EmptyFilename);
     }
     let mode = utf8(fields.next().ok_or(PacketError::Unterminated)??)?;
-    let mode = match mode.to_ascii_lowercase().as_str() {
-        "octet" => Mode::Octet,
-        "netascii" => Mode::Netascii,
-        "mail" => Mode::Mail,
-        _ => return Err(PacketError::UnknownMode(mode.to_owned())),
-    };
+    let mode = [Mode::Octet, Mode::Netascii, Mode::Mail]
+        .into_iter()
+        .find(|known| known.as_str().eq_ignore_ascii_case(mode))
+        .ok_or_else(|| PacketError::UnknownMode(mode.to_owned()))?;
     let options = collect_options(fields)?;
     Ok(Request {
         filename: filename.to_owned(),

@@ -35,6 +35,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
+
 use crate::tftp::options::Negotiated;
 use crate::tftp::packet::{ErrorCode, Packet, OP_DATA};
 
@@ -151,7 +153,8 @@ pub struct Transfer<S> {
     last_block: u64,
     /// The encoded OACK, kept while we wait for the client's ACK 0.
     pending_oack: Option<Vec<u8>>,
-    /// Block 1, read up front (see the module doc).
+    /// Block 1, read up front (see the module doc); taken by its first
+    /// send, so a resend reads it again.
     first_block: Vec<u8>,
     /// Highest block acknowledged (0 before any).
     acked: u64,
@@ -167,7 +170,7 @@ pub struct Transfer<S> {
     outbox: VecDeque<Vec<u8>>,
     /// Sent datagrams handed back by the driver, reused for the next
     /// blocks (see [`Transfer::recycle`]).
-    spare: Vec<Vec<u8>>,
+    spare: SmallVec<[Vec<u8>; 2]>,
     outcome: Option<Outcome>,
     stats: Stats,
 }
@@ -200,7 +203,7 @@ impl<S: BlockSource> Transfer<S> {
             first_sent_at: now,
             deadline: None,
             outbox: VecDeque::new(),
-            spare: Vec::new(),
+            spare: SmallVec::new(),
             outcome: None,
             stats: Stats::default(),
         };
@@ -413,8 +416,9 @@ impl<S: BlockSource> Transfer<S> {
         // Block 1 is kept from the start.
         let read = self.read_ahead(first.max(2), last).and_then(|ahead| {
             for block in first..=last {
-                let packet = if block == 1 {
-                    self.first_block.clone()
+                let packet = if block == 1 && !self.first_block.is_empty() {
+                    // Sent as read up front; a resend reads it again.
+                    std::mem::take(&mut self.first_block)
                 } else {
                     self.read_block(block, &ahead)?
                 };

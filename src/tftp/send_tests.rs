@@ -486,3 +486,23 @@ fn a_window_of_blocks_is_read_in_one_call_and_sent_intact() {
     // read blocks 2–4 in one (block 1 was read at the start).
     assert_eq!(t.body.reads.get() - reads_at_start, windows);
 }
+
+#[test]
+fn a_resent_first_block_carries_the_bytes_of_the_first() {
+    // Block 1 is read up front and handed out by its first send: every
+    // resend reads it again, and must send the very same bytes.
+    for window in [1, 4] {
+        let now = Instant::now();
+        let mut t = Transfer::start(body(3000), &negotiated(512, window, false), 5, now).unwrap();
+        let first = drain(&mut t);
+        let later = t.deadline().unwrap();
+        t.handle_timeout(later);
+        let resent = drain(&mut t);
+        assert_eq!(blocks(&first), blocks(&resent), "window {window}");
+        assert_eq!(first, resent, "window {window}");
+        t.handle_datagram(&ack(1), later);
+        let Some(Packet::Data { block: 2, .. }) = drain(&mut t).first().cloned() else {
+            panic!("window {window}: block 2 did not follow");
+        };
+    }
+}

@@ -1,23 +1,21 @@
-//! A driver: one task that runs every transfer of one [`Port`], told apart
-//! by the client's address and port (quinn's endpoint design). In
-//! single-port mode (`tftp.single_port`) the port is one of the listener's
-//! group of sockets on its own address, and requests arrive on it too (the
-//! kernel sends each phone port's packets to one socket of the group: see
-//! `super::listener`); otherwise a listener has a few transfer ports beside
-//! it, one driver each, and hands each request to one of them (see
-//! `super::dispatch`).
+//! A driver: one task that runs every transfer of one [`Port`], told apart by
+//! the client's address and port (quinn's endpoint design). In single-port mode
+//! (`tftp.single_port`) the port is one of the listener's group of sockets on
+//! its own address, and requests arrive on it too (the kernel sends each phone
+//! port's packets to one socket of the group: see `super::listener`); otherwise
+//! a listener has a few transfer ports beside it, one driver each, and hands
+//! each request to one of them (see `super::dispatch`).
 //!
-//! The driver drains its socket in `recvmmsg` batches, feeds each datagram
-//! to its client's [`Transfer`] (the sans-I/O state machine), fires due
-//! time-outs from one heap of deadlines, and sends what every transfer
-//! queued in `sendmmsg` batches. One task rather than a task per transfer
-//! fed through channels: a datagram reaches its state machine without a
-//! channel hop or a task wake-up, timers cost a heap entry instead of a
-//! tokio timer each, and the replies of a whole receive batch leave in a
-//! few system calls. Resolution can wait on clusters for seconds: a request
-//! whose answer is not ready at once (a local file, a fresh cached copy
-//! are) is resolved in its own task and comes back through a channel; the
-//! socket loop never waits for it.
+//! The driver drains its socket in `recvmmsg` batches, feeds each datagram to
+//! its client's [`Transfer`] (the sans-I/O state machine), fires due time-outs
+//! from one heap of deadlines, and sends what every transfer queued in
+//! `sendmmsg` batches. One task rather than a task per transfer fed through
+//! channels: a datagram reaches its state machine without a channel hop or a
+//! task wake-up, timers cost a heap entry instead of a tokio timer each, and
+//! the replies of a whole receive batch leave in a few system calls. Resolution
+//! can wait on clusters for seconds: a request whose answer is not ready at
+//! once (a local file, a fresh cached copy are) is resolved in its own task and
+//! comes back through a channel; the socket loop never waits for it.
 //!
 //! When the listener is stopped (reload, shutdown) the driver takes no new
 //! request but drives the transfers it has to their end, then closes its
@@ -105,8 +103,8 @@ struct Queued {
     /// Deadlines, earliest first. Entries are not removed when a deadline
     /// moves: an entry that is not its slot's `scheduled` is skipped.
     timers: BinaryHeap<Reverse<(Instant, u64, SocketAddr)>>,
-    /// Buffers of sent datagrams, handed to the transfers to build their
-    /// next blocks in: under a boot storm, one allocation less per packet.
+    /// Buffers of sent datagrams, lent to the transfers to build their next
+    /// blocks in: under a boot storm, one allocation less per packet.
     spare: Vec<Vec<u8>>,
 }
 
@@ -288,6 +286,7 @@ impl Driver {
                 Some([0, 2]) if self.takes_requests => {}
                 _ => {
                     if let Some((transfer, _)) = &mut slot.running {
+                        self.queued.lend(transfer);
                         transfer.handle_datagram(datagram, now);
                         if self.queued.collect(client, slot) {
                             self.end(client, Cut::None);
@@ -478,6 +477,7 @@ impl Driver {
             if let Some((transfer, _)) = &mut slot.running {
                 // Before the real deadline (it moved on) this only lets
                 // `collect` schedule it again.
+                self.queued.lend(transfer);
                 transfer.handle_timeout(now);
                 if self.queued.collect(client, slot) {
                     self.end(client, Cut::None);
@@ -560,8 +560,20 @@ impl Driver {
 }
 
 impl Queued {
-    /// Collects what `client`'s transfer has to send, hands it spare
-    /// buffers, and schedules its next deadline. `true` once it is over.
+    /// Lends `transfer` buffers for the blocks its coming event builds: the
+    /// last ones sent are still in the CPU's cache (lent after the previous
+    /// event, they were cold: two cache misses per block in a storm).
+    fn lend(&mut self, transfer: &mut Transfer<Body>) {
+        while transfer.wants_buffer() {
+            let Some(buffer) = self.spare.pop() else {
+                break;
+            };
+            transfer.recycle(buffer);
+        }
+    }
+
+    /// Collects what `client`'s transfer has to send and schedules its next
+    /// deadline. `true` once it is over.
     fn collect(&mut self, client: SocketAddr, slot: &mut Slot) -> bool {
         let Some((transfer, _)) = &mut slot.running else {
             return false;
@@ -579,12 +591,6 @@ impl Queued {
         let Some(deadline) = transfer.deadline() else {
             return true;
         };
-        while transfer.wants_buffer() {
-            let Some(buffer) = self.spare.pop() else {
-                break;
-            };
-            transfer.recycle(buffer);
-        }
         if slot.scheduled.is_none_or(|at| deadline < at) {
             slot.scheduled = Some(deadline);
             self.timers.push(Reverse((deadline, slot.id, client)));

@@ -23,7 +23,7 @@ const RECV_BUFFER: usize = 16 << 20;
 
 /// Datagrams per `sendmmsg` call (the kernel takes up to 1024; a storm's
 /// replies rarely number more per loop turn).
-const SEND_BATCH: usize = 64;
+pub(super) const SEND_BATCH: usize = 64;
 
 /// A datagram a driver sends.
 pub(super) struct Outgoing {
@@ -189,11 +189,10 @@ impl RecvBatch {
     /// was nothing (or only an error, which concerns one peer: an ICMP
     /// error surfaces here too).
     pub(super) fn receive(&mut self, port: &Port) -> bool {
-        let mut bufs: Vec<IoSliceMut<'_>> = self
-            .storage
-            .chunks_mut(self.slot)
-            .map(IoSliceMut::new)
-            .collect();
+        // On the stack: a receive call allocates nothing.
+        let mut chunks = self.storage.chunks_mut(self.slot);
+        let mut bufs: [IoSliceMut<'_>; BATCH_SIZE] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
         self.count = match port.try_recv(&mut bufs, &mut self.meta) {
             Ok(count) => count,
             Err(error) => {
