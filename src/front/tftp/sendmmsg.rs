@@ -20,8 +20,8 @@ use smallvec::SmallVec;
 use super::socket::{Outgoing, SEND_BATCH};
 
 /// Room on the stack for one value per datagram of a call: a `sendmmsg`
-/// call allocates nothing (six allocations a call, two calls a file, were
-/// a third of a boot storm's allocations).
+/// call allocates nothing (six allocations a call, about two calls a file,
+/// were near half of a boot storm's allocations).
 type PerDatagram<T> = SmallVec<[T; SEND_BATCH]>;
 
 /// Sends `chunk`, from `from` if given (on a wildcard port); returns how
