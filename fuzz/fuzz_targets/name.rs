@@ -11,7 +11,7 @@ fuzz_target!(|raw: &str| {
         assert!(!name.starts_with('/'), "{name:?}");
         assert!(!name.contains('\0'), "{name:?}");
         assert!(name.split('/').all(|segment| segment != ".."), "{name:?}");
-        assert_eq!(normalise(&name).as_deref(), Ok(name.as_str()));
+        assert_eq!(normalise(&name).as_deref(), Ok(&*name));
         let _ = classify(&name);
     }
 });

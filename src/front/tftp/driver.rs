@@ -477,7 +477,6 @@ impl Driver {
             if let Some((transfer, _)) = &mut slot.running {
                 // Before the real deadline (it moved on) this only lets
                 // `collect` schedule it again.
-                self.queued.lend(transfer);
                 transfer.handle_timeout(now);
                 if self.queued.collect(client, slot) {
                     self.end(client, Cut::None);
@@ -560,9 +559,9 @@ impl Driver {
 }
 
 impl Queued {
-    /// Lends `transfer` buffers for the blocks its coming event builds: the
-    /// last ones sent are still in the CPU's cache (lent after the previous
-    /// event, they were cold: two cache misses per block in a storm).
+    /// Lends `transfer` buffers for the blocks an ACK makes it build: the last
+    /// ones sent are still in the CPU's cache (lent after the previous event,
+    /// they were cold: two cache misses a block). A resend allocates its own.
     fn lend(&mut self, transfer: &mut Transfer<Body>) {
         while transfer.wants_buffer() {
             let Some(buffer) = self.spare.pop() else {
