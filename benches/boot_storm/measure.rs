@@ -138,15 +138,43 @@ pub(crate) fn machine_cpu() -> (f64, f64) {
     (busy / hz, idle / hz)
 }
 
-/// utime + stime + cutime + cstime of a process, seconds.
+/// CPU time of a process, seconds: its threads' own (running and ended),
+/// from the kernel's CPU clock of the process, to the nanosecond, plus its
+/// reaped children's (`cutime` + `cstime`, 10 ms ticks: a server that forks
+/// per transfer). In ticks alone a 200-file storm measured CPU per file to
+/// ±50 µs, the whole difference between two servers.
 pub(crate) fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    // utime is field 14 of the whole line, i.e. index 11 after the name.
+    let own = process_clock_seconds(pid).or_else(|| stat_seconds(pid, 11..13))?;
+    Some(own + stat_seconds(pid, 13..15)?)
+}
+
+/// The process CPU clock of `pid` (`clock_getcpuclockid`), seconds.
+fn process_clock_seconds(pid: u32) -> Option<f64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: writes the clock's id into the variable we own.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    // SAFETY: writes into the struct we own.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the clock id came from the kernel.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(now.tv_sec as f64 + now.tv_nsec as f64 / 1e9)
+}
+
+/// The sum of `/proc/<pid>/stat` tick fields `fields` (indexes after the
+/// command name), seconds.
+fn stat_seconds(pid: u32, fields: std::ops::Range<usize>) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime is field 14 of the whole line, i.e. index 11 after the name.
-    let ticks: f64 = fields
-        .get(11..15)?
+    let values: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = values
+        .get(fields)?
         .iter()
         .filter_map(|f| f.parse::<f64>().ok())
         .sum();

@@ -81,7 +81,7 @@ impl StormReport {
             self.rcvbuf_errors,
             self.client_cpu,
             self.server_cpu
-                .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
+                .map_or_else(|| "-".to_owned(), |c| format!("{c:.4}")),
             self.machine_busy,
             self.machine_idle,
             self.by_position
